@@ -1,0 +1,65 @@
+# glmc — top-level build plumbing. See README.md.
+#
+#   make demo          set up, build, run glmc on Models/cnn.onnx
+#   make test          set up, build, conformance, swift test
+#   make conformance   run the ONNX Runtime conformance suite (ENGINE=interpreter)
+#   make bench-import  import benchmark (generates bench-data/ on first run)
+#   make proto         regenerate the protoc-c sources in Sources/CONNXProto
+#   make models        regenerate Models/ (onnx + ORT reference outputs)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+MAKEFLAGS += --no-print-directory
+
+export PATH := /opt/swift/usr/bin:$(PATH)
+
+SWIFT    ?= swift
+PYTHON   := .venv/bin/python
+GLMC     := .build/release/glmc
+ENGINE   ?= interpreter
+PROTOC_C ?= protoc-c
+ONNX_PROTO ?= /usr/include/onnx/onnx.proto
+PROTO_DIR  := Sources/CONNXProto
+
+.PHONY: all setup build test conformance demo bench-import proto models clean distclean
+
+all: build
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	$(SWIFT) build -c release --product glmc
+
+# build -> conformance -> swift test, so swift test's summary is the last thing printed.
+test: build
+	$(MAKE) conformance
+	$(SWIFT) test
+
+conformance: build
+	$(PYTHON) Tests/Conformance/run_conformance.py --glmc $(GLMC) --engine $(ENGINE) --check
+
+demo: build
+	$(GLMC) check Models/cnn.onnx
+	$(GLMC) dump Models/cnn.onnx
+
+bench-import: build
+	$(PYTHON) scripts/bench_import.py --glmc $(GLMC)
+
+# Generated into a temp dir first so a failing protoc-c leaves the checked-in files alone.
+proto: setup
+	@tmp="$$(mktemp -d)"; trap 'rm -rf "$$tmp"' EXIT; \
+	$(PROTOC_C) --proto_path="$(dir $(ONNX_PROTO))" --c_out="$$tmp" "$(ONNX_PROTO)"; \
+	mv "$$tmp/onnx.pb-c.h" $(PROTO_DIR)/include/onnx.pb-c.h; \
+	mv "$$tmp/onnx.pb-c.c" $(PROTO_DIR)/onnx.pb-c.c; \
+	echo "proto: regenerated $(PROTO_DIR)/onnx.pb-c.c and $(PROTO_DIR)/include/onnx.pb-c.h from $(ONNX_PROTO)"
+
+models: setup
+	$(PYTHON) scripts/make_models.py
+
+clean:
+	rm -rf .build bench-data Tests/Conformance/generated Tests/Conformance/results
+
+distclean: clean
+	rm -rf .venv

@@ -1,0 +1,2 @@
+import GLMCIR
+import GLMCOps

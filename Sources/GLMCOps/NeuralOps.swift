@@ -1,0 +1,6 @@
+import GLMCIR
+
+/// Neural ops. (Being written.)
+public enum NeuralOps {
+    public static let all: [OpDefinition] = []
+}

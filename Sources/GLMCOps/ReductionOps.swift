@@ -1,0 +1,6 @@
+import GLMCIR
+
+/// Reduction ops. (Being written.)
+public enum ReductionOps {
+    public static let all: [OpDefinition] = []
+}
