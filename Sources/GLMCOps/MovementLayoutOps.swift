@@ -80,7 +80,10 @@ enum MovementLayoutOps {
         let x = try ctx.requiredInput(0)
         switch try reshapeTargetOperand(ctx) {
         case .known(let target):
-            if let sizes = x.shape.staticSizes { return [TensorType(x.dtype, static: try reshapeTarget(ctx, input: sizes, target: target))] }
+            // Inconsistent static shapes are left to evaluation: they may sit in a branch never taken.
+            if let sizes = x.shape.staticSizes, let out = try? reshapeTarget(ctx, input: sizes, target: target) {
+                return [TensorType(x.dtype, static: out)]
+            }
             let allowZero = try allowsZero(ctx)
             var dims: [Dim] = target.enumerated().map { i, t in
                 if t == 0 && !allowZero { return x.shape.dims.flatMap { i < $0.count ? $0[i] : nil } ?? .unknown }
@@ -347,10 +350,11 @@ enum MovementLayoutOps {
         let axis = try ctx.normalizedAxis(try ctx.int("axis", default: 0), rank: dims.count)
         let explicit: IntsOperand = ctx.opset >= 13 || (ctx.opset < 2 && ctx.inputType(1) != nil)
             ? ctx.intsOperand(1) : (try ctx.ints("split")).map(IntsOperand.known) ?? .absent
+        // Sizes that do not fit are left to evaluation (unknown here): they may sit in a branch never taken.
         var sizes: [Int]?
         switch explicit {
-        case .known(let s): sizes = try splitSizes(ctx, explicit: s, dim: dims[axis].value)
-        case .absent: sizes = try splitSizes(ctx, explicit: nil, dim: dims[axis].value)
+        case .known(let s): sizes = try? splitSizes(ctx, explicit: s, dim: dims[axis].value)
+        case .absent: sizes = try? splitSizes(ctx, explicit: nil, dim: dims[axis].value)
         case .unknown: sizes = nil
         }
         return (0 ..< ctx.outputCount).map { i in
