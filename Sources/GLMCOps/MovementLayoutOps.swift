@@ -254,7 +254,7 @@ enum MovementLayoutOps {
         }
         guard repeats.count == dims.count else { throw ctx.error("repeats \(repeats) do not match rank \(dims.count)") }
         return [TensorType(x.dtype, Shape(zip(dims, repeats).map { d, r in
-            r == 1 ? d : d.value.map { .known($0 * r) } ?? (r == 0 ? .known(0) : .unknown)
+            r == 1 ? d : d.value.flatMap { checkedProduct($0, r) }.map(Dim.known) ?? (r == 0 ? .known(0) : .unknown)
         }))]
     }, evaluate: { ctx in
         let x = try ctx.requiredInput(0)
@@ -262,7 +262,7 @@ enum MovementLayoutOps {
         guard repeats.count == x.rank, repeats.allSatisfy({ $0 >= 0 }) else {
             throw ctx.error("repeats \(repeats) do not fit shape \(x.shape)")
         }
-        let shape = zip(x.shape, repeats).map { $0.multipliedReportingOverflow(by: $1).overflow ? -1 : $0 * $1 }
+        let shape = zip(x.shape, repeats).map { checkedProduct($0, $1) ?? -1 }
         _ = try ctx.checkedCount(shape)
         let maps = zip(x.shape, shape).map { n, m in (0 ..< m).map { $0 % n } }
         return [try x.picking(MovementIndexing.productIndices(maps: maps, strides: ShapeHelpers.strides(x.shape)), shape: shape)]
@@ -331,7 +331,7 @@ enum MovementLayoutOps {
             guard explicit.count == ctx.outputCount, explicit.allSatisfy({ $0 >= 0 }) else {
                 throw ctx.error("split \(explicit) does not give \(ctx.outputCount) non-negative sizes")
             }
-            if let dim, explicit.reduce(0, +) != dim { throw ctx.error("split \(explicit) does not sum to \(dim)") }
+            if let dim, checkedSum(explicit) != dim { throw ctx.error("split \(explicit) does not sum to \(dim)") }
             return explicit
         }
         let n = ctx.opset >= 18 ? try ctx.int("num_outputs") ?? ctx.outputCount : ctx.outputCount
@@ -478,10 +478,13 @@ enum MovementLayoutOps {
     /// Source coordinates along one axis of size `dim` padded by (before, after) in `mode`; -1 = fill.
     /// Negative amounts crop first; the padding then extends the cropped extent.
     private static func padMap(_ ctx: some NodeContext, dim: Int, before: Int, after: Int, mode: String) throws -> [Int] {
+        guard before > Int.min, after > Int.min, let size = checkedSum([dim, before, after]),
+              size >= 0, size <= movementElementLimit else {
+            throw ctx.error("pads (\(before), \(after)) do not fit a dim of \(dim)")
+        }
         let lo = max(0, -before), hi = dim - max(0, -after)
         let m = hi - lo
-        let size = m + max(0, before) + max(0, after)
-        guard m >= 0, size >= 0 else { throw ctx.error("pads (\(before), \(after)) crop more than the dim \(dim)") }
+        guard m >= 0 else { throw ctx.error("pads (\(before), \(after)) crop more than the dim \(dim)") }
         guard m > 0 || mode == "constant" || size == 0 else { throw ctx.error("cannot \(mode)-pad an empty axis") }
         return try (0 ..< size).map { o in
             let p = o - max(0, before)
@@ -514,7 +517,7 @@ enum MovementLayoutOps {
         case .unknown: return [TensorType(x.dtype, Shape(dims.map { _ in .unknown }))]
         }
         for (d, (b, e)) in try padAmounts(ctx, rank: dims.count, pads: p, axes: axisList).enumerated() where b != 0 || e != 0 {
-            dims[d] = dims[d].value.map { .known($0 + b + e) } ?? .unknown
+            dims[d] = dims[d].value.flatMap { checkedSum([$0, b, e]) }.map(Dim.known) ?? .unknown
         }
         return [TensorType(x.dtype, Shape(dims))]
     }, evaluate: { ctx in
@@ -546,7 +549,7 @@ enum MovementLayoutOps {
 
     private static func blockOperands(_ ctx: some NodeContext, _ x: Tensor) throws -> (b: Int, mode: String) {
         guard x.rank == 4 else { throw ctx.error("\(ctx.op) needs a 4-D input, got \(x.shape)") }
-        guard let b = try ctx.int("blocksize"), b > 0 else { throw ctx.error("blocksize must be positive") }
+        guard let b = try ctx.int("blocksize"), b > 0, b <= 1 << 16 else { throw ctx.error("blocksize must be in 1...65536") }
         let mode = try ctx.string("mode", default: "DCR")
         guard mode == "DCR" || mode == "CRD" else { throw ctx.unsupported("mode '\(mode)'") }
         return (b, mode)
@@ -557,10 +560,10 @@ enum MovementLayoutOps {
         let x = try ctx.requiredInput(0)
         guard let dims = x.shape.dims else { return [TensorType(x.dtype, Shape([Dim](repeating: .unknown, count: 4)))] }
         guard dims.count == 4 else { throw ctx.error("\(ctx.op) needs a 4-D input, got \(x.shape)") }
-        guard let b = try ctx.int("blocksize"), b > 0 else { throw ctx.error("blocksize must be positive") }
+        guard let b = try ctx.int("blocksize"), b > 0, b <= 1 << 16 else { throw ctx.error("blocksize must be in 1...65536") }
         func scale(_ d: Dim, up: Bool) throws -> Dim {
             guard let v = d.value else { return .unknown }
-            if up { return .known(v * b * (toSpace ? 1 : b)) }
+            if up { return checkedProduct(v, toSpace ? b : b * b).map(Dim.known) ?? .unknown }
             let q = toSpace ? b * b : b
             guard v % q == 0 else { throw ctx.error("dim \(v) is not divisible by \(q)") }
             return .known(v / q)
@@ -589,9 +592,10 @@ enum MovementLayoutOps {
         let (b, mode) = try blockOperands(ctx, x)
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         guard h % b == 0 && w % b == 0 else { throw ctx.error("spatial dims \(h)×\(w) are not divisible by blocksize \(b)") }
+        guard let depth = checkedProduct(c, b * b) else { throw ctx.error("channels \(c) × blocksize² overflow") }
         let view = [n, c, h / b, b, w / b, b]
         let perm = mode == "DCR" ? [0, 3, 5, 1, 2, 4] : [0, 1, 3, 5, 2, 4]
-        return [try x.picking(MovementIndexing.transposedIndices(viewShape: view, perm: perm), shape: [n, c * b * b, h / b, w / b])]
+        return [try x.picking(MovementIndexing.transposedIndices(viewShape: view, perm: perm), shape: [n, depth, h / b, w / b])]
     })
 
     // MARK: ReverseSequence
@@ -624,7 +628,7 @@ enum MovementLayoutOps {
     /// centred with zeros (extra zero at the end).
     private static func centerCropPadMaps(_ ctx: some NodeContext, shape: [Int], target: [Int]) throws -> [[Int]] {
         let axes = try ctx.normalizedAxes(try ctx.ints("axes") ?? Array(0 ..< shape.count), rank: shape.count)
-        guard target.count == axes.count, target.allSatisfy({ $0 >= 0 }) else {
+        guard target.count == axes.count, target.allSatisfy({ $0 >= 0 && $0 <= movementElementLimit }) else {
             throw ctx.error("shape \(target) does not match axes \(axes)")
         }
         var maps = shape.map { Array(0 ..< $0) }
@@ -679,7 +683,7 @@ enum MovementLayoutOps {
         let strides = try ctx.ints("strides") ?? [Int](repeating: 1, count: nd)
         guard x.rank == 3, block.count == nd, dilations.count == nd, strides.count == nd, pads.count == 2 * nd,
               image.allSatisfy({ $0 > 0 }), block.allSatisfy({ $0 > 0 }), dilations.allSatisfy({ $0 > 0 }),
-              strides.allSatisfy({ $0 > 0 }) else {
+              strides.allSatisfy({ $0 > 0 }), (image + block + dilations + strides + pads).allSatisfy({ $0 >= 0 && $0 < 1 << 31 }) else {
             throw ctx.error("inconsistent Col2Im shapes or attributes")
         }
         let blockSize = block.reduce(1, *)

@@ -106,6 +106,8 @@ enum MovementIndexing {
     /// makes the whole element a fill (-1). Row-major over the output, whose shape is `maps.map(\.count)`.
     /// Transpose, Expand, Tile, Slice, Pad, crops and block rearrangements are all this one loop.
     static func productIndices(maps: [[Int]], strides: [Int]) -> [Int] {
+        // An empty axis empties the result; stop before earlier axes build a large partial list.
+        if maps.contains(where: \.isEmpty) { return [] }
         var out = [0]
         for (map, stride) in zip(maps, strides) {
             var next = [Int]()
@@ -145,8 +147,8 @@ enum MovementIndexing {
 // MARK: - Operand and attribute reading shared by the movement ops
 
 /// Element counts beyond this are refused rather than allocated (a hostile shape must not crash the
-/// process): 2^32 elements.
-let movementElementLimit = 1 << 32
+/// process): 2^31 elements.
+let movementElementLimit = 1 << 31
 
 extension NodeContext {
     /// The element count of `shape`, throwing on negative sizes, overflow or absurd sizes.
@@ -173,6 +175,23 @@ extension NodeContext {
         guard Set(out).count == out.count else { throw error("repeated axis in \(axes)") }
         return out
     }
+}
+
+/// `a + b + c` of sizes, or nil when it overflows (hostile pads or split sizes).
+func checkedSum(_ values: [Int]) -> Int? {
+    var total = 0
+    for v in values {
+        let (s, overflow) = total.addingReportingOverflow(v)
+        if overflow { return nil }
+        total = s
+    }
+    return total
+}
+
+/// `a * b`, or nil when it overflows.
+func checkedProduct(_ a: Int, _ b: Int) -> Int? {
+    let (p, overflow) = a.multipliedReportingOverflow(by: b)
+    return overflow ? nil : p
 }
 
 extension Tensor {

@@ -146,9 +146,13 @@ enum MovementSourceOps {
 
     // MARK: Range
 
-    /// Range's length and values. Integers are computed exactly; floats through Double (for f16/bf16
-    /// the reference accumulates in f32, whose rounding then vanishes in the final conversion).
-    private static func rangeValues(_ ctx: some NodeContext, _ start: Tensor, _ limit: Tensor, _ delta: Tensor) throws -> Tensor {
+    /// Range's scalar operands, validated: integers exactly as Int64, floats as Double.
+    private enum RangeBounds {
+        case integer(start: Int64, delta: Int64, count: Int)
+        case real(start: Double, delta: Double, count: Int)
+    }
+
+    private static func rangeBounds(_ ctx: some NodeContext, _ start: Tensor, _ limit: Tensor, _ delta: Tensor) throws -> RangeBounds {
         for t in [start, limit, delta] where t.count != 1 {
             throw ctx.error("Range inputs must be scalars, got shape \(t.shape)")
         }
@@ -163,26 +167,35 @@ enum MovementSourceOps {
             let q = span / d, r = span % d
             let n = max(0, Int(q) + ((r != 0 && (r > 0) == (d > 0)) ? 1 : 0))
             _ = try ctx.checkedCount([n])
-            return Tensor(int64s: (0 ..< n).map { s &+ Int64($0) &* d }, dtype: dtype, shape: [n])
+            return .integer(start: s, delta: d, count: n)
         }
         guard dtype.isFloatingPoint else { throw ctx.unsupported("Range of \(dtype)") }
         let (s, l, d) = (start.doubles[0], limit.doubles[0], delta.doubles[0])
         guard d != 0 else { throw ctx.error("Range delta must not be zero") }
         let steps = ((l - s) / d).rounded(.up)
-        guard steps.isFinite, steps < Double(movementElementLimit) else { throw ctx.error("Range of \(steps) elements") }
-        let n = max(0, Int(steps))
-        return Tensor(doubles: (0 ..< n).map { s + Double($0) * d }, dtype: dtype, shape: [n])
+        guard steps.isFinite, steps <= Double(movementElementLimit) else { throw ctx.error("Range of \(steps) elements") }
+        return .real(start: s, delta: d, count: max(0, Int(steps)))
     }
 
     static let range = OpDefinition("Range", since: [11, 27], infer: { ctx in
         let dtype = try ctx.requiredInput(0).dtype
         if let s = ctx.constant(0), let l = ctx.constant(1), let d = ctx.constant(2),
-           let r = try? rangeValues(ctx, s, l, d) {
-            return [r.type]
+           let bounds = try? rangeBounds(ctx, s, l, d) {
+            switch bounds {
+            case .integer(_, _, let n), .real(_, _, let n): return [TensorType(dtype, static: [n])]
+            }
         }
         return [TensorType(dtype, Shape([.unknown]))]
     }, evaluate: { ctx in
-        [try rangeValues(ctx, try ctx.requiredInput(0), try ctx.requiredInput(1), try ctx.requiredInput(2))]
+        let start = try ctx.requiredInput(0)
+        // Integers are exact; floats go through Double (for f16/bf16 the reference accumulates in f32,
+        // whose rounding vanishes in the final conversion).
+        switch try rangeBounds(ctx, start, try ctx.requiredInput(1), try ctx.requiredInput(2)) {
+        case .integer(let s, let d, let n):
+            return [Tensor(int64s: (0 ..< n).map { s &+ Int64($0) &* d }, dtype: start.dtype, shape: [n])]
+        case .real(let s, let d, let n):
+            return [Tensor(doubles: (0 ..< n).map { s + Double($0) * d }, dtype: start.dtype, shape: [n])]
+        }
     })
 
     // MARK: OneHot

@@ -333,4 +333,36 @@ final class MovementOpsTests: XCTestCase {
         let h = Tensor(doubles: [1, -2, 1], dtype: .f16, shape: [3])
         XCTAssertEqual(try run1("Unique", [h]).doubles, [-2, 1])
     }
+
+    // MARK: Hostile inputs
+
+    /// Absurd sizes, overflowing pads and bad indices are errors, never traps or huge allocations.
+    func testHostileOperandsThrow() throws {
+        let x = iota([2, 2])
+        let big = Int64.max
+        XCTAssertThrowsError(try run1("ConstantOfShape", [i64([1 << 40, 1 << 40])]))
+        XCTAssertThrowsError(try run1("ConstantOfShape", [i64([-1])]))
+        XCTAssertThrowsError(try run1("Tile", [x, i64([big, 2])]))
+        XCTAssertThrowsError(try run1("Expand", [x, i64([1 << 40, 2, 2])]))
+        XCTAssertThrowsError(try run1("Pad", [x, i64([big, 0, big, 0])]))
+        XCTAssertThrowsError(try run1("Pad", [x, i64([Int64.min, 0, 0, 0])]))
+        XCTAssertThrowsError(try run1("Pad", [x, i64([-3, 0, 0, 0])]))
+        XCTAssertThrowsError(try run1("Range", [i64([0], []), i64([big], []), i64([1], [])]))
+        XCTAssertThrowsError(try run1("Range", [f32([0], []), f32([.infinity], []), f32([1], [])]))
+        XCTAssertThrowsError(try run1("Reshape", [x, i64([big, 2])]))
+        XCTAssertThrowsError(try run("Split", opset: 13, [iota([4]), i64([big, big])], outputs: 2))
+        XCTAssertThrowsError(try run1("DepthToSpace", [iota([1, 4, 1, 1])], ["blocksize": .int(1 << 40)]))
+        // Empty, but with a huge dim: must not build a huge intermediate index list.
+        XCTAssertEqual(try run1("SpaceToDepth", [iota([1, 1, 0, 0])], ["blocksize": .int(1 << 15)]).shape, [1, 1 << 30, 0, 0])
+        XCTAssertThrowsError(try run1("OneHot", [i64([0]), f32([1e30], []), f32([0, 1], [2])]))
+        XCTAssertThrowsError(try run1("CenterCropPad", [x, i64([big, 2])]))
+        XCTAssertThrowsError(try run1("Col2Im", [f32([1], [1, 1, 1]), i64([big, 1]), i64([1, 1])], ["pads": .ints([Int.max, 0, 0, 0])]))
+        XCTAssertThrowsError(try run1("Slice", [x, i64([0]), i64([1]), i64([2])]))
+        XCTAssertThrowsError(try run1("Gather", [iota([]), i64([0])]))
+        XCTAssertThrowsError(try run1("GatherElements", [x, i64([0, 0, 0, 0, 0, 0], [3, 2])], ["axis": .int(1)]))
+        XCTAssertThrowsError(try run1("ScatterND", [x, i64([0, 0, 0], [1, 3]), f32([1], [1])]))
+        XCTAssertThrowsError(try run1("Unique", [iota([])], ["axis": .int(0)]))
+        XCTAssertThrowsError(try run1("Transpose", [x], ["perm": .ints([0, 5])]))
+        XCTAssertThrowsError(try run1("Concat", [x, Tensor([Int64(1), 2, 3, 4], shape: [2, 2])], ["axis": .int(0)]))
+    }
 }
