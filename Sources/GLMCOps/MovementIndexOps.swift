@@ -32,8 +32,9 @@ enum MovementIndexOps {
         let outer = data.shape[..<axis].reduce(1, *), inner = data.shape[(axis + 1)...].reduce(1, *)
         // Output (outer, index, inner) reads data (outer, indices[index], inner).
         let maps = [Array(0 ..< outer), try resolvedIndices(ctx, indices, bound: dim), Array(0 ..< inner)]
-        let picks = MovementIndexing.productIndices(maps: maps, strides: [dim * inner, inner, 1])
-        return [try data.picking(picks, shape: Array(data.shape[..<axis]) + indices.shape + data.shape[(axis + 1)...])]
+        let shape = Array(data.shape[..<axis]) + indices.shape + data.shape[(axis + 1)...]
+        _ = try ctx.checkedCount(shape)
+        return [try data.gathering(AxisGather(maps: maps, strides: [dim * inner, inner, 1]), shape: shape)]
     })
 
     // MARK: GatherElements, ScatterElements, Scatter
@@ -156,11 +157,6 @@ enum MovementIndexOps {
         return (offsets, Array(dataShape[(b + k)...]), Array(indices.shape.dropLast()))
     }
 
-    /// The flat positions of every element of the addressed slices, in order.
-    private static func expand(_ offsets: [Int], sliceSize: Int) -> [Int] {
-        offsets.flatMap { $0 ..< $0 + sliceSize }
-    }
-
     static let gatherND = OpDefinition("GatherND", since: [11, 12, 13], infer: { ctx in
         let data = try ctx.requiredInput(0)
         let b = ctx.opset >= 12 ? try ctx.int("batch_dims", default: 0) : 0
@@ -173,8 +169,8 @@ enum MovementIndexOps {
         let data = try ctx.requiredInput(0), indices = try ctx.requiredInput(1)
         let b = ctx.opset >= 12 ? try ctx.int("batch_dims", default: 0) : 0
         let (offsets, sliceShape, grid) = try ndOffsets(ctx, dataShape: data.shape, indices: indices, batchDims: b)
-        let picks = expand(offsets, sliceSize: sliceShape.reduce(1, *))
-        return [try data.picking(picks, shape: grid + sliceShape)]
+        _ = try ctx.checkedCount(grid + sliceShape)
+        return [try data.picking(offsets, runLength: sliceShape.reduce(1, *), shape: grid + sliceShape)]
     })
 
     static let scatterND = OpDefinition("ScatterND", since: [11, 13, 16, 18], infer: { ctx in
@@ -185,7 +181,8 @@ enum MovementIndexOps {
         guard updates.shape == grid + sliceShape else {
             throw ctx.error("updates of shape \(updates.shape) should have shape \(grid + sliceShape)")
         }
-        let positions = expand(offsets, sliceSize: sliceShape.reduce(1, *))
+        let sliceSize = sliceShape.reduce(1, *)
+        let positions = offsets.flatMap { $0 ..< $0 + sliceSize }
         return [try scattered(ctx, data: data, updates: updates, positions: positions)]
     })
 
@@ -212,10 +209,9 @@ enum MovementIndexOps {
         if let last = selected.last, last >= x.shape[axis] {
             throw ctx.error("condition selects index \(last) of a dim of size \(x.shape[axis])")
         }
-        var maps = x.shape.map { Array(0 ..< $0) }
-        maps[axis] = selected
-        let picks = MovementIndexing.productIndices(maps: maps, strides: ShapeHelpers.strides(x.shape))
-        return [try x.picking(picks, shape: maps.map(\.count))]
+        var gather = AxisGather(identity: x.shape)
+        gather.maps[axis] = selected
+        return [try x.gathering(gather)]
     })
 
     static let nonZero = OpDefinition("NonZero", since: [9, 13], infer: { ctx in
@@ -276,12 +272,11 @@ enum MovementIndexOps {
             x = x.reshaped([x.count])
         }
         // The sub-tensors along `axis`, each as the flat indices of its elements and their keys.
-        let strides = ShapeHelpers.strides(x.shape)
         let sliceCount = x.shape[axis]
         let slices: [[Int]] = (0 ..< sliceCount).map { j in
-            var maps = x.shape.map { Array(0 ..< $0) }
-            maps[axis] = [j]
-            return MovementIndexing.productIndices(maps: maps, strides: strides)
+            var gather = AxisGather(identity: x.shape)
+            gather.maps[axis] = [j]
+            return gather.indices
         }
         let elementKeys = uniqueKeys(x)
         let keys = slices.map { $0.map { elementKeys[$0] } }
@@ -301,11 +296,9 @@ enum MovementIndexOps {
         var inverse = [Int64](repeating: 0, count: sliceCount)
         for (g, group) in groups.enumerated() { for j in group.members { inverse[j] = Int64(g) } }
 
-        var shape = x.shape
-        shape[axis] = groups.count
-        var maps = x.shape.map { Array(0 ..< $0) }
-        maps[axis] = groups.map(\.first)
-        let y = try x.picking(MovementIndexing.productIndices(maps: maps, strides: strides), shape: shape)
+        var gather = AxisGather(identity: x.shape)
+        gather.maps[axis] = groups.map(\.first)
+        let y = try x.gathering(gather)
         let outputs = [
             y,
             Tensor(groups.map { Int64($0.first) }, shape: [groups.count]),

@@ -206,13 +206,13 @@ enum MovementLayoutOps {
     }, evaluate: { ctx in
         let x = try ctx.requiredInput(0)
         let perm = try permutation(ctx, rank: x.rank)
-        return [try x.picking(MovementIndexing.transposedIndices(viewShape: x.shape, perm: perm), shape: perm.map { x.shape[$0] })]
+        return [try x.gathering(AxisGather(viewShape: x.shape, perm: perm))]
     })
 
     // MARK: Expand, Tile
 
-    /// Source indices of broadcasting a tensor of shape `from` to shape `to` (which `from` broadcasts to).
-    static func broadcastIndices(from: [Int], to: [Int]) -> [Int] {
+    /// Broadcasting a tensor of shape `from` to shape `to` (which `from` broadcasts to).
+    static func broadcastGather(from: [Int], to: [Int]) -> AxisGather {
         let offset = to.count - from.count
         let strides = ShapeHelpers.strides(from)
         var maps: [[Int]] = [], mapStrides: [Int] = []
@@ -222,7 +222,7 @@ enum MovementLayoutOps {
             maps.append(broadcast ? [Int](repeating: 0, count: n) : Array(0 ..< n))
             mapStrides.append(j < 0 ? 0 : strides[j])
         }
-        return MovementIndexing.productIndices(maps: maps, strides: mapStrides)
+        return AxisGather(maps: maps, strides: mapStrides)
     }
 
     static let expand = OpDefinition("Expand", since: [8, 13], infer: { ctx in
@@ -243,7 +243,7 @@ enum MovementLayoutOps {
             throw ctx.error("cannot expand \(x.shape) to \(sizes)")
         }
         _ = try ctx.checkedCount(shape)
-        return [try x.picking(broadcastIndices(from: x.shape, to: shape), shape: shape)]
+        return [try x.gathering(broadcastGather(from: x.shape, to: shape))]
     })
 
     static let tile = OpDefinition("Tile", since: [1, 6, 13], infer: { ctx in
@@ -265,7 +265,7 @@ enum MovementLayoutOps {
         let shape = zip(x.shape, repeats).map { checkedProduct($0, $1) ?? -1 }
         _ = try ctx.checkedCount(shape)
         let maps = zip(x.shape, shape).map { n, m in (0 ..< m).map { $0 % n } }
-        return [try x.picking(MovementIndexing.productIndices(maps: maps, strides: ShapeHelpers.strides(x.shape)), shape: shape)]
+        return [try x.gathering(AxisGather(maps: maps, strides: ShapeHelpers.strides(x.shape)))]
     })
 
     // MARK: Concat, Split
@@ -307,22 +307,11 @@ enum MovementLayoutOps {
         }
         var shape = first.shape
         shape[axis] = parts.reduce(0) { $0 + $1.shape[axis] }
+        _ = try ctx.checkedCount(shape)
         let outer = first.shape[..<axis].reduce(1, *)
         let inner = first.shape[(axis + 1)...].reduce(1, *)
-        // Index into the parts joined end to end: for each outer slice, each part's chunk in turn.
-        let chunks = parts.map { $0.shape[axis] * inner }
-        var starts = [Int](), offset = 0
-        for p in parts { starts.append(offset); offset += p.count }
-        var indices = [Int]()
-        indices.reserveCapacity(try ctx.checkedCount(shape))
-        for o in 0 ..< outer {
-            for (k, chunk) in chunks.enumerated() {
-                let base = starts[k] + o * chunk
-                indices.append(contentsOf: base ..< base + chunk)
-            }
-        }
-        let joined = try TensorStorage.rearranging(parts.map(\.storage), with: JoinElements())
-        return [try Tensor(shape: [joined.count], storage: joined).picking(indices, shape: shape)]
+        let chunks = ConcatenateChunks(outer: outer, chunks: parts.map { $0.shape[axis] * inner })
+        return [Tensor(shape: shape, storage: try .rearranging(parts.map(\.storage), with: chunks))]
     })
 
     /// Split's part sizes along an axis of size `dim` (nil when symbolic), or nil when they depend on it.
@@ -375,11 +364,9 @@ enum MovementLayoutOps {
 
     /// `x` restricted to `range` along `axis`.
     private static func sliced(_ x: Tensor, axis: Int, range: Range<Int>) throws -> Tensor {
-        var maps = x.shape.map { Array(0 ..< $0) }
-        maps[axis] = Array(range)
-        var shape = x.shape
-        shape[axis] = range.count
-        return try x.picking(MovementIndexing.productIndices(maps: maps, strides: ShapeHelpers.strides(x.shape)), shape: shape)
+        var gather = AxisGather(identity: x.shape)
+        gather.maps[axis] = Array(range)
+        return try x.gathering(gather)
     }
 
     // MARK: Slice
@@ -452,13 +439,12 @@ enum MovementLayoutOps {
             (starts, ends, axes, steps) = (ctx.intsInput(1), ctx.intsInput(2), ctx.intsInput(3), ctx.intsInput(4))
         }
         guard let starts, let ends else { throw ctx.error("Slice needs starts and ends") }
-        var maps = x.shape.map { Array(0 ..< $0) }
+        var gather = AxisGather(identity: x.shape)
         for p in try sliceParameters(ctx, rank: x.rank, starts: starts, ends: ends, axes: axes, steps: steps) {
             let (first, count) = sliceBounds(start: p.start, end: p.end, step: p.step, dim: x.shape[p.axis])
-            maps[p.axis] = (0 ..< count).map { first + $0 * p.step }
+            gather.maps[p.axis] = (0 ..< count).map { first + $0 * p.step }
         }
-        let indices = MovementIndexing.productIndices(maps: maps, strides: ShapeHelpers.strides(x.shape))
-        return [try x.picking(indices, shape: maps.map(\.count))]
+        return [try x.gathering(gather)]
     })
 
     // MARK: Pad
@@ -539,10 +525,9 @@ enum MovementLayoutOps {
         guard let pads else { throw ctx.error("Pad needs pads") }
         let amounts = try padAmounts(ctx, rank: x.rank, pads: pads, axes: axes)
         let maps = try zip(x.shape, amounts).map { try padMap(ctx, dim: $0, before: $1.0, after: $1.1, mode: mode) }
-        let shape = maps.map(\.count)
-        _ = try ctx.checkedCount(shape)
-        let indices = MovementIndexing.productIndices(maps: maps, strides: ShapeHelpers.strides(x.shape))
-        return [try x.picking(indices, shape: shape, fill: fill)]
+        let gather = AxisGather(maps: maps, strides: ShapeHelpers.strides(x.shape))
+        _ = try ctx.checkedCount(gather.shape)
+        return [try x.gathering(gather, fill: fill)]
     })
 
     // MARK: DepthToSpace, SpaceToDepth
@@ -582,7 +567,7 @@ enum MovementLayoutOps {
         let (view, perm) = mode == "DCR"
             ? ([n, b, b, c / (b * b), h, w], [0, 3, 4, 1, 5, 2])
             : ([n, c / (b * b), b, b, h, w], [0, 1, 4, 2, 5, 3])
-        return [try x.picking(MovementIndexing.transposedIndices(viewShape: view, perm: perm), shape: [n, c / (b * b), h * b, w * b])]
+        return [try x.gathering(AxisGather(viewShape: view, perm: perm), shape: [n, c / (b * b), h * b, w * b])]
     })
 
     static let spaceToDepth = OpDefinition("SpaceToDepth", since: [1, 13, 28], infer: { ctx in
@@ -595,7 +580,7 @@ enum MovementLayoutOps {
         guard let depth = checkedProduct(c, b * b) else { throw ctx.error("channels \(c) × blocksize² overflow") }
         let view = [n, c, h / b, b, w / b, b]
         let perm = mode == "DCR" ? [0, 3, 5, 1, 2, 4] : [0, 1, 3, 5, 2, 4]
-        return [try x.picking(MovementIndexing.transposedIndices(viewShape: view, perm: perm), shape: [n, depth, h / b, w / b])]
+        return [try x.gathering(AxisGather(viewShape: view, perm: perm), shape: [n, depth, h / b, w / b])]
     })
 
     // MARK: ReverseSequence
@@ -656,10 +641,9 @@ enum MovementLayoutOps {
     }, evaluate: { ctx in
         let x = try ctx.requiredInput(0)
         let maps = try centerCropPadMaps(ctx, shape: x.shape, target: try ctx.requiredInput(1).ints)
-        let shape = maps.map(\.count)
-        _ = try ctx.checkedCount(shape)
-        let indices = MovementIndexing.productIndices(maps: maps, strides: ShapeHelpers.strides(x.shape))
-        return [try x.picking(indices, shape: shape, fill: x.zeroScalar)]
+        let gather = AxisGather(maps: maps, strides: ShapeHelpers.strides(x.shape))
+        _ = try ctx.checkedCount(gather.shape)
+        return [try x.gathering(gather, fill: x.zeroScalar)]
     })
 
     // MARK: Col2Im

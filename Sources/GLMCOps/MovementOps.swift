@@ -9,9 +9,10 @@ import GLMCIR
 /// - MovementIndexOps.swift: Gather, GatherElements, GatherND, Scatter, ScatterElements, ScatterND,
 ///   Compress, NonZero, Unique.
 ///
-/// Almost every kernel here computes, for each output element, the flat index of the input element it
-/// copies (or -1 for "a fill value"), then lets `Tensor.picking` move the elements of whatever dtype the
-/// tensor holds. Index computation is dtype-independent; element movement is one generic loop.
+/// Almost every kernel here describes, per output axis, which input coordinates it reads (an
+/// `AxisGather`; -1 for "a fill value"), or lists the flat input index of every output element; then
+/// `Tensor.gathering` / `Tensor.picking` move the elements of whatever dtype the tensor holds, copying
+/// contiguous runs whole. Index computation is dtype-independent; element movement is one generic loop.
 public enum MovementOps {
     public static let all: [OpDefinition] = MovementSourceOps.all + MovementLayoutOps.all + MovementIndexOps.all
 }
@@ -55,23 +56,47 @@ extension TensorStorage {
     }
 }
 
-/// `out[k] = source[indices[k]]`, where a negative index selects the single element of the optional
-/// second array (the fill value). Callers guarantee indices are in range.
-struct PickElements: ElementRearrangement {
-    var indices: [Int]
+/// Copies runs of `length` consecutive source elements: run k starts at `starts[k]`, or is `length`
+/// copies of the optional second array's single element (the fill value) where the start is negative.
+/// With `length` 1 this is a plain element gather. Callers guarantee the runs are in range.
+struct PickRuns: ElementRearrangement {
+    var starts: [Int]
+    var length = 1
+
     func apply<T>(_ arrays: [[T]]) throws -> [T] {
-        let source = arrays[0]
-        if arrays.count > 1, let fill = arrays[1].first {
-            return indices.map { $0 < 0 ? fill : source[$0] }
+        let fill = arrays.count > 1 ? Array(arrays[1].prefix(1)) : []
+        guard !fill.isEmpty || !starts.contains(where: { $0 < 0 }) else {
+            throw GLMCError("internal: fill index without a fill value")
         }
-        if indices.contains(where: { $0 < 0 }) { throw GLMCError("internal: fill index without a fill value") }
-        return source.withUnsafeBufferPointer { src in indices.map { src[$0] } }
+        return arrays[0].withUnsafeBufferPointer { src in
+            if length == 1 { return starts.map { $0 < 0 ? fill[0] : src[$0] } }
+            var out = [T]()
+            out.reserveCapacity(starts.count * length)
+            for s in starts {
+                if s < 0 {
+                    out.append(contentsOf: repeatElement(fill[0], count: length))
+                } else {
+                    out.append(contentsOf: src[s ..< s + length])
+                }
+            }
+            return out
+        }
     }
 }
 
-/// All arrays one after the other.
-struct JoinElements: ElementRearrangement {
-    func apply<T>(_ arrays: [[T]]) throws -> [T] { Array(arrays.joined()) }
+/// Concatenation: for each of `outer` slices, `chunks[k]` consecutive elements of each array k in turn.
+struct ConcatenateChunks: ElementRearrangement {
+    var outer: Int
+    var chunks: [Int]
+
+    func apply<T>(_ arrays: [[T]]) throws -> [T] {
+        var out = [T]()
+        out.reserveCapacity(arrays.reduce(0) { $0 + $1.count })
+        for o in 0 ..< outer {
+            for (a, chunk) in zip(arrays, chunks) { out.append(contentsOf: a[o * chunk ..< (o + 1) * chunk]) }
+        }
+        return out
+    }
 }
 
 /// A copy of the first array with `out[positions[k]] = updates[k]` (later writes win).
@@ -85,13 +110,61 @@ struct OverwriteElements: ElementRearrangement {
     }
 }
 
+/// An "outer product" gather: output axis d at coordinate c reads source coordinate `maps[d][c]` along
+/// a source direction of stride `strides[d]`; a negative map entry makes the element a fill value.
+/// The output is row-major over `maps.map(\.count)`. Transpose, Expand, Tile, Slice, Split, Pad, Gather,
+/// crops and block rearrangements are all one of these.
+struct AxisGather {
+    var maps: [[Int]]
+    var strides: [Int]
+
+    /// Reads every axis of a tensor of `shape` whole.
+    init(identity shape: [Int]) {
+        maps = shape.map { Array(0 ..< $0) }
+        strides = ShapeHelpers.strides(shape)
+    }
+
+    init(maps: [[Int]], strides: [Int]) { self.maps = maps; self.strides = strides }
+
+    /// `transpose(reshape(x, viewShape), perm)`.
+    init(viewShape: [Int], perm: [Int]) {
+        let viewStrides = ShapeHelpers.strides(viewShape)
+        maps = perm.map { Array(0 ..< viewShape[$0]) }
+        strides = perm.map { viewStrides[$0] }
+    }
+
+    var shape: [Int] { maps.map(\.count) }
+
+    /// Flat source index of every output element (-1 for fills), row-major.
+    var indices: [Int] { MovementIndexing.productIndices(maps: maps[...], strides: strides[...]) }
+
+    /// The output as runs: trailing axes that read whole, contiguous source rows are copied as one run.
+    var runs: PickRuns {
+        var length = 1, k = maps.count
+        while k > 0, strides[k - 1] == length, maps[k - 1].elementsEqual(0 ..< maps[k - 1].count) {
+            length *= maps[k - 1].count
+            k -= 1
+        }
+        return PickRuns(starts: MovementIndexing.productIndices(maps: maps[..<k], strides: strides[..<k]), length: length)
+    }
+}
+
 extension Tensor {
-    /// A tensor of `shape` whose element k is this tensor's element `indices[k]`, or `fill`'s first
-    /// element where the index is negative.
-    func picking(_ indices: [Int], shape: [Int], fill: Tensor? = nil) throws -> Tensor {
+    /// A tensor of `shape` made of runs of `runLength` elements starting at each of `starts` (by default
+    /// single elements), or `fill`'s first element where a start is negative.
+    func picking(_ starts: [Int], runLength: Int = 1, shape: [Int], fill: Tensor? = nil) throws -> Tensor {
+        try rearranged(PickRuns(starts: starts, length: runLength), shape: shape, fill: fill)
+    }
+
+    /// The result of `gather` (shaped `shape`, by default the gather's own shape).
+    func gathering(_ gather: AxisGather, shape: [Int]? = nil, fill: Tensor? = nil) throws -> Tensor {
+        try rearranged(gather.runs, shape: shape ?? gather.shape, fill: fill)
+    }
+
+    private func rearranged(_ runs: PickRuns, shape: [Int], fill: Tensor?) throws -> Tensor {
         var storages = [storage]
         if let fill { storages.append(fill.storage) }
-        return Tensor(shape: shape, storage: try .rearranging(storages, with: PickElements(indices: indices)))
+        return Tensor(shape: shape, storage: try .rearranging(storages, with: runs))
     }
 
     /// A one-element tensor of this dtype holding zero (false, "").
@@ -101,11 +174,9 @@ extension Tensor {
 // MARK: - Index computation
 
 enum MovementIndexing {
-    /// Flat source indices of an "outer product" gather: output axis d at coordinate c reads source
-    /// coordinate `maps[d][c]` along a source direction of stride `strides[d]`; a negative map entry
-    /// makes the whole element a fill (-1). Row-major over the output, whose shape is `maps.map(\.count)`.
-    /// Transpose, Expand, Tile, Slice, Pad, crops and block rearrangements are all this one loop.
-    static func productIndices(maps: [[Int]], strides: [Int]) -> [Int] {
+    /// Flat source indices of the outer-product gather described by `maps` and `strides` (see
+    /// `AxisGather`); -1 where a map entry is negative.
+    static func productIndices(maps: ArraySlice<[Int]>, strides: ArraySlice<Int>) -> [Int] {
         // An empty axis empties the result; stop before earlier axes build a large partial list.
         if maps.contains(where: \.isEmpty) { return [] }
         var out = [0]
@@ -120,13 +191,7 @@ enum MovementIndexing {
         return out
     }
 
-    /// Source indices of `transpose(reshape(x, viewShape), perm)`.
-    static func transposedIndices(viewShape: [Int], perm: [Int]) -> [Int] {
-        let strides = ShapeHelpers.strides(viewShape)
-        return productIndices(maps: perm.map { Array(0 ..< viewShape[$0]) }, strides: perm.map { strides[$0] })
-    }
-
-    /// Calls `body(coordinates, flatIndex)` for every element of `shape`, row-major.
+/// Calls `body(coordinates, flatIndex)` for every element of `shape`, row-major.
     static func forEachCoordinate(_ shape: [Int], _ body: ([Int], Int) throws -> Void) rethrows {
         let count = shape.reduce(1, *)
         guard count > 0 else { return }
@@ -147,8 +212,8 @@ enum MovementIndexing {
 // MARK: - Operand and attribute reading shared by the movement ops
 
 /// Element counts beyond this are refused rather than allocated (a hostile shape must not crash the
-/// process): 2^31 elements.
-let movementElementLimit = 1 << 31
+/// process): 2^30 elements (4 GiB of f32, plus the index lists of a gather).
+let movementElementLimit = 1 << 30
 
 extension NodeContext {
     /// The element count of `shape`, throwing on negative sizes, overflow or absurd sizes.
