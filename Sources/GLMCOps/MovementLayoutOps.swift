@@ -11,13 +11,13 @@ enum MovementLayoutOps {
 
     // MARK: Reshape, Flatten
 
-    /// Reshape's target with 0 (copy the input dim, unless allowzero) and -1 (infer) resolved.
     /// Reshape's allowzero (opset 14): a 0 in the target is a real 0 rather than "copy the input dim".
     private static func allowsZero(_ ctx: some NodeContext) throws -> Bool {
         guard ctx.opset >= 14 else { return false }
         return try ctx.int("allowzero", default: 0) != 0
     }
 
+    /// Reshape's target with 0 (copy the input dim, unless allowzero) and -1 (infer) resolved.
     private static func reshapeTarget(_ ctx: some NodeContext, input: [Int], target: [Int]) throws -> [Int] {
         let allowZero = try allowsZero(ctx)
         var out = target
@@ -52,14 +52,18 @@ enum MovementLayoutOps {
         var inKnown = 1, outKnown = 1
         for d in input {
             switch d {
-            case .known(let v): inKnown = inKnown.multipliedReportingOverflow(by: v).partialValue
+            case .known(let v):
+                guard let p = checkedProduct(inKnown, v) else { return .unknown }
+                inKnown = p
             case .symbol(let s): symbols.append(s)
             case .unknown: return .unknown
             }
         }
         for d in others {
             switch d {
-            case .known(let v): outKnown = outKnown.multipliedReportingOverflow(by: v).partialValue
+            case .known(let v):
+                guard let p = checkedProduct(outKnown, v) else { return .unknown }
+                outKnown = p
             case .symbol(let s):
                 guard let i = symbols.firstIndex(of: s) else { return .unknown }
                 symbols.remove(at: i)
@@ -288,8 +292,9 @@ enum MovementLayoutOps {
         }
         // Along the axis: the sum when all sizes are known, the lone non-empty operand's dim otherwise.
         let along = types.map { $0.shape.dims?[axis] ?? .unknown }
-        if along.allSatisfy({ $0.value != nil }) {
-            dims[axis] = .known(along.reduce(0) { $0 + ($1.value ?? 0) })
+        let knownSizes = along.compactMap(\.value)
+        if knownSizes.count == along.count {
+            dims[axis] = checkedSum(knownSizes).map(Dim.known) ?? .unknown
         } else {
             let nonEmpty = along.filter { $0.value != 0 }
             dims[axis] = nonEmpty.count == 1 ? nonEmpty[0] : .unknown
@@ -655,7 +660,7 @@ enum MovementLayoutOps {
             let n = ctx.inputType(1)?.shape.dims?.first?.value
             return [TensorType(x.dtype, Shape(n.map { [Dim](repeating: .unknown, count: $0 + 2) }))]
         }
-        let blockSize = block.reduce(1, *)
+        let blockSize = checkedElementCount(block) ?? 0
         let channels: Dim = dims[1].value.map { blockSize > 0 ? .known($0 / blockSize) : .unknown } ?? .unknown
         return [TensorType(x.dtype, Shape([dims[0], channels] + image.map(Dim.known)))]
     }, evaluate: { ctx in
@@ -670,7 +675,7 @@ enum MovementLayoutOps {
               strides.allSatisfy({ $0 > 0 }), (image + block + dilations + strides + pads).allSatisfy({ $0 >= 0 && $0 < 1 << 31 }) else {
             throw ctx.error("inconsistent Col2Im shapes or attributes")
         }
-        let blockSize = block.reduce(1, *)
+        guard let blockSize = checkedElementCount(block) else { throw ctx.error("block_shape \(block) is too large") }
         let (n, cb, l) = (x.shape[0], x.shape[1], x.shape[2])
         // Sliding-block grid per spatial dim; its product must be the column count L.
         let grid: [Int] = (0 ..< nd).map { d -> Int in
@@ -678,13 +683,13 @@ enum MovementLayoutOps {
             let span: Int = dilations[d] * (block[d] - 1) + 1
             return extent < span ? 0 : (extent - span) / strides[d] + 1
         }
-        guard cb % blockSize == 0, grid.allSatisfy({ $0 > 0 }), grid.reduce(1, *) == l else {
+        guard cb % blockSize == 0, grid.allSatisfy({ $0 > 0 }), checkedElementCount(grid) == l else {
             throw ctx.error("input \(x.shape) does not match image \(image) and block \(block)")
         }
         let c = cb / blockSize
-        let imageSize = image.reduce(1, *)
         let shape = [n, c] + image
         var out = [Double](repeating: 0, count: try ctx.checkedCount(shape))
+        let imageSize = image.reduce(1, *)
         let input = x.doubles
         let imageStrides = ShapeHelpers.strides(image)
         // Column (n, c·block + k, position) adds into pixel position·stride − pad + k·dilation.
