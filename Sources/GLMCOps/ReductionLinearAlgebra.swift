@@ -129,47 +129,89 @@ enum ReductionLinearAlgebra {
         return c
     }
 
-    /// c[m×n] += a[m×k] · b[k×n], all row-major and contiguous. Blocks of B (kBlock rows × nBlock
-    /// columns) stay in cache while 4-row strips of A sweep over them; the innermost loop runs over
-    /// contiguous columns of B and C so it vectorizes.
+    /// c[m×n] += a[m×k] · b[k×n], all row-major and contiguous.
+    ///
+    /// For each block of 256 rows of B, 16-column panels of B (16 KB, L1-resident) are swept by
+    /// 4-row strips of A; each 4×16 tile of C is held in eight SIMD registers across the whole
+    /// block. Leftover rows and columns take a plain loop over contiguous columns.
     static func sgemm(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
                       m: Int, k: Int, n: Int) {
-        let kBlock = 256, nBlock = 512
+        typealias V = SIMD8<Float>
+        let kBlock = 256
+        let nTiles = n / 16 * 16, mTiles = m / 4 * 4
+        @inline(__always) func load(_ p: UnsafeMutablePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+        @inline(__always) func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+        @inline(__always) func store(_ v: V, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self) }
         for p0 in stride(from: 0, to: k, by: kBlock) {
             let p1 = min(p0 + kBlock, k)
-            for j0 in stride(from: 0, to: n, by: nBlock) {
-                let nb = min(nBlock, n - j0)
-                var i = 0
-                while i + 4 <= m {
-                    let c0 = c + i * n + j0, c1 = c0 + n, c2 = c1 + n, c3 = c2 + n
+            for j in stride(from: 0, to: nTiles, by: 16) {
+                for i in stride(from: 0, to: mTiles, by: 4) {
+                    let c0 = c + i * n + j, c1 = c0 + n, c2 = c1 + n, c3 = c2 + n
+                    var r00 = load(c0), r01 = load(c0 + 8), r10 = load(c1), r11 = load(c1 + 8)
+                    var r20 = load(c2), r21 = load(c2 + 8), r30 = load(c3), r31 = load(c3 + 8)
                     let a0 = a + i * k, a1 = a0 + k, a2 = a1 + k, a3 = a2 + k
                     for p in p0..<p1 {
-                        let b0 = b + p * n + j0
-                        let x0 = a0[p], x1 = a1[p], x2 = a2[p], x3 = a3[p]
-                        for j in 0..<nb {
-                            let bv = b0[j]
-                            c0[j] += x0 * bv; c1[j] += x1 * bv; c2[j] += x2 * bv; c3[j] += x3 * bv
-                        }
+                        let bp = b + p * n + j
+                        let b0 = load(bp), b1 = load(bp + 8)
+                        let x0 = V(repeating: a0[p]), x1 = V(repeating: a1[p])
+                        let x2 = V(repeating: a2[p]), x3 = V(repeating: a3[p])
+                        r00 += x0 * b0; r01 += x0 * b1; r10 += x1 * b0; r11 += x1 * b1
+                        r20 += x2 * b0; r21 += x2 * b1; r30 += x3 * b0; r31 += x3 * b1
                     }
-                    i += 4
+                    store(r00, c0); store(r01, c0 + 8); store(r10, c1); store(r11, c1 + 8)
+                    store(r20, c2); store(r21, c2 + 8); store(r30, c3); store(r31, c3 + 8)
                 }
-                while i < m {
-                    let c0 = c + i * n + j0, a0 = a + i * k
-                    for p in p0..<p1 {
-                        let b0 = b + p * n + j0, x0 = a0[p]
-                        for j in 0..<nb { c0[j] += x0 * b0[j] }
-                    }
-                    i += 1
+            }
+            // Rows below the last full strip (all columns), then columns right of the last full
+            // panel (strip rows only).
+            for i in 0..<m {
+                let (jStart, jEnd) = i < mTiles ? (nTiles, n) : (0, n)
+                guard jStart < jEnd else { continue }
+                let ci = c + i * n, ai = a + i * k
+                for p in p0..<p1 {
+                    let x = ai[p], bp = b + p * n
+                    for j in jStart..<jEnd { ci[j] += x * bp[j] }
                 }
             }
         }
     }
 
-    /// A row-major rows×cols matrix transposed.
+    /// c[m×n] += a[m×k] · bᵀ where `bt` is b stored transposed (n×k, row-major): every output
+    /// element is a dot product of two contiguous rows. Used for Gemm with transB and few rows of A
+    /// (fully connected layers), where transposing B would cost more than the product.
+    static func sgemmTransposedB(_ a: UnsafePointer<Float>, _ bt: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+                                 m: Int, k: Int, n: Int) {
+        for i in 0..<m {
+            let row = UnsafeRawPointer(a + i * k)
+            for j in 0..<n {
+                let col = UnsafeRawPointer(bt + j * k)
+                var acc = SIMD8<Float>(), p = 0
+                while p + 8 <= k {
+                    acc += row.loadUnaligned(fromByteOffset: p * 4, as: SIMD8<Float>.self)
+                        * col.loadUnaligned(fromByteOffset: p * 4, as: SIMD8<Float>.self)
+                    p += 8
+                }
+                var sum = acc.sum()
+                while p < k { sum += a[i * k + p] * bt[j * k + p]; p += 1 }
+                c[i * n + j] += sum
+            }
+        }
+    }
+
+    /// A row-major rows×cols matrix transposed, in cache-sized tiles.
     static func transposed<T>(_ a: [T], rows: Int, cols: Int) -> [T] {
         guard rows > 1 && cols > 1 else { return a }
         var out = a
-        for r in 0..<rows { for c in 0..<cols { out[c * rows + r] = a[r * cols + c] } }
+        let tile = 32
+        a.withUnsafeBufferPointer { src in out.withUnsafeMutableBufferPointer { dst in
+            for r0 in stride(from: 0, to: rows, by: tile) {
+                for c0 in stride(from: 0, to: cols, by: tile) {
+                    for r in r0..<min(r0 + tile, rows) {
+                        for c in c0..<min(c0 + tile, cols) { dst[c * rows + r] = src[r * cols + c] }
+                    }
+                }
+            }
+        } }
         return out
     }
 
@@ -210,9 +252,23 @@ enum ReductionLinearAlgebra {
             case .int(let v): return (.int(transposed(v, rows: r, cols: c)), [c, r])
             }
         }
-        let (an, aShape) = try operand(a, transpose: ta), (bn, bShape) = try operand(b, transpose: tb)
-        let layout = try MatMulLayout(aShape, bShape, ctx)
-        let product = try batchedProduct(an, bn, layout, ctx)
+        let (an, aShape) = try operand(a, transpose: ta)
+        let product: Numbers, layout: MatMulLayout
+        if tb, case .float(let av) = an, case .f32(let bt) = b.storage, aShape[0] <= 16 {
+            // Few rows against a transposed B: dot products of contiguous rows, no transposition.
+            layout = try MatMulLayout(aShape, [b.shape[1], b.shape[0]], ctx)
+            var y = [Float](repeating: 0, count: layout.m * layout.n)
+            if layout.k > 0 && !y.isEmpty {
+                av.withUnsafeBufferPointer { ap in bt.withUnsafeBufferPointer { bp in y.withUnsafeMutableBufferPointer { yp in
+                    sgemmTransposedB(ap.baseAddress!, bp.baseAddress!, yp.baseAddress!, m: layout.m, k: layout.k, n: layout.n)
+                } } }
+            }
+            product = .float(y)
+        } else {
+            let (bn, bShape) = try operand(b, transpose: tb)
+            layout = try MatMulLayout(aShape, bShape, ctx)
+            product = try batchedProduct(an, bn, layout, ctx)
+        }
         let shape = [layout.m, layout.n]
         let c = ctx.input(2)
         // The common f32 case stays in Float; alpha = beta = 1 on integers stays exact.
