@@ -577,7 +577,7 @@ public struct Parser {
                 return .tensor(try materialize(data, type: try parseType()))
             }
             if isIdentifier("graph") {
-                guard depth + 1 < Parser.maxGraphDepth else {
+                guard depth < Parser.maxGraphDepth else {
                     throw fail("graphs nest more than \(Parser.maxGraphDepth) deep")
                 }
                 try advance()
