@@ -225,3 +225,17 @@ final class RoundTripTests: XCTestCase {
         assertModuleRoundTrip(module(b.function))
     }
 }
+
+final class DocumentationTests: XCTestCase {
+    /// The opening example of Docs/IR.md is printer output: it parses and prints back unchanged.
+    func testSpecExampleRoundTrips() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let doc = try String(contentsOf: root.appendingPathComponent("Docs/IR.md"), encoding: .utf8)
+        guard let open = doc.range(of: "```\nmodule attributes"),
+              let close = doc.range(of: "\n```\n", range: open.upperBound ..< doc.endIndex) else {
+            return XCTFail("example not found in Docs/IR.md")
+        }
+        let example = String(doc[doc.index(open.lowerBound, offsetBy: 4) ..< close.lowerBound]) + "\n"
+        assertTextRoundTrip(example, weights: .elideLarge)
+    }
+}
