@@ -241,6 +241,10 @@ final class ParserTests: XCTestCase {
         XCTAssertEqual(m.main.body.count, 1)
     }
 
+    func testByteOrderMarkIsIgnored() throws {
+        XCTAssertEqual(try Parser.parse("\u{FEFF}func @f() -> () {\n  return\n}").main.name, "f")
+    }
+
     func testOptionalHeaders() throws {
         let m = try Parser.parse("func @f(%0: f32[1]) -> (f32[1]) {\n  return %0\n}\n")
         XCTAssertTrue(m.opsets.isEmpty)
