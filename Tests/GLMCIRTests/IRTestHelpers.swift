@@ -91,7 +91,7 @@ func assertParseError(_ text: String, _ message: String, baseDirectory: String? 
 }
 
 /// Raw little-endian bytes of a tensor, for comparisons.
-func bytesOf(_ t: TensorData) -> [UInt8] { Array(t.rawBytes) }
+func bytesOf(_ t: TensorData) -> [UInt8] { t.elements(as: UInt8.self) }
 
 func tensorAttribute(_ inst: Instruction, _ key: String) -> TensorData? {
     if case .tensor(let t)? = inst.attributes[key] { return t }
