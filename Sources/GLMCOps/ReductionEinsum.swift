@@ -5,16 +5,23 @@ extension ReductionLinearAlgebra {
         let types = try (0..<ctx.inputTypes.count).map { try ctx.requiredInput($0) }
         guard let first = types.first else { throw ctx.error("Einsum needs at least one input") }
         try ReductionSupport.requireNumeric(first.dtype, ctx)
-        var shapes: [[Int]] = []
-        for t in types {
-            guard let s = t.shape.staticSizes else {
-                // Output rank is known from the equation alone only when there is no ellipsis.
-                return [TensorType(first.dtype, .unranked)]
+        let dims = types.map { $0.shape.dims }
+        guard dims.allSatisfy({ $0 != nil }) else { return [TensorType(first.dtype, .unranked)] }
+        // Resolve the equation with non-static sizes as 1 (which broadcasts against anything), then
+        // give each output axis the most informative dimension its label has among the inputs.
+        let plan = try EinsumPlan(try equation(ctx), shapes: dims.map { $0!.map { $0.value ?? 1 } }, ctx)
+        var best: [Int: Dim] = [:]
+        for (labels, ds) in zip(plan.operandLabels, dims) {
+            for (label, d) in zip(labels, ds!) {
+                switch (best[label], d) {
+                case (nil, _), (.known(1)?, _), (.unknown?, .symbol): best[label] = d
+                case (.symbol?, .known(let v)) where v != 1: best[label] = d
+                case (.unknown?, .known(let v)) where v != 1: best[label] = d
+                default: break
+                }
             }
-            shapes.append(s)
         }
-        let plan = try EinsumPlan(try equation(ctx), shapes: shapes, ctx)
-        return [TensorType(first.dtype, static: plan.outShape)]
+        return [TensorType(first.dtype, Shape(plan.outLabels.map { best[$0] ?? .known(1) }))]
     }, evaluate: { ctx in
         let inputs = try (0..<ctx.inputs.count).map { try ctx.requiredInput($0) }
         guard let dtype = inputs.first?.dtype else { throw ctx.error("Einsum needs at least one input") }
@@ -43,6 +50,8 @@ struct EinsumPlan {
     /// Per operand, per label: the element stride that label advances (summed over repeated labels,
     /// which walks a diagonal; 0 for labels the operand lacks or broadcasts).
     var strides: [[Int: Int]] = []
+    /// The label of every axis of every operand.
+    var operandLabels: [[Int]] = []
     var outShape: [Int] { outLabels.map { labelSizes[$0] ?? 1 } }
 
     private enum Token: Equatable { case label(Int), ellipsis }
@@ -67,7 +76,7 @@ struct EinsumPlan {
         }
         let ellipsisRank = ellipsisRanks.max() ?? 0
         // Expand "..." into its label ids so every axis of every operand has one label.
-        let operandLabels = terms.enumerated().map { t, term in
+        operandLabels = terms.enumerated().map { t, term in
             term.flatMap { token -> [Int] in
                 switch token {
                 case .label(let id): return [id]

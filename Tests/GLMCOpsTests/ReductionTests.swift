@@ -356,6 +356,10 @@ final class ReductionOpsTests: XCTestCase {
         let t = try infer("Einsum", opset: 12, [TensorType(.f32, static: [3, 4]), TensorType(.f32, static: [4, 5])],
                           ["equation": .string("ij,jk->ki")])
         XCTAssertEqual(t, [TensorType(.f32, static: [5, 3])])
+        let attention = try infer("Einsum", opset: 12, [sym(.f32, [.symbol("b"), .known(4), .known(8)]),
+                                                       sym(.f32, [.symbol("b"), .unknown, .known(8)])],
+                                  ["equation": .string("bid,bjd->bij")])
+        XCTAssertEqual(attention, [sym(.f32, [.symbol("b"), .known(4), .unknown])])
     }
 
     func testDet() throws {
