@@ -79,6 +79,11 @@ enum ReductionLinearAlgebra {
             bOffsets = ReductionSupport.stridedOffsets(shape: batch, strides: bStrides.map { $0 * k * n })
             outShape = batch + (aShape.count == 1 ? [] : [m]) + (bShape.count == 1 ? [] : [n])
             _ = try ReductionSupport.count(batch + [m, n], ctx)
+            if bBatch.isEmpty && !aBatch.isEmpty {
+                // A shared B: the batches of A are one tall contiguous matrix (one larger product).
+                m *= aOffsets.count
+                (aOffsets, bOffsets) = ([0], [0])
+            }
         }
 
         /// Result type of a matmul of two (possibly symbolic) operand types.
