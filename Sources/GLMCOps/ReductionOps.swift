@@ -9,7 +9,7 @@ public enum ReductionOps {
         reduceOps + [argOp("ArgMax", findMax: true), argOp("ArgMin", findMax: false)]
         + softmaxOps + [cumulativeOp("CumSum", since: [11, 14], product: false),
                         cumulativeOp("CumProd", since: [26], product: true), topK]
-        + ReductionNormalization.all + ReductionLinearAlgebra.all
+        + ReductionNormalization.all + ReductionLinearAlgebra.all + ReductionLosses.all
 }
 
 // MARK: - Reduce*
@@ -268,7 +268,7 @@ extension ReductionOps {
 // MARK: - Softmax / LogSoftmax / Hardmax
 
 extension ReductionOps {
-    private enum SoftmaxKind { case softmax, logSoftmax, hardmax }
+    enum SoftmaxKind { case softmax, logSoftmax, hardmax }
 
     private static let softmaxOps: [OpDefinition] = [
         ("Softmax", SoftmaxKind.softmax), ("LogSoftmax", .logSoftmax), ("Hardmax", .hardmax),
@@ -287,28 +287,35 @@ extension ReductionOps {
             // from 13 only the one axis is.
             var (outer, n, inner) = ReductionSupport.split(x.shape, axis: axis)
             if ctx.opset < 13 { n *= inner; inner = 1 }
-            var v = x.doubles
-            for o in 0..<outer {
-                for i in 0..<inner {
-                    let base = o * n * inner + i
-                    var m = -Double.infinity, arg = 0
-                    for j in 0..<n where v[base + j * inner] > m || j == 0 { m = v[base + j * inner]; arg = j }
-                    switch kind {
-                    case .hardmax:
-                        for j in 0..<n { v[base + j * inner] = j == arg ? 1 : 0 }
-                    case .softmax, .logSoftmax:
-                        var s = 0.0
-                        for j in 0..<n { s += Foundation.exp(v[base + j * inner] - m) }
-                        let logS = Foundation.log(s)
-                        for j in 0..<n {
-                            let shifted = v[base + j * inner] - m
-                            v[base + j * inner] = kind == .softmax ? Foundation.exp(shifted) / s : shifted - logS
-                        }
+            let v = softmax(x.doubles, outer: outer, n: n, inner: inner, kind)
+            return [Tensor(doubles: v, dtype: x.dtype, shape: x.shape)]
+        })
+    }
+
+    /// Softmax, log-softmax or hardmax over the middle axis of an (outer, n, inner) view.
+    static func softmax(_ x: [Double], outer: Int, n: Int, inner: Int, _ kind: SoftmaxKind) -> [Double] {
+        var v = x
+        for o in 0..<outer {
+            for i in 0..<inner {
+                let base = o * n * inner + i
+                // The maximum (first one for hardmax); exponents are shifted by it to stay finite.
+                var m = -Double.infinity, arg = 0
+                for j in 0..<n where v[base + j * inner] > m || j == 0 { m = v[base + j * inner]; arg = j }
+                switch kind {
+                case .hardmax:
+                    for j in 0..<n { v[base + j * inner] = j == arg ? 1 : 0 }
+                case .softmax, .logSoftmax:
+                    var s = 0.0
+                    for j in 0..<n { s += Foundation.exp(v[base + j * inner] - m) }
+                    let logS = Foundation.log(s)
+                    for j in 0..<n {
+                        let shifted = v[base + j * inner] - m
+                        v[base + j * inner] = kind == .softmax ? Foundation.exp(shifted) / s : shifted - logS
                     }
                 }
             }
-            return [Tensor(doubles: v, dtype: x.dtype, shape: x.shape)]
-        })
+        }
+        return v
     }
 }
 

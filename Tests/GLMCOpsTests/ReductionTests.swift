@@ -241,6 +241,30 @@ final class ReductionOpsTests: XCTestCase {
         assertClose(lrn, [1.0 / 6, 2.0 / 6])
     }
 
+    // MARK: Losses
+
+    func testLosses() throws {
+        // The NegativeLogLikelihoodLoss examples of the ONNX spec: N, C, d1 = 2, 3, 2.
+        let x = f32([1, 2, 2, 2, 3, 2, 0, 1, 2, 2, 1, 2], [2, 3, 2])
+        let target = i64([2, 1, 0, 2], [2, 2])
+        let none = try run("NegativeLogLikelihoodLoss", opset: 13, [x, target], ["reduction": .string("none")])[0]
+        assertClose(none, [-3, -2, 0, -2], shape: [2, 2])
+        let weight = f32([0.2, 0.3, 0.1], [3])
+        assertClose(try run("NegativeLogLikelihoodLoss", opset: 13, [x, target, weight], ["reduction": .string("sum")])[0],
+                    [-1.1], shape: [])
+        // Mean divides by the weights used; ignored targets count for nothing.
+        let mean = try run("NegativeLogLikelihoodLoss", opset: 22, [x, target, weight], ["ignore_index": .int(1)])[0]
+        assertClose(mean, [(-0.3 - 0 - 0.2) / 0.4])
+        XCTAssertThrowsError(try run("NegativeLogLikelihoodLoss", opset: 13, [x, i64([3, 1, 0, 2], [2, 2])]))
+        // SoftmaxCrossEntropyLoss: equal scores give log(C) per sample; log_prob is the log-softmax.
+        let sce = try run("SoftmaxCrossEntropyLoss", opset: 13, [f32([0, 0, 5, 5], [2, 2]), i64([0, 1])], outputs: 2)
+        assertClose(sce[0], [log(2)], shape: [])
+        assertClose(sce[1], Array(repeating: -log(2), count: 4), shape: [2, 2])
+        let t = try infer("SoftmaxCrossEntropyLoss", opset: 13, [sym(.f32, [.symbol("n"), .known(3)]), sym(.i64, [.symbol("n")])],
+                          ["reduction": .string("none")], outputs: 2)
+        XCTAssertEqual(t, [sym(.f32, [.symbol("n")]), sym(.f32, [.symbol("n"), .known(3)])])
+    }
+
     // MARK: MatMul / Gemm
 
     /// Straightforward reference product of row-major matrices.
