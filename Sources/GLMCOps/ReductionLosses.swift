@@ -26,7 +26,7 @@ enum ReductionLosses {
         let x = try ReductionSupport.floatInput(ctx, 0)
         guard x.rank >= 2 else { throw ctx.error("scores must have shape (N, C, ...), got \(x.shape)") }
         let (outer, n, inner) = ReductionSupport.split(x.shape, axis: 1)
-        let logProb = ReductionOps.softmax(x.doubles, outer: outer, n: n, inner: inner, .logSoftmax)
+        let logProb = ReductionOps.softmax(x.doubles, outer: outer, n: n, inner: inner, .logSoftmax, roundingTo: x.dtype)
         let result = try loss(logProb: logProb, x, ctx)
         return Array([result, Tensor(doubles: logProb, dtype: x.dtype, shape: x.shape)].prefix(ctx.outputCount))
     })

@@ -287,13 +287,23 @@ extension ReductionOps {
             // from 13 only the one axis is.
             var (outer, n, inner) = ReductionSupport.split(x.shape, axis: axis)
             if ctx.opset < 13 { n *= inner; inner = 1 }
-            let v = softmax(x.doubles, outer: outer, n: n, inner: inner, kind)
+            let v = softmax(x.doubles, outer: outer, n: n, inner: inner, kind, roundingTo: x.dtype)
             return [Tensor(doubles: v, dtype: x.dtype, shape: x.shape)]
         })
     }
 
-    /// Softmax, log-softmax or hardmax over the middle axis of an (outer, n, inner) view.
-    static func softmax(_ x: [Double], outer: Int, n: Int, inner: Int, _ kind: SoftmaxKind) -> [Double] {
+    /// Softmax, log-softmax or hardmax over the middle axis of an (outer, n, inner) view. The
+    /// exponentials and their sum are rounded to `dtype` as the ONNX reference computes them in the
+    /// input's precision (for f16 that is visible in the result's last bit).
+    static func softmax(_ x: [Double], outer: Int, n: Int, inner: Int, _ kind: SoftmaxKind,
+                        roundingTo dtype: DType) -> [Double] {
+        let round: (Double) -> Double
+        switch dtype {
+        case .f16: round = { Double(halfToFloat(floatToHalf(Float($0)))) }
+        case .bf16: round = { Double(bfloat16ToFloat(floatToBFloat16(Float($0)))) }
+        case .f32: round = { Double(Float($0)) }
+        default: round = { $0 }
+        }
         var v = x
         for o in 0..<outer {
             for i in 0..<inner {
@@ -306,11 +316,12 @@ extension ReductionOps {
                     for j in 0..<n { v[base + j * inner] = j == arg ? 1 : 0 }
                 case .softmax, .logSoftmax:
                     var s = 0.0
-                    for j in 0..<n { s += Foundation.exp(v[base + j * inner] - m) }
+                    for j in 0..<n { s += round(Foundation.exp(v[base + j * inner] - m)) }
+                    s = round(s)
                     let logS = Foundation.log(s)
                     for j in 0..<n {
                         let shifted = v[base + j * inner] - m
-                        v[base + j * inner] = kind == .softmax ? Foundation.exp(shifted) / s : shifted - logS
+                        v[base + j * inner] = kind == .softmax ? round(Foundation.exp(shifted)) / s : shifted - logS
                     }
                 }
             }
