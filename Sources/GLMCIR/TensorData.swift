@@ -16,6 +16,12 @@ public final class ByteStorage: @unchecked Sendable {
     }
     deinit { release(base, count) }
 
+    /// Wraps memory owned by someone else; `release` runs when the last reference goes away.
+    public static func wrapping(base: UnsafeRawPointer?, count: Int,
+                                release: @escaping @Sendable (UnsafeRawPointer?, Int) -> Void) -> ByteStorage {
+        ByteStorage(base: base, count: count, release: release)
+    }
+
     /// Copies `bytes` into a new 64-byte aligned heap buffer.
     public static func copying(_ bytes: UnsafeRawBufferPointer) -> ByteStorage {
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 64)
