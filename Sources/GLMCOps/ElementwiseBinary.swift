@@ -203,14 +203,14 @@ extension ElementwiseOps {
         var bc: Broadcast
 
         func floating<T: FloatElement>(_ base: [T]) throws -> TensorStorage {
-            T.ewStorage(map2(base, exponent.doubles, bc) { T(ewDouble: pow($0.ewDouble, $1)) })
+            T.ewStorage(map2(base, doubles(exponent), bc) { T(ewDouble: pow($0.ewDouble, $1)) })
         }
 
         func integer<T: IntElement>(_ base: [T]) throws -> TensorStorage {
             if exponent.dtype.isInteger || exponent.dtype == .bool {
                 return T.ewStorage(map2(base, exponent.int64s, bc) { integerPower($0, $1) })
             }
-            return T.ewStorage(map2(base, exponent.doubles, bc) { truncatingInteger(pow(Double($0), $1)) })
+            return T.ewStorage(map2(base, doubles(exponent), bc) { truncatingInteger(pow(Double($0), $1)) })
         }
     }
 

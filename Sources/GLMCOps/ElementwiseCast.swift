@@ -48,20 +48,20 @@ extension ElementwiseOps {
             case .bool(let a): return .string(a.map { $0 ? "True" : "False" })
             case .u64(let a): return .string(a.map { String($0) })
             default:
-                if x.dtype.isFloatingPoint { return .string(x.doubles.map { formatFloat($0, x.dtype) }) }
+                if x.dtype.isFloatingPoint { return .string(doubles(x).map { formatFloat($0, x.dtype) }) }
                 return .string(x.int64s.map { String($0) })
             }
-        case .f64: return .f64(x.doubles)
+        case .f64: return .f64(doubles(x))
         case .f32:
             // Directly from 64-bit integers, which Double would round first.
             switch x.storage {
             case .i64(let a): return .f32(a.map { Float($0) })
             case .u64(let a): return .f32(a.map { Float($0) })
-            default: return .f32(x.doubles.map { Float($0) })
+            default: return .f32(doubles(x).map { Float($0) })
             }
-        case .f16: return .f16(x.doubles.map { floatToHalf(floatRoundedToOdd($0)) })
-        case .bf16: return .bf16(x.doubles.map { floatToBFloat16(floatRoundedToOdd($0)) })
-        case .bool: return .bool(x.doubles.map { $0 != 0 })
+        case .f16: return .f16(doubles(x).map { floatToHalf(floatRoundedToOdd($0)) })
+        case .bf16: return .bf16(doubles(x).map { floatToBFloat16(floatRoundedToOdd($0)) })
+        case .bool: return .bool(doubles(x).map { $0 != 0 })
         case .i64: return integers(x, as: Int64.self)
         case .i32: return integers(x, as: Int32.self)
         case .i16: return integers(x, as: Int16.self)
@@ -74,7 +74,7 @@ extension ElementwiseOps {
     }
 
     private static func integers<T: IntElement>(_ x: Tensor, as: T.Type) -> TensorStorage {
-        if x.dtype.isFloatingPoint { return T.ewStorage(x.doubles.map { truncatingInteger($0) }) }
+        if x.dtype.isFloatingPoint { return T.ewStorage(doubles(x).map { truncatingInteger($0) }) }
         if case .u64(let a) = x.storage { return T.ewStorage(a.map { T(truncatingIfNeeded: $0) }) }
         return T.ewStorage(x.int64s.map { T(truncatingIfNeeded: $0) })
     }

@@ -151,6 +151,13 @@ extension ElementwiseOps {
         return v
     }
 
+    /// Every element as Double. Reads u64 itself: `Tensor.doubles` maps u64 through `Double.init`,
+    /// which resolves to `init(bitPattern:)`.
+    static func doubles(_ t: Tensor) -> [Double] {
+        if case .u64(let a) = t.storage { return a.map { Double($0) } }
+        return t.doubles
+    }
+
     /// Double → integer like a C cast where defined: truncation toward zero, wrapping through Int64;
     /// NaN gives 0 and values beyond Int64 saturate.
     @inline(__always)

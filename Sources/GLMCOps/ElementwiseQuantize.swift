@@ -126,7 +126,7 @@ extension ElementwiseOps {
         let (scaleAt, zeroAt) = try layouts(ctx, data: x, scale: scale, zeroPoint: zeroPoint)
         let division = try typeAttribute(ctx, "precision") ?? promoted(x.dtype, scale.dtype)
         let (low, high) = range(of: outType)
-        let xs = x.doubles, scales = scale.doubles, zeros = zeroPoint?.doubles ?? []
+        let xs = doubles(x), scales = doubles(scale), zeros = zeroPoint.map(doubles) ?? []
         let y = (0 ..< xs.count).map { i -> Double in
             let q = rounded(xs[i] / scales[scaleAt.index(i)], to: division).rounded(.toNearestOrEven)
             let z = zeroAt.map { zeros[$0.index(i)] } ?? 0
@@ -153,7 +153,7 @@ extension ElementwiseOps {
         let (scaleAt, zeroAt) = try layouts(ctx, data: x, scale: scale, zeroPoint: zeroPoint)
         let wide = x.dtype.byteSize >= 4 && zeroPoint != nil || scale.dtype == .f64
         let step: DType = wide ? .f64 : .f32
-        let xs = x.doubles, scales = scale.doubles, zeros = zeroPoint?.doubles ?? []
+        let xs = doubles(x), scales = doubles(scale), zeros = zeroPoint.map(doubles) ?? []
         let y = (0 ..< xs.count).map { i -> Double in
             var d = Double(Float(xs[i]))
             if let zeroAt { d = rounded(d - zeros[zeroAt.index(i)], to: step) }
