@@ -53,14 +53,20 @@ extension ElementwiseOps {
             }
         case .f64: return .f64(doubles(x))
         case .f32:
-            // Directly from 64-bit integers, which Double would round first.
+            // Directly from 64-bit integers, which Double would round first; half types exactly.
             switch x.storage {
             case .i64(let a): return .f32(a.map { Float($0) })
             case .u64(let a): return .f32(a.map { Float($0) })
+            case .f16(let a): return .f32(a.map(halfToFloat))
+            case .bf16(let a): return .f32(a.map(bfloat16ToFloat))
             default: return .f32(doubles(x).map { Float($0) })
             }
-        case .f16: return .f16(doubles(x).map { floatToHalf(floatRoundedToOdd($0)) })
-        case .bf16: return .bf16(doubles(x).map { floatToBFloat16(floatRoundedToOdd($0)) })
+        case .f16:
+            if case .f32(let a) = x.storage { return .f16(a.map(floatToHalf)) }
+            return .f16(doubles(x).map { floatToHalf(floatRoundedToOdd($0)) })
+        case .bf16:
+            if case .f32(let a) = x.storage { return .bf16(a.map(floatToBFloat16)) }
+            return .bf16(doubles(x).map { floatToBFloat16(floatRoundedToOdd($0)) })
         case .bool: return .bool(doubles(x).map { $0 != 0 })
         case .i64: return integers(x, as: Int64.self)
         case .i32: return integers(x, as: Int32.self)

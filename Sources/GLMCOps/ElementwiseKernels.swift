@@ -229,6 +229,7 @@ extension ElementwiseOps {
 
         /// Calls `body(start, length, offsets)` for each innermost run of the result in row-major order;
         /// `offsets[k]` is the index of operand k's element at result index `start`.
+        @inline(__always)
         func forEachRun(_ body: (_ start: Int, _ length: Int, _ offsets: [Int]) -> Void) {
             guard count > 0 else { return }
             var offsets = [Int](repeating: 0, count: strides.count)
@@ -253,6 +254,7 @@ extension ElementwiseOps {
     }
 
     /// `f` applied to broadcast pairs of `a` and `b` (laid out as `bc`, built from their shapes).
+    @inline(__always)
     static func map2<A, B, R>(_ a: [A], _ b: [B], _ bc: Broadcast, _ f: (A, B) -> R) -> [R] {
         let inner = bc.innerStrides
         let sa = inner[0], sb = inner[1]
@@ -260,11 +262,23 @@ extension ElementwiseOps {
             a.withUnsafeBufferPointer { pa in
                 b.withUnsafeBufferPointer { pb in
                     bc.forEachRun { start, length, offsets in
+                        // Rebased buffers and separate loops for the common stride patterns let the
+                        // compiler vectorize contiguous and scalar-operand runs.
+                        let o = UnsafeMutableBufferPointer(rebasing: out[start ..< start + length])
                         let ia = offsets[0], ib = offsets[1]
-                        if sa == 1 && sb == 1 {
-                            for j in 0 ..< length { out.initializeElement(at: start + j, to: f(pa[ia + j], pb[ib + j])) }
-                        } else {
-                            for j in 0 ..< length { out.initializeElement(at: start + j, to: f(pa[ia + j * sa], pb[ib + j * sb])) }
+                        switch (sa, sb) {
+                        case (1, 1):
+                            let x = UnsafeBufferPointer(rebasing: pa[ia ..< ia + length])
+                            let y = UnsafeBufferPointer(rebasing: pb[ib ..< ib + length])
+                            for j in 0 ..< length { o.initializeElement(at: j, to: f(x[j], y[j])) }
+                        case (1, 0):
+                            let x = UnsafeBufferPointer(rebasing: pa[ia ..< ia + length]), y = pb[ib]
+                            for j in 0 ..< length { o.initializeElement(at: j, to: f(x[j], y)) }
+                        case (0, 1):
+                            let x = pa[ia], y = UnsafeBufferPointer(rebasing: pb[ib ..< ib + length])
+                            for j in 0 ..< length { o.initializeElement(at: j, to: f(x, y[j])) }
+                        default:
+                            for j in 0 ..< length { o.initializeElement(at: j, to: f(pa[ia + j * sa], pb[ib + j * sb])) }
                         }
                     }
                 }
@@ -274,6 +288,7 @@ extension ElementwiseOps {
     }
 
     /// `f` applied to broadcast triples (Where).
+    @inline(__always)
     static func map3<A, B, C, R>(_ a: [A], _ b: [B], _ c: [C], _ bc: Broadcast, _ f: (A, B, C) -> R) -> [R] {
         let inner = bc.innerStrides
         let sa = inner[0], sb = inner[1], sc = inner[2]
