@@ -33,7 +33,7 @@ extension ElementwiseOps {
                 kind = .perAxis; paramDim = dim; self.blockSize = 1
             } else {
                 var expected = data
-                expected[a] = (dim + blockSize - 1) / blockSize
+                expected[a] = dim / blockSize + (dim % blockSize == 0 ? 0 : 1)
                 guard param == expected else {
                     throw ctx.error("blocked parameters must have shape \(expected), got \(param)")
                 }
@@ -174,7 +174,8 @@ extension ElementwiseOps {
         var low: Float = 0, high: Float = 0
         for v in xs { low = Swift.min(low, v); high = Swift.max(high, v) }
         let scale = (high == low ? 1 : high - low) / 255
-        let zero = Swift.max(0, Swift.min(255, 0 - low / scale)).rounded(.toNearestOrEven)
+        let initialZero = 0 - low / scale
+        let zero = initialZero.isNaN ? 0 : Swift.max(0, Swift.min(255, initialZero)).rounded(.toNearestOrEven)
         let y = xs.map { v -> UInt8 in
             let q = (v / scale).rounded(.toNearestOrEven) + zero
             return q.isNaN ? 0 : UInt8(Swift.max(0, Swift.min(255, q)))
