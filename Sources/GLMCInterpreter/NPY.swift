@@ -121,8 +121,7 @@ public enum NPY {
             let codes: [DType: String] = [.f64: "<f8", .f32: "<f4", .f16: "<f2", .i64: "<i8", .i32: "<i4", .i16: "<i2", .i8: "|i1",
                                           .u64: "<u8", .u32: "<u4", .u16: "<u2", .u8: "|u1", .bool: "|b1"]
             descr = codes[t.dtype] ?? "|u1"
-            let raw = t.tensorData.rawBytes
-            body = [UInt8](raw)
+            body = t.tensorData.bytes
         }
         let shapeText = t.shape.isEmpty ? "()" : t.shape.count == 1 ? "(\(t.shape[0]),)" : "(" + t.shape.map(String.init).joined(separator: ", ") + ")"
         var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': \(shapeText), }"

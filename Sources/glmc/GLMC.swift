@@ -19,6 +19,12 @@ func reportingErrors(_ body: () throws -> Void) throws {
     } catch let error as GLMCError {
         printError(error.message)
         throw ExitCode(1)
+    } catch let error as ExitCode {
+        throw error
+    } catch {
+        // Foundation and system errors: still one line, still exit status 1.
+        printError("\(error.localizedDescription)")
+        throw ExitCode(1)
     }
 }
 

@@ -59,7 +59,11 @@ struct Run: ParsableCommand {
                 outputs = try Interpreter.run(module, inputs: tensors)
                 times.append(nowMilliseconds() - start)
             }
-            try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true)
+            do {
+                try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true)
+            } catch {
+                throw GLMCError("cannot create the output folder '\(outputDir)': \(error.localizedDescription)")
+            }
             for (i, t) in outputs.enumerated() {
                 try NPY.write(t, to: (outputDir as NSString).appendingPathComponent("output_\(i).npy"))
             }
