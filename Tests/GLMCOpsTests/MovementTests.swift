@@ -35,7 +35,7 @@ final class MovementOpsTests: XCTestCase {
     private func f32(_ values: [Float], _ shape: [Int]) -> Tensor { Tensor(values, shape: shape) }
     private func i64(_ values: [Int64], _ shape: [Int]? = nil) -> Tensor { Tensor(values, shape: shape ?? [values.count]) }
     private func iota(_ shape: [Int]) -> Tensor { f32((0 ..< shape.reduce(1, *)).map(Float.init), shape) }
-    private func floats(_ t: Tensor) -> [Float] { t.doubles.map(Float.init) }
+    private func floats(_ t: Tensor) -> [Float] { t.doubles.map { Float($0) } }
     private func sym(_ dims: Dim...) -> Shape { Shape(dims) }
 
     private func assertThrows(_ expression: @autoclosure () throws -> Any, containing text: String,
