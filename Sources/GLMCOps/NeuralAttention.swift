@@ -1,0 +1,5 @@
+import GLMCIR
+
+extension NeuralOps {
+    static let attentionOps: [OpDefinition] = []
+}
