@@ -274,13 +274,13 @@ private func evalResize(_ ctx: EvalContext) throws -> [Tensor] {
 
 private func integerRange(_ dtype: DType) -> (Double, Double) {
     switch dtype {
-    case .i8: return (-128, 127)
-    case .u8: return (0, 255)
-    case .i16: return (-32768, 32767)
-    case .u16: return (0, 65535)
-    case .i32: return (-2147483648, 2147483647)
-    case .u32: return (0, 4294967295)
-    case .u64: return (0, 18446744073709551615)
-    default: return (-9223372036854775808, 9223372036854775807)
+    case .i8: return (Double(Int8.min), Double(Int8.max))
+    case .u8: return (0, Double(UInt8.max))
+    case .i16: return (Double(Int16.min), Double(Int16.max))
+    case .u16: return (0, Double(UInt16.max))
+    case .i32: return (Double(Int32.min), Double(Int32.max))
+    case .u32: return (0, Double(UInt32.max))
+    case .u64: return (0, Double(UInt64.max))
+    default: return (Double(Int64.min), Double(Int64.max))
     }
 }
