@@ -1,5 +1,307 @@
 import GLMCIR
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
+/// Attention (opsets 23-25) and RotaryEmbedding (23).
 extension NeuralOps {
-    static let attentionOps: [OpDefinition] = []
+    static let attentionOps: [OpDefinition] = [
+        OpDefinition("Attention", since: [23, 24, 25], infer: inferAttention, evaluate: evalAttention),
+        OpDefinition("RotaryEmbedding", since: [23], infer: sameAsInput, evaluate: evalRotaryEmbedding),
+    ]
+}
+
+// MARK: - Attention
+
+/// Sizes of one Attention node: batch, query and key/value heads, query length, past and new
+/// key/value lengths, head sizes of Q/K and of V.
+private struct AttentionDims {
+    var batch: Int, qHeads: Int, kvHeads: Int, qLen: Int, pastLen: Int, kvLen: Int, headSize: Int, vHeadSize: Int
+    var totalLen: Int { pastLen + kvLen }
+    var threeD: Bool
+}
+
+private func attentionDims(_ ctx: some NodeContext, q: [Int], k: [Int], v: [Int], past: [Int]?) throws -> AttentionDims {
+    guard q.count == k.count, q.count == v.count, q.count == 3 || q.count == 4 else {
+        throw ctx.error("Q, K and V must all have rank 3 or all rank 4, got \(q), \(k), \(v)")
+    }
+    let pastLen = past.map { $0.count == 4 ? $0[2] : -1 } ?? 0
+    guard pastLen >= 0 else { throw ctx.error("past_key must have rank 4") }
+    if q.count == 4 {
+        guard k[0] == q[0], v[0] == q[0], k[1] == v[1], k[2] == v[2], k[3] == q[3] else {
+            throw ctx.error("inconsistent Q \(q), K \(k), V \(v) shapes")
+        }
+        return AttentionDims(batch: q[0], qHeads: q[1], kvHeads: k[1], qLen: q[2], pastLen: pastLen, kvLen: k[2],
+                             headSize: q[3], vHeadSize: v[3], threeD: false)
+    }
+    guard let qh = try ctx.int("q_num_heads"), let kvh = try ctx.int("kv_num_heads"), qh > 0, kvh > 0 else {
+        throw ctx.error("3-D inputs need positive q_num_heads and kv_num_heads attributes")
+    }
+    guard q[2] % qh == 0, k[2] % kvh == 0, v[2] % kvh == 0, k[0] == q[0], v[0] == q[0], k[1] == v[1],
+          k[2] / kvh == q[2] / qh else {
+        throw ctx.error("hidden sizes of Q \(q), K \(k), V \(v) do not fit \(qh) and \(kvh) heads")
+    }
+    return AttentionDims(batch: q[0], qHeads: qh, kvHeads: kvh, qLen: q[1], pastLen: pastLen, kvLen: k[1],
+                         headSize: q[2] / qh, vHeadSize: v[2] / kvh, threeD: true)
+}
+
+private func inferAttention(_ ctx: InferenceContext) throws -> [TensorType] {
+    let q = try ctx.requiredInput(0), k = try ctx.requiredInput(1), v = try ctx.requiredInput(2)
+    let dtype = q.dtype
+    let unknown4 = Shape([Dim](repeating: .unknown, count: 4))
+    var types = [TensorType(dtype, Shape(q.shape.rank.map { [Dim](repeating: .unknown, count: $0) })),
+                 TensorType(dtype, unknown4), TensorType(v.dtype, unknown4), TensorType(dtype, unknown4)]
+    if let qs = q.shape.staticSizes, let ks = k.shape.staticSizes, let vs = v.shape.staticSizes {
+        let past = ctx.inputType(4)?.shape
+        if past == nil || past?.staticSizes != nil {
+            let d = try attentionDims(ctx, q: qs, k: ks, v: vs, past: past?.staticSizes)
+            types[0] = TensorType(dtype, static: d.threeD ? [d.batch, d.qLen, d.qHeads * d.vHeadSize]
+                                  : [d.batch, d.qHeads, d.qLen, d.vHeadSize])
+            types[1] = TensorType(dtype, static: [d.batch, d.kvHeads, d.totalLen, d.headSize])
+            types[2] = TensorType(v.dtype, static: [d.batch, d.kvHeads, d.totalLen, d.vHeadSize])
+            types[3] = TensorType(dtype, static: [d.batch, d.qHeads, d.qLen, d.totalLen])
+        }
+    }
+    return Array(types.prefix(ctx.outputCount))
+}
+
+/// Reads a 3-D ([B, S, H·D]) or 4-D ([B, H, S, D]) tensor as [B, H, S, D] values.
+private func headsFirst(_ t: Tensor, heads: Int, threeD: Bool) -> [Double] {
+    let v = t.doubles
+    guard threeD else { return v }
+    let (b, s, hidden) = (t.shape[0], t.shape[1], t.shape[2])
+    let d = hidden / heads
+    var out = [Double](repeating: 0, count: v.count)
+    for bi in 0..<b { for si in 0..<s { for h in 0..<heads { for di in 0..<d {
+        out[((bi * heads + h) * s + si) * d + di] = v[(bi * s + si) * hidden + h * d + di]
+    } } } }
+    return out
+}
+
+/// Concatenates past ([B, H, P, D]) and new ([B, H, S, D]) along the sequence axis.
+private func concatSequence(_ past: [Double]?, _ new: [Double], batchHeads: Int, pastLen: Int, newLen: Int,
+                            size: Int) -> [Double] {
+    guard let past, pastLen > 0 else { return new }
+    var out: [Double] = []
+    out.reserveCapacity(past.count + new.count)
+    for bh in 0..<batchHeads {
+        out += past[(bh * pastLen * size)..<((bh + 1) * pastLen * size)]
+        out += new[(bh * newLen * size)..<((bh + 1) * newLen * size)]
+    }
+    return out
+}
+
+/// The attention mask broadcast to [B, Hq, Sq, T] as additive bias values (boolean masks become
+/// 0 / -inf); positions past the mask's last dim count as masked.
+private struct AttentionMask {
+    let values: [Double]
+    let strides: [Int]  // per (b, h, i) dim; 0 where broadcast
+    let length: Int
+
+    init(_ t: Tensor, _ d: AttentionDims, _ ctx: some NodeContext) throws {
+        guard t.rank >= 1 && t.rank <= 4 else { throw ctx.error("attn_mask must have rank 1 to 4, got \(t.shape)") }
+        let full = [Int](repeating: 1, count: 4 - t.rank) + t.shape
+        length = full[3]
+        guard length <= d.totalLen else { throw ctx.error("attn_mask is longer than the key sequence") }
+        let target = [d.batch, d.qHeads, d.qLen]
+        var s = [Int](repeating: 0, count: 3)
+        var acc = length
+        for axis in stride(from: 2, through: 0, by: -1) {
+            guard full[axis] == 1 || full[axis] == target[axis] else {
+                throw ctx.error("attn_mask shape \(t.shape) does not broadcast to \(target + [d.totalLen])")
+            }
+            s[axis] = full[axis] == 1 ? 0 : acc
+            acc *= full[axis]
+        }
+        strides = s
+        values = t.dtype == .bool ? t.doubles.map { $0 != 0 ? 0 : -.infinity } : t.doubles
+    }
+
+    func bias(_ b: Int, _ h: Int, _ i: Int, _ j: Int) -> Double {
+        j < length ? values[b * strides[0] + h * strides[1] + i * strides[2] + j] : -.infinity
+    }
+}
+
+private func evalAttention(_ ctx: EvalContext) throws -> [Tensor] {
+    let q = try ctx.requiredInput(0), k = try ctx.requiredInput(1), v = try ctx.requiredInput(2)
+    let mask = ctx.input(3), pastKey = ctx.input(4), pastValue = ctx.input(5), nonpad = ctx.input(6)
+    try NeuralOps.requireFloat(q, "Q", ctx)
+    guard k.dtype == q.dtype, NeuralOps.floatTypes.contains(v.dtype) else {
+        throw ctx.error("Q and K must have the same floating element type")
+    }
+    guard (pastKey == nil) == (pastValue == nil) else { throw ctx.error("past_key and past_value go together") }
+    if nonpad != nil && pastKey != nil { throw ctx.error("nonpad_kv_seqlen cannot be combined with past_key") }
+    let d = try attentionDims(ctx, q: q.shape, k: k.shape, v: v.shape, past: pastKey?.shape)
+    if let pastKey, let pastValue {
+        guard pastKey.shape == [d.batch, d.kvHeads, d.pastLen, d.headSize],
+              pastValue.shape == [d.batch, d.kvHeads, d.pastLen, d.vHeadSize] else {
+            throw ctx.error("past_key \(pastKey.shape) / past_value \(pastValue.shape) do not match K and V")
+        }
+    }
+    guard d.kvHeads > 0, d.qHeads % d.kvHeads == 0 else {
+        throw ctx.error("q_num_heads \(d.qHeads) is not a multiple of kv_num_heads \(d.kvHeads)")
+    }
+    let isCausal = try ctx.int("is_causal", default: 0) != 0
+    let softcap = Double(try ctx.float("softcap", default: 0))
+    let outputMode = try ctx.int("qk_matmul_output_mode", default: 0)
+    let leftWindow = try ctx.int("left_window_size", default: -1)
+    let rightWindow = try ctx.int("right_window_size", default: -1)
+    guard leftWindow >= -1, rightWindow >= -1 else { throw ctx.error("window sizes must be -1 or non-negative") }
+    let scaleAttr = try ctx.float("scale")
+    let scale = scaleAttr.map(Double.init) ?? 1 / Double(d.headSize).squareRoot()
+    let attnMask = try mask.map { try AttentionMask($0, d, ctx) }
+    let nonpadLens = nonpad?.int64s.map { Int($0) }
+    if let nonpadLens, nonpadLens.count != d.batch { throw ctx.error("nonpad_kv_seqlen must have \(d.batch) values") }
+
+    let qs = headsFirst(q, heads: d.qHeads, threeD: d.threeD)
+    let keys = concatSequence(pastKey?.doubles, headsFirst(k, heads: d.kvHeads, threeD: d.threeD),
+                              batchHeads: d.batch * d.kvHeads, pastLen: d.pastLen, newLen: d.kvLen, size: d.headSize)
+    let values = concatSequence(pastValue?.doubles, headsFirst(v, heads: d.kvHeads, threeD: d.threeD),
+                                batchHeads: d.batch * d.kvHeads, pastLen: d.pastLen, newLen: d.kvLen, size: d.vHeadSize)
+    let total = d.totalLen, group = d.qHeads / d.kvHeads
+    var y = [Double](repeating: 0, count: d.batch * d.qHeads * d.qLen * d.vHeadSize)
+    var qkOut = [Double](repeating: 0, count: ctx.outputCount > 3 ? d.batch * d.qHeads * d.qLen * total : 0)
+    var scores = [Double](repeating: 0, count: total), bias = [Double](repeating: 0, count: total)
+    for b in 0..<d.batch {
+        // Keys visible before the query block: the causal / window frontier's offset.
+        let offset = nonpadLens.map { $0[b] - d.qLen } ?? d.pastLen
+        for h in 0..<d.qHeads {
+            let kvh = h / group
+            for i in 0..<d.qLen {
+                let qRow = ((b * d.qHeads + h) * d.qLen + i) * d.headSize
+                var biasMax = -Double.infinity
+                for j in 0..<total {
+                    var bj = attnMask?.bias(b, h, i, j) ?? 0
+                    if isCausal && j > i + offset { bj = -.infinity }
+                    let diff = i + offset - j
+                    if (leftWindow >= 0 && diff > leftWindow) || (rightWindow >= 0 && -diff > rightWindow) {
+                        bj = -.infinity
+                    }
+                    if let nonpadLens, j >= nonpadLens[b] { bj = -.infinity }
+                    bias[j] = bj
+                    biasMax = max(biasMax, bj)
+                    let kRow = ((b * d.kvHeads + kvh) * total + j) * d.headSize
+                    var dot = 0.0
+                    for t in 0..<d.headSize { dot += qs[qRow + t] * keys[kRow + t] }
+                    dot *= scale
+                    if softcap > 0 { dot = softcap * tanh(dot / softcap) }
+                    scores[j] = dot
+                }
+                let outRow = ((b * d.qHeads + h) * d.qLen + i) * total
+                if !qkOut.isEmpty && outputMode <= 1 {
+                    for j in 0..<total { qkOut[outRow + j] = scores[j] }
+                }
+                for j in 0..<total { scores[j] += bias[j] }
+                if !qkOut.isEmpty && outputMode == 2 {
+                    for j in 0..<total { qkOut[outRow + j] = scores[j] }
+                }
+                // Softmax; a row whose bias masks every key yields zeros, not NaN.
+                let rowMasked = biasMax == -.infinity
+                var m = scores.max() ?? 0
+                if m == -.infinity { m = 0 }
+                var sum = 0.0
+                for j in 0..<total { scores[j] = rowMasked ? 0 : exp(scores[j] - m); sum += scores[j] }
+                if sum == 0 { sum = 1 }
+                for j in 0..<total { scores[j] /= sum }
+                if !qkOut.isEmpty && outputMode == 3 {
+                    for j in 0..<total { qkOut[outRow + j] = scores[j] }
+                }
+                let yRow = ((b * d.qHeads + h) * d.qLen + i) * d.vHeadSize
+                for j in 0..<total where scores[j] != 0 {
+                    let vRow = ((b * d.kvHeads + kvh) * total + j) * d.vHeadSize
+                    for t in 0..<d.vHeadSize { y[yRow + t] += scores[j] * values[vRow + t] }
+                }
+            }
+        }
+    }
+    var yShape = [d.batch, d.qHeads, d.qLen, d.vHeadSize]
+    if d.threeD {
+        // Back to [B, S, H·Dv].
+        var t = [Double](repeating: 0, count: y.count)
+        for bi in 0..<d.batch { for h in 0..<d.qHeads { for i in 0..<d.qLen { for c in 0..<d.vHeadSize {
+            t[((bi * d.qLen + i) * d.qHeads + h) * d.vHeadSize + c] = y[((bi * d.qHeads + h) * d.qLen + i) * d.vHeadSize + c]
+        } } } }
+        y = t
+        yShape = [d.batch, d.qLen, d.qHeads * d.vHeadSize]
+    }
+    var results = [Tensor(doubles: y, dtype: q.dtype, shape: yShape)]
+    if ctx.outputCount > 1 {
+        results.append(Tensor(doubles: keys, dtype: k.dtype, shape: [d.batch, d.kvHeads, total, d.headSize]))
+    }
+    if ctx.outputCount > 2 {
+        results.append(Tensor(doubles: values, dtype: v.dtype, shape: [d.batch, d.kvHeads, total, d.vHeadSize]))
+    }
+    if ctx.outputCount > 3 {
+        results.append(Tensor(doubles: qkOut, dtype: q.dtype, shape: [d.batch, d.qHeads, d.qLen, total]))
+    }
+    return results
+}
+
+// MARK: - RotaryEmbedding
+
+/// Rotates the first `rotary_embedding_dim` features of every head by the cached angles of its
+/// position: pairs are (x[i], x[i + half]) or, when interleaved, (x[2i], x[2i + 1]).
+private func evalRotaryEmbedding(_ ctx: EvalContext) throws -> [Tensor] {
+    let x = try ctx.requiredInput(0), cosT = try ctx.requiredInput(1), sinT = try ctx.requiredInput(2)
+    let positions = ctx.input(3)
+    try NeuralOps.requireFloat(x, "input", ctx)
+    let interleaved = try ctx.int("interleaved", default: 0) != 0
+    guard x.rank == 3 || x.rank == 4 else { throw ctx.error("input must have rank 3 or 4, got \(x.shape)") }
+    let batch = x.shape[0]
+    let (heads, seq, headSize): (Int, Int, Int)
+    if x.rank == 4 {
+        (heads, seq, headSize) = (x.shape[1], x.shape[2], x.shape[3])
+    } else {
+        let n = try ctx.int("num_heads", default: 0)
+        guard n > 0, x.shape[2] % n == 0 else { throw ctx.error("3-D input needs num_heads dividing \(x.shape[2])") }
+        (heads, seq, headSize) = (n, x.shape[1], x.shape[2] / n)
+    }
+    var rotary = try ctx.int("rotary_embedding_dim", default: 0)
+    if rotary == 0 { rotary = headSize }
+    guard rotary > 0, rotary <= headSize, rotary % 2 == 0 else {
+        throw ctx.error("rotary_embedding_dim \(rotary) must be even and at most the head size \(headSize)")
+    }
+    let half = rotary / 2
+    guard cosT.shape.last == half, sinT.shape == cosT.shape else {
+        throw ctx.error("cos/sin caches \(cosT.shape) must end in rotary_embedding_dim / 2 = \(half)")
+    }
+    let cosV = cosT.doubles, sinV = sinT.doubles
+    // Row of the caches for (batch, position).
+    var cacheRow: (Int, Int) throws -> Int
+    if let positions {
+        guard positions.shape == [batch, seq], cosT.rank == 2 else {
+            throw ctx.error("position_ids \(positions.shape) must be [\(batch), \(seq)] with 2-D caches")
+        }
+        let ids = positions.int64s
+        let rows = cosT.shape[0]
+        cacheRow = { b, s in
+            let p = Int(ids[b * seq + s])
+            guard p >= 0 && p < rows else { throw ctx.error("position id \(p) is outside the cache of \(rows)") }
+            return p
+        }
+    } else {
+        guard cosT.shape == [batch, seq, half] else {
+            throw ctx.error("without position_ids the caches must be [\(batch), \(seq), \(half)], got \(cosT.shape)")
+        }
+        cacheRow = { b, s in b * seq + s }
+    }
+    var v = x.doubles
+    for b in 0..<batch {
+        for s in 0..<seq {
+            let row = try cacheRow(b, s) * half
+            for h in 0..<heads {
+                let base = x.rank == 4 ? ((b * heads + h) * seq + s) * headSize : ((b * seq + s) * heads + h) * headSize
+                for i in 0..<half {
+                    let (a, c) = interleaved ? (base + 2 * i, base + 2 * i + 1) : (base + i, base + i + half)
+                    let (x1, x2) = (v[a], v[c])
+                    let (co, si) = (cosV[row + i], sinV[row + i])
+                    v[a] = co * x1 - si * x2
+                    v[c] = si * x1 + co * x2
+                }
+            }
+        }
+    }
+    return [Tensor(doubles: v, dtype: x.dtype, shape: x.shape)]
 }
