@@ -46,7 +46,7 @@ extension ConvGeometry {
         }
         group = try ctx.int("group", default: 1)
         batch = x[0]; inChannels = x[1]; outChannels = w[0]
-        guard group > 0, inChannels == w[1] * group, outChannels % group == 0 else {
+        guard group > 0, group <= max(inChannels, 1), inChannels == w[1] * group, outChannels % group == 0 else {
             throw ctx.error("input channels \(x[1]), weight shape \(w) and group \(group) are inconsistent")
         }
         inSpatial = Array(x.dropFirst(2))
@@ -113,6 +113,11 @@ func convolve<T: NeuralScalar>(x: [T], w: [T], bias: [T]?, _ geo: ConvGeometry) 
     let cg = geo.inChannels / geo.group, mg = geo.outChannels / geo.group, k = cg * ks
     var y = [T](repeating: 0, count: geo.batch * geo.outChannels * outPlane)
     guard !y.isEmpty else { return y }
+    guard k > 0 else {
+        // No input channels: the output is the bias alone.
+        if let bias { for i in y.indices { y[i] = bias[(i / outPlane) % geo.outChannels] } }
+        return y
+    }
     let maps = geo.gatherMaps
     let inStrides = ShapeHelpers.strides(geo.inSpatial)
     let aCount = NeuralGemm.packedACount(m: mg, k: k)
@@ -237,7 +242,7 @@ private func convTransposeGeometry(_ ctx: some NodeContext, x: [Int], w: [Int])
         throw ctx.error("kernel_shape \(attrs.kernel) does not match weight shape \(w)")
     }
     let group = try ctx.int("group", default: 1)
-    guard group > 0, x[1] == w[0], w[0] % group == 0 else {
+    guard group > 0, group <= max(w[0], 1), x[1] == w[0], w[0] % group == 0 else {
         throw ctx.error("input channels \(x[1]), weight shape \(w) and group \(group) are inconsistent")
     }
     var outputPadding = try ctx.ints("output_padding") ?? []
@@ -246,6 +251,11 @@ private func convTransposeGeometry(_ ctx: some NodeContext, x: [Int], w: [Int])
     if outputShape.count == rank + 2 { outputShape = Array(outputShape.dropFirst(2)) }
     guard outputPadding.count == rank, outputShape.isEmpty || outputShape.count == rank else {
         throw ctx.error("output_padding \(outputPadding) or output_shape \(outputShape) do not match rank \(rank)")
+    }
+    let limit = WindowAttributes.limit
+    guard (outputPadding + outputShape).allSatisfy({ $0 >= 0 && $0 <= limit * limit }),
+          x.allSatisfy({ $0 <= limit * limit }) else {
+        throw ctx.error("output_padding, output_shape or input sizes out of range")
     }
     let input = Array(x.dropFirst(2))
     var out: [Int] = [], padBegin: [Int] = []
@@ -322,7 +332,7 @@ private func convolveTransposed<T: NeuralScalar>(x: [T], w: [T], bias: [T]?, _ g
             }
         }
     }
-    guard inPlane > 0, rowsA > 0 else { return y }
+    guard inPlane > 0, rowsA > 0, cg > 0 else { return y }
     let maps = (0..<geo.rank).map {
         WindowMap(count: geo.inSpatial[$0], kernel: geo.kernel[$0], stride: geo.strides[$0],
                   dilation: geo.dilations[$0], pad: geo.padBegin[$0], limit: geo.outSpatial[$0])

@@ -96,6 +96,13 @@ extension NeuralOps {
         return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q
     }
 
+    /// `Int(v)` for a value that may be non-finite or huge (hostile coordinates): clamped to
+    /// ±2^40, far outside any tensor, so index checks downstream reject it instead of trapping.
+    @inline(__always) static func safeInt(_ v: Double) -> Int {
+        guard v.isFinite else { return v > 0 ? 1 << 40 : -(1 << 40) }
+        return Int(min(max(v, -1_099_511_627_776), 1_099_511_627_776))
+    }
+
     /// Reads an optional 1-element (or empty) tensor input as a Double.
     static func scalar(_ t: Tensor?, default value: Double) -> Double {
         guard let t, t.count > 0 else { return value }
@@ -145,11 +152,17 @@ struct WindowAttributes {
             throw ctx.error("kernel_shape \(self.kernel), strides \(strides), dilations \(dilations), "
                 + "pads \(pads) do not match \(rank) spatial dimensions")
         }
-        guard self.kernel.allSatisfy({ $0 > 0 }), strides.allSatisfy({ $0 > 0 }),
-              dilations.allSatisfy({ $0 > 0 }), pads.allSatisfy({ $0 >= 0 }) else {
-            throw ctx.error("kernel_shape, strides and dilations must be positive and pads non-negative")
+        // The upper bound keeps all window arithmetic far from Int overflow on hostile models.
+        let limit = WindowAttributes.limit
+        guard self.kernel.allSatisfy({ $0 > 0 && $0 <= limit }), strides.allSatisfy({ $0 > 0 && $0 <= limit }),
+              dilations.allSatisfy({ $0 > 0 && $0 <= limit }), pads.allSatisfy({ $0 >= 0 && $0 <= limit }) else {
+            throw ctx.error("kernel_shape, strides and dilations must be positive and pads non-negative "
+                + "(and all at most \(limit))")
         }
     }
+
+    /// Largest kernel size, stride, dilation or pad accepted.
+    static let limit = 1 << 24
 
     var rank: Int { kernel.count }
 

@@ -93,11 +93,14 @@ private struct PoolWindow {
     /// inside the explicitly padded input, for output position `o`.
     func taps(_ o: Int) -> (first: Int, count: Int, padded: Int) {
         let start = o * stride - padBegin
-        var lo = 0, hi = kernel, plo = 0, phi = kernel
-        while lo < hi && start + lo * dilation < 0 { lo += 1 }
-        while hi > lo && start + (hi - 1) * dilation >= input { hi -= 1 }
-        while plo < phi && start + plo * dilation < -padBegin { plo += 1 }
-        while phi > plo && start + (phi - 1) * dilation >= input + padEnd { phi -= 1 }
+        // The taps j in 0..<kernel whose position start + j·dilation lies in lo..<hi.
+        func taps(in lo: Int, _ hi: Int) -> (Int, Int) {
+            let first = max(0, -NeuralOps.floorDiv(start - lo, dilation))
+            let end = min(kernel, NeuralOps.floorDiv(hi - 1 - start, dilation) + 1)
+            return (first, max(end, first))
+        }
+        let (lo, hi) = taps(in: 0, input)
+        let (plo, phi) = taps(in: -padBegin, input + padEnd)
         return (start + lo * dilation, hi - lo, phi - plo)
     }
 
@@ -244,19 +247,19 @@ private func evalMaxRoiPool(_ ctx: EvalContext) throws -> [Tensor] {
     let count = rois.shape[0]
     var out = [Double](repeating: 0, count: count * c * ph * pw)
     for roi in 0..<count {
-        let b = Int(r[roi * 5])
+        let b = NeuralOps.safeInt(r[roi * 5])
         guard b >= 0 && b < n else { throw ctx.error("ROI \(roi) refers to batch \(b) of \(n)") }
-        let x1 = Int((r[roi * 5 + 1] * scale).rounded()), y1 = Int((r[roi * 5 + 2] * scale).rounded())
-        let x2 = Int((r[roi * 5 + 3] * scale).rounded()), y2 = Int((r[roi * 5 + 4] * scale).rounded())
+        let corner = { (i: Int) in NeuralOps.safeInt((r[roi * 5 + i] * scale).rounded()) }
+        let (x1, y1, x2, y2) = (corner(1), corner(2), corner(3), corner(4))
         let binH = Double(max(y2 - y1 + 1, 1)) / Double(ph), binW = Double(max(x2 - x1 + 1, 1)) / Double(pw)
         for ch in 0..<c {
             let base = (b * c + ch) * h * w
             for i in 0..<ph {
-                let hs = min(max(Int((Double(i) * binH).rounded(.down)) + y1, 0), h)
-                let he = min(max(Int((Double(i + 1) * binH).rounded(.up)) + y1, 0), h)
+                let hs = min(max(NeuralOps.safeInt((Double(i) * binH).rounded(.down)) + y1, 0), h)
+                let he = min(max(NeuralOps.safeInt((Double(i + 1) * binH).rounded(.up)) + y1, 0), h)
                 for j in 0..<pw {
-                    let ws = min(max(Int((Double(j) * binW).rounded(.down)) + x1, 0), w)
-                    let we = min(max(Int((Double(j + 1) * binW).rounded(.up)) + x1, 0), w)
+                    let ws = min(max(NeuralOps.safeInt((Double(j) * binW).rounded(.down)) + x1, 0), w)
+                    let we = min(max(NeuralOps.safeInt((Double(j + 1) * binW).rounded(.up)) + x1, 0), w)
                     var best = -Double.infinity
                     for yy in hs..<max(he, hs) { for xx in ws..<max(we, ws) { best = max(best, xs[base + yy * w + xx]) } }
                     out[((roi * c + ch) * ph + i) * pw + j] = best == -.infinity ? 0 : best

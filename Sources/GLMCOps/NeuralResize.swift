@@ -87,17 +87,17 @@ private struct ResizeSpec {
                 let s = policy == "not_larger" ? axisScales.min() ?? 1 : axisScales.max() ?? 1
                 for a in axes {
                     scales[a] = s
-                    outSizes[a] = inputShape[a].map { Int(s * Double($0) + 0.5) } ?? -1
+                    outSizes[a] = inputShape[a].map { NeuralOps.safeInt(s * Double($0) + 0.5) } ?? -1
                 }
             default: throw ctx.unsupported("keep_aspect_ratio_policy '\(policy)'")
             }
         } else if let scalesInput, !scalesInput.isEmpty {
-            guard scalesInput.count == axes.count, scalesInput.allSatisfy({ $0 > 0 }) else {
+            guard scalesInput.count == axes.count, scalesInput.allSatisfy({ $0 > 0 && $0.isFinite }) else {
                 throw ctx.error("scales \(scalesInput) must be \(axes.count) positive values")
             }
             for (i, a) in axes.enumerated() {
                 scales[a] = scalesInput[i]
-                outSizes[a] = inputShape[a].map { Int((scalesInput[i] * Double($0)).rounded(.down)) } ?? -1
+                outSizes[a] = inputShape[a].map { NeuralOps.safeInt((scalesInput[i] * Double($0)).rounded(.down)) } ?? -1
             }
         } else {
             throw ctx.error("one of 'scales' and 'sizes' must be given")
@@ -136,9 +136,9 @@ private struct ResizeSpec {
             taps = k
             var start: Int
             if k % 2 == 0 {
-                start = Int(xf) - k / 2 + (x == xf ? 0 : 1)
+                start = NeuralOps.safeInt(xf) - k / 2 + (x == xf ? 0 : 1)
             } else {
-                start = Int(xf) - (k - 1) / 2 + (x - xf <= 0.5 ? 0 : 1)
+                start = NeuralOps.safeInt(xf) - (k - 1) / 2 + (x - xf <= 0.5 ? 0 : 1)
             }
             if excludeOutside {
                 for t in 0..<k where start + t < 0 || start + t >= n { coeffs[t] = 0 }

@@ -111,9 +111,9 @@ private func evalGridSample(_ ctx: EvalContext) throws -> [Tensor] {
                     else if padding == "reflection" { v = reflect(v, lo[d], hi[d]) }
                 }
                 guard v.isFinite else { perDim.append([(nil, 1)]); continue }
-                let f = v.rounded(.down), i0 = Int(f), t = v - f
+                let f = v.rounded(.down), i0 = NeuralOps.safeInt(f), t = v - f
                 switch mode {
-                case .nearest: perDim.append([(tap(Int(v.rounded(.towardZero)), d), 1)])
+                case .nearest: perDim.append([(tap(NeuralOps.safeInt(v.rounded(.towardZero)), d), 1)])
                 case .linear: perDim.append([(tap(i0, d), 1 - t), (tap(i0 + 1, d), t)])
                 case .cubic:
                     let w = cubicWeights(t)
@@ -239,8 +239,9 @@ private func evalRoiAlign(_ ctx: EvalContext) throws -> [Tensor] {
         var roiW = r[roi * 4 + 2] * scale - offset - startW, roiH = r[roi * 4 + 3] * scale - offset - startH
         if !halfPixel { roiW = max(roiW, 1); roiH = max(roiH, 1) }
         let binH = roiH / Double(ph), binW = roiW / Double(pw)
-        let gridH = samplingRatio > 0 ? samplingRatio : Int((roiH / Double(ph)).rounded(.up))
-        let gridW = samplingRatio > 0 ? samplingRatio : Int((roiW / Double(pw)).rounded(.up))
+        let gridH = samplingRatio > 0 ? samplingRatio : max(NeuralOps.safeInt((roiH / Double(ph)).rounded(.up)), 0)
+        let gridW = samplingRatio > 0 ? samplingRatio : max(NeuralOps.safeInt((roiW / Double(pw)).rounded(.up)), 0)
+        guard gridH <= 1 << 12, gridW <= 1 << 12 else { throw ctx.error("ROI \(roi) is too large to sample") }
         let samples = max(gridH * gridW, 1)
         // Bilinear taps (4 positions and weights) of every sample of every bin.
         var taps: [(Int, Int, Int, Int, Double, Double, Double, Double)] = []
@@ -250,7 +251,7 @@ private func evalRoiAlign(_ ctx: EvalContext) throws -> [Tensor] {
                     let yy = startH + Double(i) * binH + (Double(iy) + 0.5) * binH / Double(gridH)
                     for ix in 0..<max(gridW, 0) {
                         let xx = startW + Double(j) * binW + (Double(ix) + 0.5) * binW / Double(gridW)
-                        if yy < -1 || yy > Double(h) || xx < -1 || xx > Double(w) {
+                        if !(yy >= -1 && yy <= Double(h) && xx >= -1 && xx <= Double(w)) {
                             taps.append((0, 0, 0, 0, 0, 0, 0, 0)); continue
                         }
                         var y = max(yy, 0), xv = max(xx, 0)
