@@ -48,6 +48,17 @@ public struct Instruction: Sendable {
         return t
     }
 
+    /// The nested regions held in graph attributes, in attribute-name order.
+    public var nestedFunctions: [Function] {
+        attributes.keys.sorted().flatMap { key -> [Function] in
+            switch attributes[key]! {
+            case .graph(let g): return [g]
+            case .graphs(let gs): return gs
+            default: return []
+            }
+        }
+    }
+
     /// "node 'conv1' (Conv)" or "Conv instruction" for messages.
     public var displayName: String {
         nodeName.isEmpty ? "\(op) instruction" : "node '\(nodeName)' (\(op))"

@@ -132,7 +132,7 @@ public struct Printer {
                 return "dense<[" + items.joined(separator: ", ") + "]>"
             }
             if weights == .elideLarge && t.elementCount > Printer.literalLimit { return "dense_resource<__elided__>" }
-            return "dense<\"0x" + hex(t.rawBytes) + "\">"
+            return "dense<\"0x" + t.withRawBytes(hex) + "\">"
         }
     }
 

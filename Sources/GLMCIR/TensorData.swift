@@ -16,6 +16,12 @@ public final class ByteStorage: @unchecked Sendable {
     }
     deinit { release(base, count) }
 
+    /// Wraps memory owned by someone else; `release` runs when the last reference goes away.
+    public static func wrapping(base: UnsafeRawPointer?, count: Int,
+                                release: @escaping @Sendable (UnsafeRawPointer?, Int) -> Void) -> ByteStorage {
+        ByteStorage(base: base, count: count, release: release)
+    }
+
     /// Copies `bytes` into a new 64-byte aligned heap buffer.
     public static func copying(_ bytes: UnsafeRawBufferPointer) -> ByteStorage {
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 64)
@@ -103,19 +109,28 @@ public struct TensorData: Sendable {
     public var elementCount: Int { checkedElementCount(sizes) ?? 0 }
     public var isElided: Bool { if case .elided = contents { return true } else { return false } }
 
-    /// The raw little-endian bytes (empty for strings and elided data).
-    public var rawBytes: UnsafeRawBufferPointer {
-        guard case .bytes(let storage, let offset, let count) = contents else { return UnsafeRawBufferPointer(start: nil, count: 0) }
-        return UnsafeRawBufferPointer(rebasing: storage.bytes[offset ..< offset + count])
+    /// Calls `body` with the raw little-endian bytes (empty for strings and elided data). The pointer
+    /// is valid only inside `body`.
+    public func withRawBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        guard case .bytes(let storage, let offset, let count) = contents else {
+            return try body(UnsafeRawBufferPointer(start: nil, count: 0))
+        }
+        return try withExtendedLifetime(storage) {
+            try body(UnsafeRawBufferPointer(rebasing: storage.bytes[offset ..< offset + count]))
+        }
     }
+
+    /// A copy of the raw bytes.
+    public var bytes: [UInt8] { withRawBytes { [UInt8]($0) } }
 
     /// Elements as `T` (which must match the dtype's width). Copies; use `rawBytes` in hot paths.
     public func elements<T>(as: T.Type = T.self) -> [T] {
-        let raw = rawBytes
-        let n = raw.count / MemoryLayout<T>.stride
-        return [T](unsafeUninitializedCapacity: n) { buf, initialized in
-            if n > 0 { UnsafeMutableRawBufferPointer(buf).copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[0 ..< n * MemoryLayout<T>.stride])) }
-            initialized = n
+        withRawBytes { raw in
+            let n = raw.count / MemoryLayout<T>.stride
+            return [T](unsafeUninitializedCapacity: n) { buf, initialized in
+                if n > 0 { UnsafeMutableRawBufferPointer(buf).copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[0 ..< n * MemoryLayout<T>.stride])) }
+                initialized = n
+            }
         }
     }
 

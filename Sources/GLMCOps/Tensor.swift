@@ -212,3 +212,81 @@ extension Tensor {
         }
     }
 }
+
+// MARK: - Element gathering, shared by movement-style kernels
+
+extension TensorStorage {
+    /// The elements at `indices`, in that order.
+    public func picking(_ indices: [Int]) -> TensorStorage {
+        func pick<T>(_ a: [T]) -> [T] { indices.map { a[$0] } }
+        switch self {
+        case .f64(let a): return .f64(pick(a))
+        case .f32(let a): return .f32(pick(a))
+        case .f16(let a): return .f16(pick(a))
+        case .bf16(let a): return .bf16(pick(a))
+        case .i64(let a): return .i64(pick(a))
+        case .i32(let a): return .i32(pick(a))
+        case .i16(let a): return .i16(pick(a))
+        case .i8(let a): return .i8(pick(a))
+        case .u64(let a): return .u64(pick(a))
+        case .u32(let a): return .u32(pick(a))
+        case .u16(let a): return .u16(pick(a))
+        case .u8(let a): return .u8(pick(a))
+        case .bool(let a): return .bool(pick(a))
+        case .string(let a): return .string(pick(a))
+        }
+    }
+
+    /// Several storages of one dtype, one after another. Nil when the dtypes differ.
+    public static func concatenating(_ parts: [TensorStorage], dtype: DType) -> TensorStorage? {
+        func join<T>(_ extract: (TensorStorage) -> [T]?) -> [T]? {
+            var out: [T] = []
+            for p in parts { guard let a = extract(p) else { return nil }; out += a }
+            return out
+        }
+        switch dtype {
+        case .f64: return join { if case .f64(let a) = $0 { a } else { nil } }.map { .f64($0) }
+        case .f32: return join { if case .f32(let a) = $0 { a } else { nil } }.map { .f32($0) }
+        case .f16: return join { if case .f16(let a) = $0 { a } else { nil } }.map { .f16($0) }
+        case .bf16: return join { if case .bf16(let a) = $0 { a } else { nil } }.map { .bf16($0) }
+        case .i64: return join { if case .i64(let a) = $0 { a } else { nil } }.map { .i64($0) }
+        case .i32: return join { if case .i32(let a) = $0 { a } else { nil } }.map { .i32($0) }
+        case .i16: return join { if case .i16(let a) = $0 { a } else { nil } }.map { .i16($0) }
+        case .i8: return join { if case .i8(let a) = $0 { a } else { nil } }.map { .i8($0) }
+        case .u64: return join { if case .u64(let a) = $0 { a } else { nil } }.map { .u64($0) }
+        case .u32: return join { if case .u32(let a) = $0 { a } else { nil } }.map { .u32($0) }
+        case .u16: return join { if case .u16(let a) = $0 { a } else { nil } }.map { .u16($0) }
+        case .u8: return join { if case .u8(let a) = $0 { a } else { nil } }.map { .u8($0) }
+        case .bool: return join { if case .bool(let a) = $0 { a } else { nil } }.map { .bool($0) }
+        case .string: return join { if case .string(let a) = $0 { a } else { nil } }.map { .string($0) }
+        }
+    }
+}
+
+extension Tensor {
+    /// The sub-tensor at `index` along `axis`, with that axis removed.
+    public func slice(at index: Int, axis: Int) -> Tensor {
+        let outer = shape[..<axis].reduce(1, *), inner = shape[(axis + 1)...].reduce(1, *)
+        var indices: [Int] = []
+        indices.reserveCapacity(outer * inner)
+        for o in 0 ..< outer { for i in 0 ..< inner { indices.append((o * shape[axis] + index) * inner + i) } }
+        var newShape = shape
+        newShape.remove(at: axis)
+        return Tensor(shape: newShape, storage: storage.picking(indices))
+    }
+
+    /// Tensors of one shape and dtype stacked along a new `axis`. Nil when they disagree.
+    public static func stack(_ parts: [Tensor], axis: Int) -> Tensor? {
+        guard let first = parts.first, parts.allSatisfy({ $0.shape == first.shape && $0.dtype == first.dtype }),
+              axis >= 0, axis <= first.rank else { return nil }
+        guard let joined = TensorStorage.concatenating(parts.map(\.storage), dtype: first.dtype) else { return nil }
+        // `joined` is laid out as [parts, ...shape]; move the parts axis to `axis`.
+        let outer = first.shape[..<axis].reduce(1, *), inner = first.shape[axis...].reduce(1, *)
+        var indices: [Int] = []
+        indices.reserveCapacity(joined.count)
+        for o in 0 ..< outer { for p in 0 ..< parts.count { for i in 0 ..< inner { indices.append(p * first.count + o * inner + i) } } }
+        var newShape = first.shape
+        newShape.insert(parts.count, at: axis)
+        return Tensor(shape: newShape, storage: joined.picking(indices))
+    }
+}
