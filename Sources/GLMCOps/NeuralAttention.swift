@@ -10,6 +10,7 @@ extension NeuralOps {
     static let attentionOps: [OpDefinition] = [
         OpDefinition("Attention", since: [23, 24, 25], infer: inferAttention, evaluate: evalAttention),
         OpDefinition("RotaryEmbedding", since: [23], infer: sameAsInput, evaluate: evalRotaryEmbedding),
+        OpDefinition("LinearAttention", since: [27], infer: inferLinearAttention, evaluate: evalLinearAttention),
     ]
 }
 
@@ -304,4 +305,98 @@ private func evalRotaryEmbedding(_ ctx: EvalContext) throws -> [Tensor] {
         }
     }
     return [Tensor(doubles: v, dtype: x.dtype, shape: x.shape)]
+}
+
+// MARK: - LinearAttention
+
+private func inferLinearAttention(_ ctx: InferenceContext) throws -> [TensorType] {
+    let q = try ctx.requiredInput(0), k = try ctx.requiredInput(1), v = try ctx.requiredInput(2)
+    let qh = try ctx.int("q_num_heads", default: 0), kvh = try ctx.int("kv_num_heads", default: 0)
+    var out = Shape([Dim](repeating: .unknown, count: 3)), state = Shape([Dim](repeating: .unknown, count: 4))
+    if let qd = q.shape.dims, qd.count == 3, qh > 0, kvh > 0 {
+        let dk = k.shape.dims.flatMap { $0.count == 3 ? $0[2].value.map { $0 / kvh } : nil }
+        let dv = v.shape.dims.flatMap { $0.count == 3 ? $0[2].value.map { $0 / kvh } : nil }
+        out = Shape([qd[0], qd[1], dv.map { .known($0 * qh) } ?? .unknown])
+        state = Shape([qd[0], .known(kvh), dk.map { .known($0) } ?? .unknown, dv.map { .known($0) } ?? .unknown])
+    }
+    let stateType = ctx.inputType(3)?.dtype ?? q.dtype
+    return Array([TensorType(q.dtype, out), TensorType(stateType, state)].prefix(ctx.outputCount))
+}
+
+/// The linear-attention recurrence token by token: per key/value head a d_k×d_v state is decayed
+/// (gated rules), corrected towards the value (delta rules) and extended by k⊗v; each query head
+/// reads its group's state.
+private func evalLinearAttention(_ ctx: EvalContext) throws -> [Tensor] {
+    let q = try ctx.requiredInput(0), k = try ctx.requiredInput(1), v = try ctx.requiredInput(2)
+    let past = ctx.input(3), decay = ctx.input(4), betaT = ctx.input(5)
+    try NeuralOps.requireFloat(q, "query", ctx)
+    let rule = try ctx.string("update_rule", default: "gated_delta")
+    guard ["linear", "gated", "delta", "gated_delta"].contains(rule) else { throw ctx.unsupported("update_rule '\(rule)'") }
+    let gated = rule.hasPrefix("gated"), delta = rule.hasSuffix("delta")
+    guard gated == (decay != nil), delta == (betaT != nil) else {
+        throw ctx.error("update_rule '\(rule)' \(gated ? "requires" : "forbids") decay and \(delta ? "requires" : "forbids") beta")
+    }
+    let qh = try ctx.int("q_num_heads", default: 0), kvh = try ctx.int("kv_num_heads", default: 0)
+    guard qh > 0, kvh > 0, qh % kvh == 0 else { throw ctx.error("q_num_heads must be a positive multiple of kv_num_heads") }
+    guard q.rank == 3, k.rank == 3, v.rank == 3, k.shape[0] == q.shape[0], v.shape[0] == q.shape[0],
+          k.shape[1] == q.shape[1], v.shape[1] == q.shape[1], q.shape[2] % qh == 0, k.shape[2] % kvh == 0,
+          v.shape[2] % kvh == 0, q.shape[2] / qh == k.shape[2] / kvh else {
+        throw ctx.error("query \(q.shape), key \(k.shape), value \(v.shape) do not fit \(qh) and \(kvh) heads")
+    }
+    let (b, t) = (q.shape[0], q.shape[1])
+    let dk = q.shape[2] / qh, dv = v.shape[2] / kvh, group = qh / kvh
+    if let past, past.shape != [b, kvh, dk, dv] { throw ctx.error("past_state must have shape \([b, kvh, dk, dv])") }
+    let decayPerKey: Bool
+    if let decay {
+        guard decay.rank == 3, decay.shape[0] == b, decay.shape[1] == t,
+              decay.shape[2] == kvh || decay.shape[2] == kvh * dk else {
+            throw ctx.error("decay shape \(decay.shape) must be (B, T, H_kv) or (B, T, H_kv * d_k)")
+        }
+        decayPerKey = decay.shape[2] == kvh * dk && dk != 1
+    } else { decayPerKey = false }
+    if let betaT, !(betaT.rank == 3 && betaT.shape[0] == b && betaT.shape[1] == t && (betaT.shape[2] == kvh || betaT.shape[2] == 1)) {
+        throw ctx.error("beta shape \(betaT.shape) must be (B, T, H_kv) or (B, T, 1)")
+    }
+    let scaleAttr = Double(try ctx.float("scale", default: 0))
+    let scale = scaleAttr == 0 ? 1 / Double(dk).squareRoot() : scaleAttr
+    let qs = q.doubles, ks = k.doubles, vs = v.doubles, gs = decay?.doubles, bs = betaT?.doubles
+    var state = past?.doubles ?? [Double](repeating: 0, count: b * kvh * dk * dv)
+    var out = [Double](repeating: 0, count: b * t * qh * dv)
+    var update = [Double](repeating: 0, count: dv)
+    for bi in 0..<b {
+        for ti in 0..<t {
+            for h in 0..<kvh {
+                let s0 = (bi * kvh + h) * dk * dv
+                let kBase = (bi * t + ti) * kvh * dk + h * dk, vBase = (bi * t + ti) * kvh * dv + h * dv
+                if let gs {
+                    let gBase = (bi * t + ti) * (decay!.shape[2])
+                    for d in 0..<dk {
+                        let g = exp(decayPerKey ? gs[gBase + h * dk + d] : gs[gBase + (decay!.shape[2] == kvh ? h : 0)])
+                        for m in 0..<dv { state[s0 + d * dv + m] *= g }
+                    }
+                }
+                for m in 0..<dv { update[m] = vs[vBase + m] }
+                if let bs {
+                    let beta = bs[(bi * t + ti) * betaT!.shape[2] + (betaT!.shape[2] == 1 ? 0 : h)]
+                    for m in 0..<dv {
+                        var retrieved = 0.0
+                        for d in 0..<dk { retrieved += state[s0 + d * dv + m] * ks[kBase + d] }
+                        update[m] = beta * (update[m] - retrieved)
+                    }
+                }
+                for d in 0..<dk { for m in 0..<dv { state[s0 + d * dv + m] += ks[kBase + d] * update[m] } }
+                for hq in (h * group)..<((h + 1) * group) {
+                    let qBase = (bi * t + ti) * qh * dk + hq * dk, oBase = (bi * t + ti) * qh * dv + hq * dv
+                    for m in 0..<dv {
+                        var acc = 0.0
+                        for d in 0..<dk { acc += qs[qBase + d] * state[s0 + d * dv + m] }
+                        out[oBase + m] = scale * acc
+                    }
+                }
+            }
+        }
+    }
+    return [Tensor(doubles: out, dtype: q.dtype, shape: [b, t, qh * dv]),
+            Tensor(doubles: state, dtype: past?.dtype ?? q.dtype, shape: [b, kvh, dk, dv])]
+        .prefix(max(ctx.outputCount, 1)).map { $0 }
 }

@@ -1,4 +1,9 @@
 import GLMCIR
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Convolutions: Conv, ConvTranspose, ConvInteger, QLinearConv, DeformConv. All lower to the packed
 /// GEMM in NeuralGemm.swift: Conv-like ops gather windows into the packed B operand (im2col),
@@ -10,6 +15,7 @@ extension NeuralOps {
         OpDefinition("QLinearConv", since: [10], infer: inferQLinearConv, evaluate: evalQLinearConv),
         OpDefinition("ConvTranspose", since: [1, 11, 22], infer: inferConvTranspose, evaluate: evalConvTranspose),
         OpDefinition("DeformConv", since: [19, 22], infer: { try inferConv($0, dtype: nil) }, evaluate: evalDeformConv),
+        OpDefinition("CausalConvWithState", since: [27], infer: inferCausalConv, evaluate: evalCausalConv),
     ]
 }
 
@@ -554,4 +560,53 @@ private func evalDeformConv(_ ctx: EvalContext) throws -> [Tensor] {
         }
     }
     return [Tensor(doubles: y, dtype: x.dtype, shape: [geo.batch, geo.outChannels] + geo.outSpatial)]
+}
+
+// MARK: - CausalConvWithState
+
+private func inferCausalConv(_ ctx: InferenceContext) throws -> [TensorType] {
+    let x = try ctx.requiredInput(0), w = try ctx.requiredInput(1)
+    var state = Shape([Dim](repeating: .unknown, count: 3))
+    if let xd = x.shape.dims, xd.count == 3 {
+        let k = w.shape.dims.flatMap { $0.count == 3 ? $0[2].value : nil }
+        state = Shape([xd[0], xd[1], k.map { .known($0 - 1) } ?? .unknown])
+    }
+    return Array([x, TensorType(x.dtype, state)].prefix(ctx.outputCount))
+}
+
+/// Depthwise causal 1-D convolution over [past_state (or zeros) ++ input], returning the output
+/// (optionally SiLU-activated) and the last k-1 positions as the new state.
+private func evalCausalConv(_ ctx: EvalContext) throws -> [Tensor] {
+    let x = try ctx.requiredInput(0), w = try ctx.requiredInput(1), bias = ctx.input(2), past = ctx.input(3)
+    try NeuralOps.requireFloat(x, "input", ctx)
+    guard x.rank == 3, w.rank == 3, w.shape[0] == x.shape[1], w.shape[1] == 1, w.shape[2] >= 1 else {
+        throw ctx.error("input \(x.shape) and weight \(w.shape) must be (B, C, L) and (C, 1, k)")
+    }
+    let (b, c, len, k) = (x.shape[0], x.shape[1], x.shape[2], w.shape[2])
+    if let bias, bias.count != c { throw ctx.error("bias must have \(c) elements") }
+    if let past, past.shape != [b, c, k - 1] { throw ctx.error("past_state must have shape \([b, c, k - 1])") }
+    let activation = try ctx.string("activation", default: "none")
+    guard ["none", "silu", "swish"].contains(activation) else { throw ctx.unsupported("activation '\(activation)'") }
+    let xs = x.doubles, ws = w.doubles, bs = bias?.doubles, ps = past?.doubles
+    let padded = len + k - 1
+    var y = [Double](repeating: 0, count: b * c * len)
+    var state = [Double](repeating: 0, count: b * c * (k - 1))
+    var row = [Double](repeating: 0, count: padded)
+    for plane in 0..<(b * c) {
+        let ch = plane % c
+        for j in 0..<(k - 1) { row[j] = ps?[plane * (k - 1) + j] ?? 0 }
+        for t in 0..<len { row[k - 1 + t] = xs[plane * len + t] }
+        for t in 0..<len {
+            var acc = bs?[ch] ?? 0
+            for j in 0..<k { acc += ws[ch * k + j] * row[t + j] }
+            if activation != "none" {
+                let v = Double(Float(acc))
+                acc = v / (1 + exp(-v))
+            }
+            y[plane * len + t] = acc
+        }
+        for j in 0..<(k - 1) { state[plane * (k - 1) + j] = row[padded - (k - 1) + j] }
+    }
+    return [Tensor(doubles: y, dtype: x.dtype, shape: x.shape),
+            Tensor(doubles: state, dtype: x.dtype, shape: [b, c, k - 1])].prefix(max(ctx.outputCount, 1)).map { $0 }
 }
