@@ -104,8 +104,8 @@ private func evalConv(_ ctx: EvalContext) throws -> [Tensor] {
     let shape = [geo.batch, geo.outChannels] + geo.outSpatial
     _ = try NeuralOps.count(shape, ctx)
     func run<T: NeuralScalar>(_: T.Type) -> Tensor {
-        let y = convolve(x: T.array(x), w: T.array(w), bias: b.map(T.array), geo)
-        return T.tensor(y, dtype: x.dtype, shape: shape)
+        let y = convolve(x: T.neuralArray(x), w: T.neuralArray(w), bias: b.map(T.neuralArray), geo)
+        return T.neuralTensor(y, dtype: x.dtype, shape: shape)
     }
     return [x.dtype == .f64 ? run(Double.self) : run(Float.self)]
 }
@@ -114,7 +114,7 @@ private func evalConv(_ ctx: EvalContext) throws -> [Tensor] {
 private let convColumnChunk = 512
 
 /// Conv of `x` ([N, C, in...]) with `w` ([M, C/group, k...]) plus optional `bias`, via im2col + GEMM.
-func convolve<T: NeuralScalar>(x: [T], w: [T], bias: [T]?, _ geo: ConvGeometry) -> [T] {
+private func convolve<T: NeuralScalar>(x: [T], w: [T], bias: [T]?, _ geo: ConvGeometry) -> [T] {
     let outPlane = geo.outPlane, inPlane = geo.inPlane, ks = geo.kernelSize
     let cg = geo.inChannels / geo.group, mg = geo.outChannels / geo.group, k = cg * ks
     var y = [T](repeating: 0, count: geo.batch * geo.outChannels * outPlane)
@@ -238,8 +238,7 @@ private func im2col<T: NeuralScalar>(_ x: UnsafePointer<T>, channels: Int, inPla
 // MARK: - ConvTranspose
 
 /// ConvTranspose attributes resolved against the input: output sizes and begin pads.
-private func convTransposeGeometry(_ ctx: some NodeContext, x: [Int], w: [Int])
-    throws -> (geo: ConvGeometry, kernel: [Int]) {
+private func convTransposeGeometry(_ ctx: some NodeContext, x: [Int], w: [Int]) throws -> ConvGeometry {
     guard x.count >= 3 else { throw ctx.error("input must have rank >= 3, got shape \(x)") }
     guard w.count == x.count else { throw ctx.error("weight shape \(w) does not match input shape \(x)") }
     let rank = x.count - 2
@@ -283,10 +282,9 @@ private func convTransposeGeometry(_ ctx: some NodeContext, x: [Int], w: [Int])
         }
         guard out[d] >= 0 else { throw ctx.error("negative output size \(out[d])") }
     }
-    let geo = ConvGeometry(batch: x[0], inChannels: x[1], outChannels: w[1] * group, group: group,
-                           inSpatial: input, outSpatial: out, kernel: attrs.kernel, strides: attrs.strides,
-                           dilations: attrs.dilations, padBegin: padBegin)
-    return (geo, attrs.kernel)
+    return ConvGeometry(batch: x[0], inChannels: x[1], outChannels: w[1] * group, group: group,
+                        inSpatial: input, outSpatial: out, kernel: attrs.kernel, strides: attrs.strides,
+                        dilations: attrs.dilations, padBegin: padBegin)
 }
 
 private func inferConvTranspose(_ ctx: InferenceContext) throws -> [TensorType] {
@@ -301,7 +299,7 @@ private func inferConvTranspose(_ ctx: InferenceContext) throws -> [TensorType] 
         if let os = try ctx.ints("output_shape"), os.count == rank { spatial = os.map { .known($0) } }
         return [TensorType(x.dtype, Shape([xd.first ?? .unknown, channels] + spatial))]
     }
-    let (geo, _) = try convTransposeGeometry(ctx, x: xs, w: ws)
+    let geo = try convTransposeGeometry(ctx, x: xs, w: ws)
     return [TensorType(x.dtype, static: [geo.batch, geo.outChannels] + geo.outSpatial)]
 }
 
@@ -311,13 +309,13 @@ private func evalConvTranspose(_ ctx: EvalContext) throws -> [Tensor] {
     guard w.dtype == x.dtype, b == nil || b?.dtype == x.dtype else {
         throw ctx.error("input, weight and bias must have the same element type")
     }
-    let (geo, _) = try convTransposeGeometry(ctx, x: x.shape, w: w.shape)
+    let geo = try convTransposeGeometry(ctx, x: x.shape, w: w.shape)
     if let b, b.count != geo.outChannels { throw ctx.error("bias has \(b.count) elements, expected \(geo.outChannels)") }
     let shape = [geo.batch, geo.outChannels] + geo.outSpatial
     _ = try NeuralOps.count(shape, ctx)
     func run<T: NeuralScalar>(_: T.Type) -> Tensor {
-        let y = convolveTransposed(x: T.array(x), w: T.array(w), bias: b.map(T.array), geo)
-        return T.tensor(y, dtype: x.dtype, shape: shape)
+        let y = convolveTransposed(x: T.neuralArray(x), w: T.neuralArray(w), bias: b.map(T.neuralArray), geo)
+        return T.neuralTensor(y, dtype: x.dtype, shape: shape)
     }
     return [x.dtype == .f64 ? run(Double.self) : run(Float.self)]
 }

@@ -9,18 +9,19 @@ public enum NeuralOps {
 
 // MARK: - Computation precision
 
-/// The real types neural kernels compute in: f64 tensors compute in Double, every other floating
-/// type (f32, f16, bf16) in Float. Integer-valued ops (ConvInteger, QLinearConv) compute in Double,
-/// which is exact for their accumulators.
+/// The real types the convolution kernels compute in: f64 tensors in Double, every other floating
+/// type (f32, f16, bf16) in Float. Integer-valued ops (ConvInteger, QLinearConv) use Double, which
+/// is exact for their accumulators. The other neural ops are not hot enough to need this: they
+/// compute through `Tensor.doubles`. (Codable only because `SIMD8<Self>` requires it.)
 protocol NeuralScalar: BinaryFloatingPoint, SIMDScalar, Sendable, Codable {
     /// The elements of `t` converted to this type (no copy when the storage already is).
-    static func array(_ t: Tensor) -> [Self]
+    static func neuralArray(_ t: Tensor) -> [Self]
     /// A tensor of `dtype` holding `values` (rounded to the dtype).
-    static func tensor(_ values: [Self], dtype: DType, shape: [Int]) -> Tensor
+    static func neuralTensor(_ values: [Self], dtype: DType, shape: [Int]) -> Tensor
 }
 
 extension Float: NeuralScalar {
-    static func array(_ t: Tensor) -> [Float] {
+    static func neuralArray(_ t: Tensor) -> [Float] {
         switch t.storage {
         case .f32(let a): return a
         case .f16(let a): return a.map(halfToFloat)
@@ -28,7 +29,7 @@ extension Float: NeuralScalar {
         default: return t.doubles.map { Float($0) }
         }
     }
-    static func tensor(_ values: [Float], dtype: DType, shape: [Int]) -> Tensor {
+    static func neuralTensor(_ values: [Float], dtype: DType, shape: [Int]) -> Tensor {
         switch dtype {
         case .f32: return Tensor(shape: shape, storage: .f32(values))
         case .f16: return Tensor(shape: shape, storage: .f16(values.map(floatToHalf)))
@@ -39,12 +40,11 @@ extension Float: NeuralScalar {
 }
 
 extension Double: NeuralScalar {
-    static func array(_ t: Tensor) -> [Double] { t.doubles }
-    static func tensor(_ values: [Double], dtype: DType, shape: [Int]) -> Tensor {
+    static func neuralArray(_ t: Tensor) -> [Double] { t.doubles }
+    static func neuralTensor(_ values: [Double], dtype: DType, shape: [Int]) -> Tensor {
         Tensor(doubles: values, dtype: dtype, shape: shape)
     }
 }
-
 
 // MARK: - Shared helpers
 
@@ -58,7 +58,7 @@ extension NeuralOps {
         }
     }
 
-    /// Throws unless `t` has rank `rank` (or at least `min`).
+    /// Throws unless `t` has rank `rank`.
     static func requireRank(_ t: Tensor, _ rank: Int, _ what: String, _ ctx: some NodeContext) throws {
         guard t.rank == rank else { throw ctx.error("\(what) must have rank \(rank), got shape \(t.shape)") }
     }
@@ -69,17 +69,12 @@ extension NeuralOps {
         return n
     }
 
-    /// Calls `body` with the computation precision for tensors of `dtype`.
-    static func withPrecision<R>(_ dtype: DType, _ body: (any NeuralScalar.Type) throws -> R) rethrows -> R {
-        dtype == .f64 ? try body(Double.self) : try body(Float.self)
-    }
-
     /// Result types for ops whose single result has the type of operand 0.
     static func sameAsInput(_ ctx: InferenceContext) throws -> [TensorType] {
         [try ctx.requiredInput(0)]
     }
 
-    /// Row-major multi-index iteration helper: the multi-index of flat `index` in `sizes`.
+    /// The row-major multi-index of flat `index` in `sizes`.
     static func unravel(_ index: Int, _ sizes: [Int]) -> [Int] {
         var rest = index
         var out = [Int](repeating: 0, count: sizes.count)
@@ -112,13 +107,13 @@ extension NeuralOps {
 
 // MARK: - Sliding-window geometry (Conv, ConvTranspose, pooling)
 
-/// The `auto_pad` attribute.
-enum AutoPad: String {
-    case notSet = "NOTSET", sameUpper = "SAME_UPPER", sameLower = "SAME_LOWER", valid = "VALID"
-}
-
 /// The window attributes shared by Conv-like and pooling ops, validated, for `rank` spatial dims.
 struct WindowAttributes {
+    /// The `auto_pad` attribute.
+    enum AutoPad: String {
+        case notSet = "NOTSET", sameUpper = "SAME_UPPER", sameLower = "SAME_LOWER", valid = "VALID"
+    }
+
     var kernel: [Int]
     var strides: [Int]
     var dilations: [Int]
