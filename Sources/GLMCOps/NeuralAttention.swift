@@ -50,21 +50,35 @@ private func attentionDims(_ ctx: some NodeContext, q: [Int], k: [Int], v: [Int]
 
 private func inferAttention(_ ctx: InferenceContext) throws -> [TensorType] {
     let q = try ctx.requiredInput(0), k = try ctx.requiredInput(1), v = try ctx.requiredInput(2)
-    let dtype = q.dtype
+    // Symbolic dims pass through; sizes derived by arithmetic need known operands.
+    func div(_ d: Dim, _ n: Int) -> Dim { d.value.map { .known($0 / n) } ?? .unknown }
+    func mul(_ d: Dim, _ n: Int) -> Dim { d.value.map { .known($0 * n) } ?? .unknown }
     let unknown4 = Shape([Dim](repeating: .unknown, count: 4))
-    var types = [TensorType(dtype, Shape(q.shape.rank.map { [Dim](repeating: .unknown, count: $0) })),
-                 TensorType(dtype, unknown4), TensorType(v.dtype, unknown4), TensorType(dtype, unknown4)]
-    if let qs = q.shape.staticSizes, let ks = k.shape.staticSizes, let vs = v.shape.staticSizes {
-        let past = ctx.inputType(4)?.shape
-        if past == nil || past?.staticSizes != nil {
-            let d = try attentionDims(ctx, q: qs, k: ks, v: vs, past: past?.staticSizes)
-            types[0] = TensorType(dtype, static: d.threeD ? [d.batch, d.qLen, d.qHeads * d.vHeadSize]
-                                  : [d.batch, d.qHeads, d.qLen, d.vHeadSize])
-            types[1] = TensorType(dtype, static: [d.batch, d.kvHeads, d.totalLen, d.headSize])
-            types[2] = TensorType(v.dtype, static: [d.batch, d.kvHeads, d.totalLen, d.vHeadSize])
-            types[3] = TensorType(dtype, static: [d.batch, d.qHeads, d.qLen, d.totalLen])
-        }
+    guard let qd = q.shape.dims, let kd = k.shape.dims, let vd = v.shape.dims,
+          qd.count == kd.count, qd.count == vd.count, qd.count == 3 || qd.count == 4 else {
+        let types = [TensorType(q.dtype, .unranked), TensorType(q.dtype, unknown4), TensorType(v.dtype, unknown4),
+                     TensorType(q.dtype, unknown4)]
+        return Array(types.prefix(ctx.outputCount))
     }
+    let batch = qd[0], qLen = qd.count == 4 ? qd[2] : qd[1]
+    let qHeads: Dim, kvHeads: Dim, headSize: Dim, vHeadSize: Dim, kvLen: Dim, y: Shape
+    if qd.count == 4 {
+        (qHeads, kvHeads, headSize, vHeadSize, kvLen) = (qd[1], kd[1], qd[3], vd[3], kd[2])
+        y = Shape([batch, qHeads, qLen, vHeadSize])
+    } else {
+        let qh = try ctx.int("q_num_heads", default: 0), kvh = try ctx.int("kv_num_heads", default: 0)
+        guard qh > 0, kvh > 0 else { throw ctx.error("3-D inputs need positive q_num_heads and kv_num_heads") }
+        (qHeads, kvHeads, headSize, vHeadSize, kvLen) = (.known(qh), .known(kvh), div(kd[2], kvh), div(vd[2], kvh), kd[1])
+        y = Shape([batch, qLen, mul(vHeadSize, qh)])
+    }
+    var total = kvLen
+    if let past = ctx.inputType(4) {
+        let pastLen = past.shape.dims.flatMap { $0.count == 4 ? $0[2] : nil } ?? .unknown
+        total = pastLen.value.flatMap { p in kvLen.value.map { .known(p + $0) } } ?? .unknown
+    }
+    let types = [TensorType(q.dtype, y), TensorType(k.dtype, Shape([batch, kvHeads, total, headSize])),
+                 TensorType(v.dtype, Shape([batch, kvHeads, total, vHeadSize])),
+                 TensorType(q.dtype, Shape([batch, qHeads, qLen, total]))]
     return Array(types.prefix(ctx.outputCount))
 }
 

@@ -316,6 +316,12 @@ final class NeuralOpsTests: XCTestCase {
                           ["q_num_heads": .int(6), "kv_num_heads": .int(4)], outputs: 4)
         XCTAssertEqual(t.map(\.shape), [Shape(static: [2, 5, 6]), Shape(static: [2, 4, 7, 2]), Shape(static: [2, 4, 7, 1]),
                                         Shape(static: [2, 6, 5, 7])])
+        let (bd, sd) = (Dim.symbol("b"), Dim.symbol("s"))
+        let symbolic = try infer("Attention", opset: 23, [TensorType(.f32, sym([bd, .known(4), sd, .known(8)])),
+                                                          TensorType(.f32, sym([bd, .known(2), sd, .known(8)])),
+                                                          TensorType(.f32, sym([bd, .known(2), sd, .known(16)]))], outputs: 4)
+        XCTAssertEqual(symbolic.map(\.shape), [sym([bd, .known(4), sd, .known(16)]), sym([bd, .known(2), sd, .known(8)]),
+                                               sym([bd, .known(2), sd, .known(16)]), sym([bd, .known(4), sd, sd])])
     }
 
     func testRotaryEmbeddingRotatesHalves() throws {
