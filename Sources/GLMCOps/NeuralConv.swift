@@ -126,6 +126,10 @@ private func convolve<T: NeuralScalar>(x: [T], w: [T], bias: [T]?, _ geo: ConvGe
     }
     let maps = geo.gatherMaps
     let inStrides = ShapeHelpers.strides(geo.inSpatial)
+    if cg == 1 && mg == 1 {
+        depthwise(x: x, w: w, bias: bias, into: &y, geo, maps: maps, inStrides: inStrides)
+        return y
+    }
     let aCount = NeuralGemm.packedACount(m: mg, k: k)
     var packedA = [T](repeating: 0, count: aCount * geo.group)
     packedA.withUnsafeMutableBufferPointer { pa in
@@ -168,6 +172,39 @@ private func convolve<T: NeuralScalar>(x: [T], w: [T], bias: [T]?, _ geo: ConvGe
         }
     }
     return y
+}
+
+/// Depthwise convolution (one input and one output channel per group) by direct accumulation: a
+/// GEMM with a single row per group would waste most of its tile.
+private func depthwise<T: NeuralScalar>(x: [T], w: [T], bias: [T]?, into y: inout [T], _ geo: ConvGeometry,
+                                        maps: [WindowMap], inStrides: [Int]) {
+    let inPlane = geo.inPlane, outPlane = geo.outPlane
+    let offsets = kernelOffsets(geo.kernel)
+    let last = geo.rank - 1
+    let lastMap = maps[last]
+    x.withUnsafeBufferPointer { xp in
+        y.withUnsafeMutableBufferPointer { yp in
+            lastMap.table.withUnsafeBufferPointer { lm in
+                for plane in 0..<(geo.batch * geo.outChannels) {
+                    let c = plane % geo.outChannels
+                    let xc = xp.baseAddress! + plane * inPlane, yc = yp.baseAddress! + plane * outPlane
+                    yc.update(repeating: bias?[c] ?? 0, count: outPlane)
+                    for (kflat, kid) in offsets.enumerated() {
+                        let wv = w[c * offsets.count + kflat]
+                        let map = lm.baseAddress! + kid[last] * lastMap.count
+                        forEachRun(grid: geo.outSpatial, first: 0, count: outPlane, maps: maps, kid: kid,
+                                   otherStrides: inStrides) { j, col, run, base in
+                            guard let base else { return }
+                            for t in 0..<run {
+                                let i = map[col + t]
+                                if i >= 0 { yc[j + t] += wv * xc[base + i] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Multi-indices of every flat kernel offset.

@@ -96,10 +96,11 @@ enum NeuralGemm {
             }
             add(c0, 0); add(c1, 1); add(c2, 2); add(c3, 3)
         } else {
-            let tile = [c0, c1, c2, c3]
-            for r in 0..<rows {
-                for j in 0..<cols { c[r * ldc + j] += tile[r][j] }
+            func add(_ v: SIMD8<T>, _ row: Int) {
+                guard row < rows else { return }
+                for j in 0..<cols { c[row * ldc + j] += v[j] }
             }
+            add(c0, 0); add(c1, 1); add(c2, 2); add(c3, 3)
         }
     }
 }
