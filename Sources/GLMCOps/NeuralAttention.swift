@@ -360,17 +360,16 @@ private func evalLinearAttention(_ ctx: EvalContext) throws -> [Tensor] {
     let (b, t) = (q.shape[0], q.shape[1])
     let dk = q.shape[2] / qh, dv = v.shape[2] / kvh, group = qh / kvh
     if let past, past.shape != [b, kvh, dk, dv] { throw ctx.error("past_state must have shape \([b, kvh, dk, dv])") }
-    let decayPerKey: Bool
-    if let decay {
-        guard decay.rank == 3, decay.shape[0] == b, decay.shape[1] == t,
-              decay.shape[2] == kvh || decay.shape[2] == kvh * dk else {
-            throw ctx.error("decay shape \(decay.shape) must be (B, T, H_kv) or (B, T, H_kv * d_k)")
-        }
-        decayPerKey = decay.shape[2] == kvh * dk && dk != 1
-    } else { decayPerKey = false }
-    if let betaT, !(betaT.rank == 3 && betaT.shape[0] == b && betaT.shape[1] == t && (betaT.shape[2] == kvh || betaT.shape[2] == 1)) {
+    // Decay is per head or per head and key dim; beta per head or shared by all heads.
+    let decayWidth = decay?.shape.last ?? kvh, betaWidth = betaT?.shape.last ?? kvh
+    if let decay, !(decay.rank == 3 && decay.shape[0] == b && decay.shape[1] == t
+                    && (decayWidth == kvh || decayWidth == kvh * dk)) {
+        throw ctx.error("decay shape \(decay.shape) must be (B, T, H_kv) or (B, T, H_kv * d_k)")
+    }
+    if let betaT, !(betaT.rank == 3 && betaT.shape[0] == b && betaT.shape[1] == t && (betaWidth == kvh || betaWidth == 1)) {
         throw ctx.error("beta shape \(betaT.shape) must be (B, T, H_kv) or (B, T, 1)")
     }
+    let decayPerKey = decayWidth == kvh * dk && dk != 1
     let scaleAttr = Double(try ctx.float("scale", default: 0))
     let scale = scaleAttr == 0 ? 1 / Double(dk).squareRoot() : scaleAttr
     let qs = q.doubles, ks = k.doubles, vs = v.doubles, gs = decay?.doubles, bs = betaT?.doubles
@@ -383,15 +382,15 @@ private func evalLinearAttention(_ ctx: EvalContext) throws -> [Tensor] {
                 let s0 = (bi * kvh + h) * dk * dv
                 let kBase = (bi * t + ti) * kvh * dk + h * dk, vBase = (bi * t + ti) * kvh * dv + h * dv
                 if let gs {
-                    let gBase = (bi * t + ti) * (decay!.shape[2])
+                    let gBase = (bi * t + ti) * decayWidth
                     for d in 0..<dk {
-                        let g = exp(decayPerKey ? gs[gBase + h * dk + d] : gs[gBase + (decay!.shape[2] == kvh ? h : 0)])
+                        let g = exp(gs[gBase + (decayPerKey ? h * dk + d : h)])
                         for m in 0..<dv { state[s0 + d * dv + m] *= g }
                     }
                 }
                 for m in 0..<dv { update[m] = vs[vBase + m] }
                 if let bs {
-                    let beta = bs[(bi * t + ti) * betaT!.shape[2] + (betaT!.shape[2] == 1 ? 0 : h)]
+                    let beta = bs[(bi * t + ti) * betaWidth + (betaWidth == 1 ? 0 : h)]
                     for m in 0..<dv {
                         var retrieved = 0.0
                         for d in 0..<dk { retrieved += state[s0 + d * dv + m] * ks[kBase + d] }
