@@ -35,7 +35,7 @@ build: setup
 # build -> conformance -> swift test, so swift test's summary is the last thing printed.
 test: build
 	$(MAKE) conformance
-	$(SWIFT) test
+	$(SWIFT) test --disable-swift-testing
 
 conformance: build
 	$(PYTHON) Tests/Conformance/run_conformance.py --glmc $(GLMC) --engine $(ENGINE) --check

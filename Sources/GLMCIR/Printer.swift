@@ -43,19 +43,19 @@ public struct Printer {
         }
         let args = f.arguments.map { v -> String in
             let n = define(v)
-            return "\(n): \(f.type(of: v))" + loc([f.name(of: v)])
+            return "\(n): \(typeText(f.type(of: v)))" + loc([f.name(of: v)])
         }
         out += "(" + args.joined(separator: ", ") + ")"
         if !f.captures.isEmpty {
             let caps = f.captures.map { c -> String in
                 let outer = outerNames[c.outer] ?? "%<invalid>"
                 let inner = define(c.inner)
-                return "\(outer) as \(inner): \(f.type(of: c.inner))" + loc([f.name(of: c.inner)])
+                return "\(outer) as \(inner): \(typeText(f.type(of: c.inner)))" + loc([f.name(of: c.inner)])
             }
             out += " captures(" + caps.joined(separator: ", ") + ")"
         }
         let results = f.outputs.enumerated().map { i, v in
-            "\(f.type(of: v))" + loc([i < f.outputNames.count ? f.outputNames[i] : ""])
+            typeText(f.type(of: v)) + loc([i < f.outputNames.count ? f.outputNames[i] : ""])
         }
         out += " -> (" + results.joined(separator: ", ") + ") {\n"
         let inner = indent + "  "
@@ -63,8 +63,13 @@ public struct Printer {
             out += inner
             let resultNames = inst.results.map { define($0) }
             let operandText = inst.operands.map { $0.map { names[$0] ?? "%<undefined>" } ?? "_" }
-            out += resultNames.joined(separator: ", ") + " = "
-            if let value = inst.constantValue, inst.attributes.count == 1 {
+            // An instruction without results prints as just `Op(...)`.
+            if !resultNames.isEmpty { out += resultNames.joined(separator: ", ") + " = " }
+            if let value = inst.constantValue, inst.attributes.count == 1, inst.operands.isEmpty,
+               inst.results.count == 1, f.type(of: inst.results[0]) == value.type,
+               inst.opset == state.opsets[""] {
+                // The short form carries no opset, operands or separate tensor type: anything else
+                // prints as `Constant(...) {value = ...}`.
                 out += "const " + data(value)
             } else {
                 out += inst.op.description.isIdentifierLike ? inst.op.description : quoted(inst.op.description)
@@ -77,7 +82,9 @@ public struct Printer {
                     out += " {" + attrs.joined(separator: ", ") + "}"
                 }
             }
-            out += " : " + inst.results.map { f.type(of: $0).description }.joined(separator: ", ")
+            if !inst.results.isEmpty {
+                out += " : " + inst.results.map { typeText(f.type(of: $0)) }.joined(separator: ", ")
+            }
             out += loc(inst.results.map { f.name(of: $0) })
             if !inst.nodeName.isEmpty { out += " node(\(quoted(inst.nodeName)))" }
             out += "\n"
@@ -100,12 +107,12 @@ public struct Printer {
         case .int(let v): return String(v)
         case .float(let v): return floatText(v)
         case .string(let s): return quoted(s)
-        case .tensor(let t): return data(t) + " : " + t.type.description
+        case .tensor(let t): return data(t) + " : " + typeText(t.type)
         case .graph(let g): return graph(g, indent: indent, names: names, state: &state)
         case .ints(let v): return "[" + v.map(String.init).joined(separator: ", ") + "]"
         case .floats(let v): return "[" + v.map(floatText).joined(separator: ", ") + "]"
         case .strings(let v): return "[" + v.map(quoted).joined(separator: ", ") + "]"
-        case .tensors(let v): return "[" + v.map { data($0) + " : " + $0.type.description }.joined(separator: ", ") + "]"
+        case .tensors(let v): return "[" + v.map { data($0) + " : " + typeText($0.type) }.joined(separator: ", ") + "]"
         case .graphs(let v):
             var parts: [String] = []
             for g in v { parts.append(graph(g, indent: indent, names: names, state: &state)) }
@@ -160,6 +167,18 @@ public struct Printer {
     }
 }
 
+/// A type as IR text: `TensorType.description`, except that a symbolic dimension whose name is not
+/// made of `[A-Za-z0-9_.-]` (or is empty) prints quoted, `?"seq len"`, so it reads back.
+public func typeText(_ t: TensorType) -> String {
+    guard let dims = t.shape.dims, dims.contains(where: { if case .symbol(let s) = $0 { return !s.isSymbolLike } else { return false } }) else {
+        return t.description
+    }
+    return t.dtype.rawValue + "[" + dims.map { d -> String in
+        if case .symbol(let s) = d, !s.isSymbolLike { return "?" + quoted(s) }
+        return d.description
+    }.joined(separator: ",") + "]"
+}
+
 /// A float as IR text: Swift's shortest round-tripping form, always with a `.` or exponent so it
 /// never reads back as an integer; `inf`, `-inf`, `nan` for the rest.
 public func floatText(_ v: Float) -> String {
@@ -208,6 +227,15 @@ extension String {
     var isIdentifierLike: Bool {
         guard let first = unicodeScalars.first, first.isASCIILetter || first == "_" else { return false }
         return unicodeScalars.allSatisfy { $0.isASCIILetter || ("0"..."9").contains($0) || $0 == "_" || $0 == "." || $0 == "-" }
+    }
+}
+
+extension String {
+    /// Non-empty and only `[A-Za-z0-9_.-]`: a symbolic dimension that prints bare after `?`.
+    var isSymbolLike: Bool {
+        !isEmpty && utf8.allSatisfy { c in
+            (c >= 0x61 && c <= 0x7A) || (c >= 0x41 && c <= 0x5A) || (c >= 0x30 && c <= 0x39) || c == 0x5F || c == 0x2E || c == 0x2D
+        }
     }
 }
 

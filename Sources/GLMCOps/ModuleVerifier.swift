@@ -10,6 +10,7 @@ public enum ModuleVerifier {
 
     static func verifyTypes(_ f: Function) throws {
         var constants: [ValueID: TensorData] = [:]
+        var unchecked = Set<ValueID>()
         for inst in f.body {
             for body in inst.nestedFunctions { try verifyTypes(body) }
             if let data = inst.constantValue {
@@ -20,8 +21,14 @@ public enum ModuleVerifier {
                 constants[inst.results[0]] = data
                 continue
             }
+            // Unsupported ops have no inference; their results' types are the model's word, and
+            // instructions reading them cannot be checked either.
             guard let definition = OpRegistry.definition(of: inst.op),
-                  definition.schemaVersion(forOpset: inst.opset) != nil else { continue }
+                  definition.schemaVersion(forOpset: inst.opset) != nil,
+                  !inst.operands.contains(where: { $0.map { unchecked.contains($0) } ?? false }) else {
+                unchecked.formUnion(inst.results)
+                continue
+            }
             let context = InferenceContext(op: inst.op, nodeName: inst.nodeName, opset: inst.opset,
                                            attributes: inst.attributes, outputCount: inst.results.count,
                                            inputTypes: inst.operands.map { $0.map { f.type(of: $0) } },

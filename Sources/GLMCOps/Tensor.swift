@@ -81,8 +81,8 @@ public struct Tensor: Sendable {
         case .i32(let a): return a.map(Double.init)
         case .i16(let a): return a.map(Double.init)
         case .i8(let a): return a.map(Double.init)
-        case .u64(let a): return a.map(Double.init)
-        case .u32(let a): return a.map(Double.init)
+        case .u64(let a): return a.map { Double($0) }
+        case .u32(let a): return a.map { Double($0) }
         case .u16(let a): return a.map(Double.init)
         case .u8(let a): return a.map(Double.init)
         case .bool(let a): return a.map { $0 ? 1 : 0 }

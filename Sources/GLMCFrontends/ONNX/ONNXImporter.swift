@@ -281,8 +281,11 @@ private final class Importer {
             return
         }
 
+        // Results of unsupported ops have placeholder types; inference downstream of them would
+        // only report noise, so those nodes take the model's hints too.
+        let inputsKnown = !operands.contains { $0.map { b.placeholders.contains($0) } ?? false }
         var inferred: [TensorType]? = nil
-        if let definition = OpRegistry.definition(of: op) {
+        if inputsKnown, let definition = OpRegistry.definition(of: op) {
             if definition.schemaVersion(forOpset: opset) != nil {
                 let context = InferenceContext(op: op, nodeName: name, opset: opset, attributes: attributes,
                                                outputCount: outputNames.count,
@@ -313,6 +316,7 @@ private final class Importer {
                 b.names[outName] = id
             }
             results.append(id)
+            if inferred == nil { b.placeholders.insert(id) }
         }
         b.function.body.append(Instruction(op: op, opset: opset, operands: operands, results: results,
                                            attributes: attributes, nodeName: name))
@@ -499,6 +503,8 @@ private final class GraphBuilder {
     var function: Function
     var names: [String: ValueID] = [:]
     var constants: [ValueID: TensorData] = [:]
+    /// Values whose types are placeholders (results of ops glmc cannot infer).
+    var placeholders = Set<ValueID>()
     let parent: GraphBuilder?
     let opsets: [String: Int]
     /// True while a model-local function is being inlined: its body sees only its formal names.
@@ -517,6 +523,7 @@ private final class GraphBuilder {
         function.captures.append(Function.Capture(outer: outer, inner: inner))
         names[name] = inner
         if let c = parent.constants[outer] { constants[inner] = c }
+        if parent.placeholders.contains(outer) { placeholders.insert(inner) }
         return inner
     }
 
