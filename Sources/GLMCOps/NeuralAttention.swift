@@ -11,6 +11,8 @@ extension NeuralOps {
         OpDefinition("Attention", since: [23, 24, 25], infer: inferAttention, evaluate: evalAttention),
         OpDefinition("RotaryEmbedding", since: [23], infer: sameAsInput, evaluate: evalRotaryEmbedding),
         OpDefinition("LinearAttention", since: [27], infer: inferLinearAttention, evaluate: evalLinearAttention),
+        OpDefinition("FlexAttention", domain: "ai.onnx.preview", since: [1], infer: inferFlexAttention,
+                     evaluate: evalFlexAttention),
     ]
 }
 
@@ -412,4 +414,80 @@ private func evalLinearAttention(_ ctx: EvalContext) throws -> [Tensor] {
     return [Tensor(doubles: out, dtype: q.dtype, shape: [b, t, qh * dv]),
             Tensor(doubles: state, dtype: past?.dtype ?? q.dtype, shape: [b, kvh, dk, dv])]
         .prefix(max(ctx.outputCount, 1)).map { $0 }
+}
+
+// MARK: - FlexAttention (ai.onnx.preview)
+
+private func inferFlexAttention(_ ctx: InferenceContext) throws -> [TensorType] {
+    let q = try ctx.requiredInput(0), v = try ctx.requiredInput(2)
+    guard let qd = q.shape.dims, let vd = v.shape.dims, qd.count == 4, vd.count == 4 else {
+        return [TensorType(v.dtype, Shape([Dim](repeating: .unknown, count: 4)))]
+    }
+    return [TensorType(v.dtype, Shape([qd[0], qd[1], qd[2], vd[3]]))]
+}
+
+/// Softmax attention whose scores and probabilities may be rewritten by the `score_mod` and
+/// `prob_mod` graphs (each maps the whole [B, Hq, L, S] tensor to a new one). Scores are computed
+/// in `softmax_precision` (f32 for 16-bit inputs by default).
+private func evalFlexAttention(_ ctx: EvalContext) throws -> [Tensor] {
+    let q = try ctx.requiredInput(0), k = try ctx.requiredInput(1), v = try ctx.requiredInput(2)
+    try NeuralOps.requireFloat(q, "Q", ctx)
+    guard q.rank == 4, k.rank == 4, v.rank == 4, k.shape[0] == q.shape[0], v.shape[0] == q.shape[0],
+          k.shape[1] == v.shape[1], k.shape[2] == v.shape[2], k.shape[3] == q.shape[3],
+          k.shape[1] > 0, q.shape[1] % k.shape[1] == 0 else {
+        throw ctx.error("Q \(q.shape), K \(k.shape), V \(v.shape) must be rank-4 with matching sizes")
+    }
+    let (b, hq, l, e) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3])
+    let (hkv, s, ev) = (k.shape[1], k.shape[2], v.shape[3])
+    let group = hq / hkv
+    let computeType: DType
+    if let code = try ctx.int("softmax_precision") {
+        switch code {
+        case 1: computeType = .f32
+        case 10: computeType = .f16
+        case 11: computeType = .f64
+        case 16: computeType = .bf16
+        default: throw ctx.unsupported("softmax_precision \(code)")
+        }
+    } else {
+        computeType = q.dtype == .f64 ? .f64 : .f32
+    }
+    let scale = Double(try ctx.float("scale") ?? Float(1 / Double(e).squareRoot()))
+    let qs = q.doubles, ks = k.doubles, vs = v.doubles
+    var scores = [Double](repeating: 0, count: b * hq * l * s)
+    for bi in 0..<b { for h in 0..<hq { for i in 0..<l { for j in 0..<s {
+        let qRow = ((bi * hq + h) * l + i) * e, kRow = ((bi * hkv + h / group) * s + j) * e
+        var dot = 0.0
+        for t in 0..<e { dot += qs[qRow + t] * ks[kRow + t] }
+        scores[((bi * hq + h) * l + i) * s + j] = dot * scale
+    } } } }
+    let shape = [b, hq, l, s]
+    // Runs a modifier graph on the whole tensor, in the compute precision.
+    func modify(_ name: String, _ values: [Double]) throws -> [Double] {
+        let rounded = Tensor(doubles: values, dtype: computeType, shape: shape)
+        guard let graph = try ctx.graph(name) else { return rounded.doubles }
+        let outs = try ctx.runSubgraph(graph, [rounded])
+        guard outs.count == 1, outs[0].count == values.count else {
+            throw ctx.error("\(name) must produce one tensor of shape \(shape)")
+        }
+        return Tensor(doubles: outs[0].doubles, dtype: computeType, shape: shape).doubles
+    }
+    scores = try modify("score_mod", scores)
+    for row in 0..<(b * hq * l) {
+        let r = (row * s)..<((row + 1) * s)
+        let m = scores[r].max() ?? 0
+        var sum = 0.0
+        for j in r { scores[j] = exp(scores[j] - m); sum += scores[j] }
+        for j in r { scores[j] /= sum }
+    }
+    let probs = try modify("prob_mod", scores)
+    var y = [Double](repeating: 0, count: b * hq * l * ev)
+    for bi in 0..<b { for h in 0..<hq { for i in 0..<l {
+        let pRow = ((bi * hq + h) * l + i) * s, yRow = ((bi * hq + h) * l + i) * ev
+        for j in 0..<s {
+            let p = probs[pRow + j], vRow = ((bi * hkv + h / group) * s + j) * ev
+            for t in 0..<ev { y[yRow + t] += p * vs[vRow + t] }
+        }
+    } } }
+    return [Tensor(doubles: y, dtype: v.dtype, shape: [b, hq, l, ev])]
 }

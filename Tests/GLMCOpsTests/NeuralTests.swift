@@ -324,6 +324,18 @@ final class NeuralOpsTests: XCTestCase {
                                                sym([bd, .known(2), sd, .known(16)]), sym([bd, .known(4), sd, sd])])
     }
 
+    func testFlexAttentionWithoutModifiersIsPlainAttention() throws {
+        let q = Tensor(values(2 * 4 * 3 * 4, seed: 11), shape: [2, 4, 3, 4])
+        let k = Tensor(values(2 * 2 * 5 * 4, seed: 12), shape: [2, 2, 5, 4])
+        let v = Tensor(values(2 * 2 * 5 * 3, seed: 13), shape: [2, 2, 5, 3])
+        let ctx = EvalContext(op: OpName("FlexAttention", domain: "ai.onnx.preview"), opset: 1, attributes: [:],
+                              outputCount: 1, inputs: [q, k, v])
+        let flex = try XCTUnwrap(OpRegistry.definition(of: ctx.op)).evaluate(ctx)[0]
+        let plain = try run("Attention", opset: 23, [q, k, v])[0]
+        XCTAssertEqual(flex.shape, [2, 4, 3, 3])
+        assertClose(flex.doubles, plain.doubles)
+    }
+
     func testRotaryEmbeddingRotatesHalves() throws {
         let x = f32([1, 2, 3, 4], shape: [1, 1, 1, 4])
         let cos = f32([0, 0], shape: [1, 1, 2]), sin = f32([1, 1], shape: [1, 1, 2])
