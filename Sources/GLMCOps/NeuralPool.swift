@@ -77,7 +77,9 @@ private func evalPool(_ ctx: EvalContext, _ kind: PoolKind) throws -> [Tensor] {
                                   padBegin: r.padBegin, padEnd: r.padEnd))
     }
     let shape = Array(x.shape.prefix(2)) + windows.map(\.output)
-    _ = try NeuralOps.count(shape, ctx)
+    guard try NeuralOps.count(shape, ctx) > 0 else {
+        return [Tensor.zeros(x.dtype, shape: shape), Tensor.zeros(.i64, shape: shape)].prefix(max(ctx.outputCount, 1)).map { $0 }
+    }
     let (values, indices) = pool(x.doubles, planes: x.shape[0] * x.shape[1], windows, kind,
                                  wantIndices: ctx.outputCount > 1)
     var results = [Tensor(doubles: values, dtype: x.dtype, shape: shape)]

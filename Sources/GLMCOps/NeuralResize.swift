@@ -235,7 +235,8 @@ private func evalResize(_ ctx: EvalContext) throws -> [Tensor] {
     let ops = resizeOperands(ctx) { ctx.input($0) }
     let spec = try ResizeSpec(ctx, inputShape: x.shape.map { $0 }, roiInput: ops.roi, scalesInput: ops.scales,
                               sizesInput: ops.sizes)
-    _ = try NeuralOps.count(spec.outSizes, ctx)
+    // (An empty result returns early: per-axis plans are then not bounded by the result size.)
+    guard try NeuralOps.count(spec.outSizes, ctx) > 0 else { return [Tensor.zeros(x.dtype, shape: spec.outSizes)] }
     var data = x.doubles
     var shape = x.shape
     for axis in 0..<x.rank {

@@ -174,7 +174,7 @@ private func evalAffineGrid(_ ctx: EvalContext) throws -> [Tensor] {
     let alignCorners = try ctx.int("align_corners", default: 0) != 0
     let shape = [size[0]] + spatial + [k]
     let plane = try NeuralOps.count(spatial, ctx)
-    _ = try NeuralOps.count(shape, ctx)
+    guard try NeuralOps.count(shape, ctx) > 0 else { return [Tensor.zeros(theta.dtype, shape: shape)] }
     // Base coordinate along each spatial dim.
     let base = spatial.map { s -> [Double] in
         let size = Double(s)
