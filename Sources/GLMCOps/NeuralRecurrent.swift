@@ -162,9 +162,11 @@ private func evalRecurrent(_ ctx: EvalContext, _ kind: CellKind) throws -> [Tens
     func clipped(_ v: Double) -> Double { clip.map { min(max(v, -$0), $0) } ?? v }
     for d in 0..<dirs {
         let reverse = reverseOnly || d == 1
-        let f = funcs[d * kind.defaultActivations.count]
-        let gAct = funcs.count > d * kind.defaultActivations.count + 1 ? funcs[d * kind.defaultActivations.count + 1] : f
-        let hAct = kind == .lstm ? funcs[d * 3 + 2] : f
+        // This direction's activations: f (gates; the only one of RNN), g (candidate), h (LSTM output).
+        let acts = Array(funcs[(d * kind.defaultActivations.count)...])
+        let f = acts[0]
+        let gAct = kind == .rnn ? f : acts[1]
+        let hAct = kind == .lstm ? acts[2] : f
         let wBase = d * g * hidden * inputSize, rBase = d * g * hidden * hidden
         let wbBase = d * 2 * g * hidden, rbBase = wbBase + g * hidden, pBase = d * 3 * hidden
         for b in 0..<batch {
