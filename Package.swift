@@ -32,7 +32,7 @@ let package = Package(
         ]),
         .testTarget(name: "GLMCIRTests", dependencies: ["GLMCIR", "GLMCOps", "GLMCTestSupport"]),
         .testTarget(name: "GLMCOpsTests", dependencies: ["GLMCIR", "GLMCOps", "GLMCInterpreter"]),
-        .testTarget(name: "GLMCFrontendsTests", dependencies: ["GLMCIR", "GLMCOps", "GLMCFrontends", "GLMCTestSupport"]),
+        .testTarget(name: "GLMCFrontendsTests", dependencies: ["GLMCIR", "GLMCOps", "GLMCFrontends", "GLMCInterpreter", "GLMCTestSupport"]),
         .testTarget(name: "GLMCPassesTests", dependencies: ["GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCPasses", "GLMCFrontends", "GLMCTestSupport"],
                     exclude: ["Inputs"]),
         .testTarget(name: "CLITests", dependencies: ["GLMCTestSupport"]),
