@@ -85,7 +85,20 @@ public enum Interpreter {
         }
     }
 
+    /// Results larger than this are refused before any kernel allocates them (a hostile model can
+    /// ask for a legal but enormous Resize or Expand).
+    public static let maxResultBytes = 8 << 30
+
     static func evaluate(_ inst: Instruction, in f: Function, env: [Tensor?]) throws -> [Tensor] {
+        for r in inst.results {
+            let t = f.type(of: r)
+            if let sizes = t.shape.staticSizes {
+                let bytes = checkedElementCount(sizes + [max(t.dtype.byteSize, 1)])
+                if bytes == nil || bytes! > maxResultBytes {
+                    throw GLMCError("\(inst.displayName): result '\(f.name(of: r))' of type \(t) is too large to compute (limit \(maxResultBytes >> 30) GiB)")
+                }
+            }
+        }
         guard let definition = OpRegistry.definition(of: inst.op) else {
             throw GLMCError("\(inst.displayName): unsupported op \(inst.op)")
         }

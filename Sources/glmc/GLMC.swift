@@ -8,7 +8,7 @@ struct GLMC: ParsableCommand {
         commandName: "glmc",
         abstract: "A graph compiler and model converter: ONNX models into an SSA IR, optimized, into CPU, OpenCL and CUDA plans.",
         version: "0.1.0",
-        subcommands: [Dump.self, Check.self, Run.self, Convert.self, Calibrate.self, Inspect.self]
+        subcommands: [Dump.self, Check.self, Run.self, Convert.self, Calibrate.self, Inspect.self, Ops.self]
     )
 }
 
