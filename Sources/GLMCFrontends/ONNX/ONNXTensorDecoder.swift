@@ -128,6 +128,9 @@ final class ONNXTensorDecoder {
         if let cached = mappedFiles[path] {
             file = cached
         } else {
+            if let why = notRegularFileReason(path) {
+                throw GLMCError("\(label): external data file '\(location)' \(why)")
+            }
             file = try ByteStorage.mapping(path: path)
             mappedFiles[path] = file
         }
@@ -161,6 +164,21 @@ final class ONNXTensorDecoder {
             throw GLMCError("\(label): external data location '\(location)' escapes the model's folder (resolves to '\(resolved)')")
         }
         return resolved
+    }
+}
+
+/// Why `path` is not a regular file (or a symlink to one), or nil when it is. Opening a FIFO would
+/// block forever, and a device or a directory is never model data.
+func notRegularFileReason(_ path: String) -> String? {
+    var st = stat()
+    guard stat(path, &st) == 0 else { return "cannot be read (\(String(cString: strerror(errno))))" }
+    switch st.st_mode & S_IFMT {
+    case S_IFREG: return nil
+    case S_IFDIR: return "is a directory, not a regular file"
+    case S_IFIFO: return "is a FIFO, not a regular file"
+    case S_IFCHR, S_IFBLK: return "is a device, not a regular file"
+    case S_IFSOCK: return "is a socket, not a regular file"
+    default: return "is not a regular file"
     }
 }
 
