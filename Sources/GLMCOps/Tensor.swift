@@ -81,7 +81,7 @@ public struct Tensor: Sendable {
         case .i32(let a): return a.map(Double.init)
         case .i16(let a): return a.map(Double.init)
         case .i8(let a): return a.map(Double.init)
-        case .u64(let a): return a.map(Double.init)
+        case .u64(let a): return a.map { Double($0) } // not `Double.init`: that picks init(bitPattern:)
         case .u32(let a): return a.map(Double.init)
         case .u16(let a): return a.map(Double.init)
         case .u8(let a): return a.map(Double.init)
