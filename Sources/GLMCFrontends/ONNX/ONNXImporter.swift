@@ -267,7 +267,7 @@ private final class Importer {
         let opType = string(n.op_type)
         let domain = normalizedDomain(string(n.domain))
         let op = OpName(opType, domain: domain)
-        let label = name.isEmpty ? "a \(op) node" : "node '\(name)' (\(op))"
+        let label = name.isEmpty ? "an unnamed \(op) node" : "node '\(name)' (\(op))"
         guard !opType.isEmpty else { throw GLMCError("\(name.isEmpty ? "a node" : "node '\(name)'") has no op_type") }
         let opsets = functionScope?.opsets ?? b.opsets
         guard let opset = opsets[domain] else {

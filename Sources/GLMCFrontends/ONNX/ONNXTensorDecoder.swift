@@ -41,6 +41,7 @@ final class ONNXTensorDecoder {
         let byteCount = count * dtype.byteSize
 
         if (p.has_data_location != 0) && p.data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL {
+            guard dtype != .string else { throw GLMCError("\(label): string tensors cannot be stored as external data") }
             return try external(p, type: type, byteCount: byteCount, label: label)
         }
         if dtype == .string {
