@@ -6,6 +6,7 @@
 #   make bench-import  import benchmark (generates bench-data/ on first run)
 #   make proto         regenerate the protoc-c sources in Sources/CONNXProto
 #   make models        regenerate Models/ (onnx + ORT reference outputs)
+#   make fixtures      regenerate Tests/Fixtures/ (bad inputs, small good models, .npy references)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -22,7 +23,7 @@ PROTOC_C ?= protoc-c
 ONNX_PROTO ?= /usr/include/onnx/onnx.proto
 PROTO_DIR  := Sources/CONNXProto
 
-.PHONY: all setup build test conformance demo bench-import proto models clean distclean
+.PHONY: all setup build test conformance demo bench-import proto models fixtures clean distclean
 
 all: build
 
@@ -57,6 +58,9 @@ proto: setup
 
 models: setup
 	$(PYTHON) scripts/make_models.py
+
+fixtures: setup
+	$(PYTHON) scripts/make_bad_inputs.py
 
 clean:
 	rm -rf .build bench-data Tests/Conformance/generated Tests/Conformance/results

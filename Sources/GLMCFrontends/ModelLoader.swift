@@ -9,12 +9,15 @@ public enum ModelLoader {
     public enum Format: String, Sendable { case onnx, irText = "glmc IR text" }
 
     public static func detectFormat(path: String) throws -> Format {
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
-                throw GLMCError("\(path): is a directory, not a model file")
-            }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw GLMCError("\(path): no such file")
+        }
+        if isDirectory.boolValue { throw GLMCError("\(path): is a directory, not a model file") }
+        // Opening a FIFO or a device would block or read forever: only regular files are models.
+        if let why = notRegularFileReason(path) { throw GLMCError("\(path): \(why)") }
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw GLMCError("\(path): cannot be read (permission denied?)")
         }
         defer { try? handle.close() }
         let head = (try? handle.read(upToCount: 256)) ?? Data()

@@ -123,7 +123,7 @@ public struct TensorData: Sendable {
     /// A copy of the raw bytes.
     public var bytes: [UInt8] { withRawBytes { [UInt8]($0) } }
 
-    /// Elements as `T` (which must match the dtype's width). Copies; use `rawBytes` in hot paths.
+    /// Elements as `T` (which must match the dtype's width). Copies; use `withRawBytes` in hot paths.
     public func elements<T>(as: T.Type = T.self) -> [T] {
         withRawBytes { raw in
             let n = raw.count / MemoryLayout<T>.stride

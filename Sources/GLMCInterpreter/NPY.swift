@@ -54,8 +54,13 @@ public enum NPY {
         let code = String(descr.dropFirst())
         let bigEndian = order == ">"
         if code.hasPrefix("U") {
-            guard let width = Int(code.dropFirst()), width >= 0 else { throw GLMCError("unsupported .npy dtype '\(descr)'") }
-            guard body.count >= count * width * 4 else { throw GLMCError("truncated .npy data: \(body.count) bytes for \(count) strings of \(width)") }
+            guard let width = Int(code.dropFirst()), width >= 1 else { throw GLMCError("unsupported .npy dtype '\(descr)'") }
+            // Sizes come from the file: check for overflow before trusting them.
+            let (scalars, o1) = count.multipliedReportingOverflow(by: width)
+            let (needed, o2) = scalars.multipliedReportingOverflow(by: 4)
+            guard !o1, !o2, body.count >= needed else {
+                throw GLMCError("truncated .npy data: \(body.count) bytes for \(count) strings of \(width)")
+            }
             var strings: [String] = []
             strings.reserveCapacity(count)
             for i in 0 ..< count {
@@ -77,8 +82,10 @@ public enum NPY {
             throw GLMCError("unsupported .npy dtype '\(descr)'\(code == "O" ? " (object arrays are pickles; refused)" : "")")
         }
         let size = dtype.byteSize
-        guard body.count >= count * size else {
-            throw GLMCError("truncated .npy data: \(body.count) bytes, \(shape) of \(dtype) needs \(count * size)")
+        let (needed, overflow) = count.multipliedReportingOverflow(by: size)
+        guard !overflow else { throw GLMCError("absurd .npy shape \(shape) of \(dtype)") }
+        guard body.count >= needed else {
+            throw GLMCError("truncated .npy data: \(body.count) bytes, \(shape) of \(dtype) needs \(needed)")
         }
         var raw = Array(body[0 ..< count * size])
         if bigEndian && size > 1 {
@@ -90,7 +97,11 @@ public enum NPY {
 
     /// Writes `tensor` to `path` atomically (a temporary file renamed into place).
     public static func write(_ tensor: Tensor, to path: String) throws {
-        let bytes = try encode(tensor)
+        try write(encoded: try encode(tensor), to: path)
+    }
+
+    /// Writes bytes made by `encode` to `path` atomically.
+    public static func write(encoded bytes: [UInt8], to path: String) throws {
         let temporary = path + ".tmp-\(getpid())"
         guard FileManager.default.createFile(atPath: temporary, contents: Data(bytes)) else {
             throw GLMCError("cannot write '\(path)'")

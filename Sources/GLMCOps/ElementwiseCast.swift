@@ -26,7 +26,7 @@ extension ElementwiseOps {
 
     /// The `to` attribute: a data-type code, or before opset 6 a type name such as "FLOAT".
     private static func castTarget(_ ctx: some NodeContext) throws -> DType {
-        if case .string(let name)? = ctx.attributes["to"] {
+        if ctx.opset < 6, case .string(let name)? = ctx.attributes["to"] {
             guard let t = DType.allCases.first(where: { DType.onnxName(ofCode: $0.onnxCode) == name.uppercased() }) else {
                 throw ctx.unsupported("Cast to \(name)")
             }

@@ -59,13 +59,28 @@ struct Run: ParsableCommand {
                 outputs = try Interpreter.run(module, inputs: tensors)
                 times.append(nowMilliseconds() - start)
             }
+            // Encode every output before writing any, so a failure (e.g. a bfloat16 output, which
+            // .npy cannot hold) leaves no output files behind.
+            let encoded = try outputs.enumerated().map { i, t in
+                do { return try NPY.encode(t) } catch let e as GLMCError {
+                    throw GLMCError("output \(i) ('\(module.main.outputNames[i])'): \(e.message)")
+                }
+            }
             do {
                 try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true)
             } catch {
                 throw GLMCError("cannot create the output folder '\(outputDir)': \(error.localizedDescription)")
             }
-            for (i, t) in outputs.enumerated() {
-                try NPY.write(t, to: (outputDir as NSString).appendingPathComponent("output_\(i).npy"))
+            var written: [String] = []
+            for (i, bytes) in encoded.enumerated() {
+                let path = (outputDir as NSString).appendingPathComponent("output_\(i).npy")
+                do {
+                    try NPY.write(encoded: bytes, to: path)
+                } catch {
+                    for w in written { unlink(w) }
+                    throw error
+                }
+                written.append(path)
             }
             if json {
                 let sorted = times.sorted()

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CONNXProto
+import CProtobufWire
 import GLMCIR
 import GLMCOps
 
@@ -12,9 +13,14 @@ import GLMCOps
 /// are inlined, `Constant` nodes and initializers become `const` instructions, and every result type
 /// is the op's shape inference refined by the model's `value_info` hints.
 public enum ONNXImporter {
+    /// Deepest nesting of protobuf messages accepted (as protobuf's own default recursion limit).
+    /// Each subgraph level costs three (graph, node, attribute).
+    public static let maxMessageDepth = 100
+
     /// Imports the model at `path`. With `allowUnsupported`, ops glmc lacks are kept (typed from the
     /// model's hints) and listed in the result instead of failing the import.
     public static func importModel(path: String, allowUnsupported: Bool = false) throws -> ImportResult {
+        if let why = notRegularFileReason(path) { throw GLMCError("\(path): \(why)") }
         let file = try ByteStorage.mapping(path: path)
         guard file.count > 0 else { throw GLMCError("\(path): the file is empty") }
         let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
@@ -25,6 +31,18 @@ public enum ONNXImporter {
     public static func importModel(bytes: UnsafeRawBufferPointer, baseDirectory: String,
                                    allowUnsupported: Bool = false) throws -> ImportResult {
         guard let base = bytes.baseAddress, bytes.count > 0 else { throw GLMCError("the model is empty") }
+        // protobuf-c's unpacker recurses once per nesting level with no limit: a few hundred KB of
+        // nested subgraphs would overflow the stack. Walk the wire format first.
+        var offset = 0
+        switch glmc_protobuf_check_nesting(withUnsafePointer(to: onnx__model_proto__descriptor) { $0 },
+                                           base.assumingMemoryBound(to: UInt8.self), bytes.count,
+                                           UInt32(maxMessageDepth), &offset) {
+        case GLMC_WIRE_OK: break
+        case GLMC_WIRE_TOO_DEEP:
+            throw GLMCError("unsupported: messages nest more than \(maxMessageDepth) levels deep (at byte \(offset)): subgraphs or types nested too deeply")
+        default:
+            throw GLMCError("not a valid ONNX model: protobuf decoding failed at byte \(offset) of \(bytes.count) (truncated or not an ONNX file)")
+        }
         guard let message = onnx__model_proto__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self)) else {
             throw GLMCError("not a valid ONNX model: protobuf decoding failed (truncated or not an ONNX file)")
         }
@@ -45,6 +63,9 @@ private final class Importer {
     let allowUnsupported: Bool
     var functions: [OpName: UnsafePointer<Onnx__FunctionProto>] = [:]
     var inlineCounter = 0
+    /// Nodes created so far by inlining model-local functions.
+    var inlinedNodes = 0
+    static let maxInlinedNodes = 1 << 18
 
     init(decoder: ONNXTensorDecoder, allowUnsupported: Bool) {
         self.decoder = decoder
@@ -240,6 +261,8 @@ private final class Importer {
         var callerAttributes: [String: Attribute]
         var prefix: String
         var depth: Int
+        /// The functions being inlined, outermost first (to refuse recursion).
+        var inlining: [OpName]
     }
 
     func importNode(_ nodePointer: UnsafePointer<Onnx__NodeProto>, into b: GraphBuilder,
@@ -249,7 +272,7 @@ private final class Importer {
         let opType = string(n.op_type)
         let domain = normalizedDomain(string(n.domain))
         let op = OpName(opType, domain: domain)
-        let label = name.isEmpty ? "a \(op) node" : "node '\(name)' (\(op))"
+        let label = name.isEmpty ? "an unnamed \(op) node" : "node '\(name)' (\(op))"
         guard !opType.isEmpty else { throw GLMCError("\(name.isEmpty ? "a node" : "node '\(name)'") has no op_type") }
         let opsets = functionScope?.opsets ?? b.opsets
         guard let opset = opsets[domain] else {
@@ -285,7 +308,10 @@ private final class Importer {
         }
         if op == .constant {
             let data = try constantValue(attributes, label: label)
-            b.defineConstant(data, name: outputNames[0], nodeName: name)
+            let outName = outputNames[0]
+            guard b.names[outName] == nil else { throw GLMCError("tensor '\(outName)' is defined twice (again by \(label))") }
+            b.defineConstant(data, name: outName, nodeName: name,
+                             valueName: functionScope.map { $0.prefix + outName } ?? outName)
             return
         }
 
@@ -336,36 +362,50 @@ private final class Importer {
                 operands: [ValueID?], outputNames: [String], attributes: [String: Attribute],
                 into b: GraphBuilder, scope: FunctionScope?) throws {
         let f = fp.pointee
+        let functionName = OpName(string(f.name), domain: normalizedDomain(string(f.domain)))
+        let callers = scope?.inlining ?? []
+        // ONNX functions may not call themselves; refuse before expanding anything.
+        guard !callers.contains(functionName) else {
+            let chain = (callers + [functionName]).map { "'\($0)'" }.joined(separator: " -> ")
+            throw GLMCError("\(label): model-local function '\(functionName)' calls itself (\(chain))")
+        }
         let depth = (scope?.depth ?? 0) + 1
-        guard depth <= 64 else { throw GLMCError("\(label): model-local functions nest more than 64 deep (recursive?)") }
-        var opsets = try opsetMap(count: f.n_opset_import, f.opset_import, what: "function '\(string(f.name))'")
+        guard depth <= 64 else { throw GLMCError("\(label): model-local functions nest more than 64 deep") }
+        var opsets = try opsetMap(count: f.n_opset_import, f.opset_import, what: "function '\(functionName)'")
         if f.n_opset_import == 0 { opsets = scope?.opsets ?? b.opsets }
         inlineCounter += 1
+        // Functions calling functions several times grow exponentially: bound the total expansion.
+        inlinedNodes += f.n_node
+        guard inlinedNodes <= Self.maxInlinedNodes else {
+            throw GLMCError("\(label): inlining model-local functions would create more than \(Self.maxInlinedNodes) nodes (at function '\(functionName)')")
+        }
         let prefix = "\(string(f.name))_\(inlineCounter)/"
-        let inner = FunctionScope(opsets: opsets, callerAttributes: attributes, prefix: prefix, depth: depth)
+        let inner = FunctionScope(opsets: opsets, callerAttributes: attributes, prefix: prefix, depth: depth,
+                                  inlining: callers + [functionName])
 
-        // Function bodies are closed: only their formal inputs are visible inside.
+        // Function bodies are closed: only their formal inputs are visible inside. The caller's
+        // name table comes back before the results are bound to the caller's names.
         let saved = b.names
         let savedClosed = b.closed
-        b.names = [:]
-        b.closed = true
-        defer { b.names = saved; b.closed = savedClosed }
-        for k in 0 ..< f.n_input where k < operands.count {
-            if let id = operands[k] { b.names[string(f.input[k])] = id }
-        }
-        for i in 0 ..< f.n_node {
-            guard let inner_node = f.node[i] else { continue }
-            try importNode(UnsafePointer(inner_node), into: b, hints: [:], functionScope: inner)
-        }
-        var produced: [ValueID] = []
-        for k in 0 ..< outputNames.count {
-            guard k < f.n_output, let id = b.names[string(f.output[k])] else {
-                throw GLMCError("\(label): model-local function '\(string(f.name))' does not produce output \(k)")
+        let produced: [ValueID]
+        do {
+            defer { b.names = saved; b.closed = savedClosed }
+            b.names = [:]
+            b.closed = true
+            for k in 0 ..< f.n_input where k < operands.count {
+                if let id = operands[k] { b.names[string(f.input[k])] = id }
             }
-            produced.append(id)
+            for i in 0 ..< f.n_node {
+                guard let inner_node = f.node[i] else { continue }
+                try importNode(UnsafePointer(inner_node), into: b, hints: [:], functionScope: inner)
+            }
+            produced = try (0 ..< outputNames.count).map { k in
+                guard k < f.n_output, let id = b.names[string(f.output[k])] else {
+                    throw GLMCError("\(label): model-local function '\(functionName)' does not produce output \(k)")
+                }
+                return id
+            }
         }
-        b.names = saved
-        b.closed = savedClosed
         for (k, outName) in outputNames.enumerated() where !outName.isEmpty {
             guard b.names[outName] == nil else { throw GLMCError("tensor '\(outName)' is defined twice (again by \(label))") }
             b.names[outName] = produced[k]
@@ -482,7 +522,14 @@ private final class Importer {
         case ("value_ints", .ints(let v)): return TensorData(type: TensorType(.i64, static: [v.count]), elements: v.map(Int64.init))
         case ("value_string", .string(let s)): return TensorData(type: TensorType(.string, static: []), contents: .strings([s]))
         case ("value_strings", .strings(let s)): return TensorData(type: TensorType(.string, static: [s.count]), contents: .strings(s))
-        default: throw GLMCError("unsupported: \(label): Constant with attribute '\(key)' of kind \(value.kindName)")
+        case ("value_strings", .ints(let v)) where v.isEmpty: return TensorData(type: TensorType(.string, static: [0]), contents: .strings([]))
+        default:
+            let expected = ["value": "TENSOR", "value_float": "FLOAT", "value_floats": "FLOATS", "value_int": "INT",
+                            "value_ints": "INTS", "value_string": "STRING", "value_strings": "STRINGS"]
+            if let kind = expected[key] {
+                throw GLMCError("\(label): attribute '\(key)' must be \(kind), got \(value.kindName)")
+            }
+            throw GLMCError("unsupported: \(label): Constant with attribute '\(key)' of kind \(value.kindName)")
         }
     }
 
@@ -566,8 +613,10 @@ private final class GraphBuilder {
         return inner
     }
 
-    func defineConstant(_ data: TensorData, name: String, nodeName: String = "") {
-        let id = function.addValue(data.type, name: name)
+    /// A `const` instruction bound to `name`; `valueName` (the source name kept on the value)
+    /// differs inside inlined functions, where it carries the call's prefix.
+    func defineConstant(_ data: TensorData, name: String, nodeName: String = "", valueName: String? = nil) {
+        let id = function.addValue(data.type, name: valueName ?? name)
         function.body.append(Instruction(op: .constant, opset: opsets[""] ?? 1, operands: [], results: [id],
                                          attributes: ["value": .tensor(data)], nodeName: nodeName))
         names[name] = id

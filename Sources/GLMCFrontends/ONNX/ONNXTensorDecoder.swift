@@ -41,6 +41,7 @@ final class ONNXTensorDecoder {
         let byteCount = count * dtype.byteSize
 
         if (p.has_data_location != 0) && p.data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL {
+            guard dtype != .string else { throw GLMCError("\(label): string tensors cannot be stored as external data") }
             return try external(p, type: type, byteCount: byteCount, label: label)
         }
         if dtype == .string {
@@ -128,6 +129,9 @@ final class ONNXTensorDecoder {
         if let cached = mappedFiles[path] {
             file = cached
         } else {
+            if let why = notRegularFileReason(path) {
+                throw GLMCError("\(label): external data file '\(location)' \(why)")
+            }
             file = try ByteStorage.mapping(path: path)
             mappedFiles[path] = file
         }
@@ -161,6 +165,21 @@ final class ONNXTensorDecoder {
             throw GLMCError("\(label): external data location '\(location)' escapes the model's folder (resolves to '\(resolved)')")
         }
         return resolved
+    }
+}
+
+/// Why `path` is not a regular file (or a symlink to one), or nil when it is. Opening a FIFO would
+/// block forever, and a device or a directory is never model data.
+func notRegularFileReason(_ path: String) -> String? {
+    var st = stat()
+    guard stat(path, &st) == 0 else { return "cannot be read (\(String(cString: strerror(errno))))" }
+    switch st.st_mode & S_IFMT {
+    case S_IFREG: return nil
+    case S_IFDIR: return "is a directory, not a regular file"
+    case S_IFIFO: return "is a FIFO, not a regular file"
+    case S_IFCHR, S_IFBLK: return "is a device, not a regular file"
+    case S_IFSOCK: return "is a socket, not a regular file"
+    default: return "is not a regular file"
     }
 }
 
