@@ -269,7 +269,9 @@ extension MiscOps {
         let model = try TreeEnsembleModel(ctx)
         let (rows, features) = (x.shape[0], x.shape[1])
         let xs = x.doubles
-        let initial: Double = model.aggregate == 2 ? .greatestFiniteMagnitude : (model.aggregate == 3 ? -.greatestFiniteMagnitude : 0)
+        // MIN and MAX start from the extremes of X's type (what targets no leaf reaches keep).
+        let largest: Double = x.dtype == .f64 ? .greatestFiniteMagnitude : (x.dtype == .f32 ? Double(Float.greatestFiniteMagnitude) : 65504)
+        let initial: Double = model.aggregate == 2 ? largest : (model.aggregate == 3 ? -largest : 0)
         var out = [Double](repeating: initial, count: rows * model.targets)
         for r in 0 ..< rows {
             let row = xs[(r * features) ..< ((r + 1) * features)]

@@ -77,8 +77,8 @@ extension MiscOps {
 // MARK: - SwiGLU
 
 extension MiscOps {
-    /// Two shapes that must be identical (no broadcasting), merged: known sizes win; conflicting
-    /// known sizes are an error.
+    /// Two shapes that must be identical (no broadcasting), merged: known sizes win over symbols,
+    /// symbols over unknowns; conflicting known sizes are an error.
     static func identicalShapes(_ a: Shape, _ b: Shape, _ ctx: some NodeContext) throws -> Shape {
         guard let da = a.dims else { return b }
         guard let db = b.dims else { return a }
@@ -90,8 +90,9 @@ extension MiscOps {
                 return x
             case (.known, _): return x
             case (_, .known): return y
-            case (.symbol(let p), .symbol(let q)) where p == q: return x
-            default: return .unknown
+            // Both name the one size; any name will do.
+            case (.symbol, _): return x
+            default: return y
             }
         })
     }
