@@ -41,7 +41,7 @@ extension MiscOps {
         let qs = q.doubles.map { rounded($0 * rootScale, to: q.dtype) }
         let ks = k.doubles.map { rounded($0 * rootScale, to: q.dtype) }
         let scoresShape = [batch, qHeads, qLength, kvLength]
-        var scores = [Double](repeating: 0, count: scoresShape.reduce(1, *))
+        var scores = [Double](repeating: 0, count: try resultCount(scoresShape, ctx))
         for b in 0 ..< batch {
             for h in 0 ..< qHeads {
                 let kvh = h / group
@@ -75,7 +75,7 @@ extension MiscOps {
         }
         let probs = try modify("prob_mod", scores)
         let vs = v.doubles.map { rounded($0, to: precision) }
-        var out = [Double](repeating: 0, count: batch * qHeads * qLength * vHeadSize)
+        var out = [Double](repeating: 0, count: try resultCount([batch, qHeads, qLength, vHeadSize], ctx))
         for b in 0 ..< batch {
             for h in 0 ..< qHeads {
                 let kvh = h / group

@@ -54,7 +54,7 @@ extension MiscOps {
             if let s = try ctx.strings("\(kind)_strings") { return Tensor(shape: [s.count], storage: .string(s)) }
             if let i = try ctx.ints("\(kind)_int64s") { return Tensor(i.map(Int64.init), shape: [i.count]) }
             if let f = try ctx.floats("\(kind)_floats") { return Tensor(f, shape: [f.count]) }
-            if ctx.opset >= 4, let t = try ctx.tensor("\(kind)_tensor") { return try Tensor(t).reshaped([t.type.shape.staticSizes?.reduce(1, *) ?? 0]) }
+            if ctx.opset >= 4, let t = try ctx.tensor("\(kind)_tensor") { let v = try Tensor(t); return v.reshaped([v.count]) }
             return nil
         }
         guard let keys = try list("keys"), let values = try list("values") else {
@@ -132,7 +132,7 @@ extension MiscOps {
         try require(x.dtype, in: featureTypes, ctx)
         try require(y.dtype, in: [.i64], ctx, "indices")
         guard let d = x.shape.dims, !d.isEmpty else { return [TensorType(x.dtype, .unranked)] }
-        let k = y.shape.staticSizes.map { Dim.known($0.reduce(1, *)) } ?? .unknown
+        let k = size(y.shape.staticSizes.flatMap(checkedElementCount))
         return [TensorType(x.dtype, Shape(d.count == 1 ? [.known(1), k] : d.dropLast() + [k]))]
     }, evaluate: { ctx in
         let x = try operand(ctx, 0), y = try operand(ctx, 1)
@@ -145,7 +145,7 @@ extension MiscOps {
         }
         let rows = x.count / max(last, 1)
         var picks: [Int] = []
-        picks.reserveCapacity(rows * selected.count)
+        picks.reserveCapacity(try resultCount([rows, selected.count], ctx))
         for r in 0 ..< rows { for i in selected { picks.append(r * last + i) } }
         let shape = x.rank == 1 ? [1, selected.count] : x.shape.dropLast() + [selected.count]
         return [Tensor(shape: shape, storage: x.storage.picking(picks))]
@@ -197,6 +197,7 @@ extension MiscOps {
             leafTargets = try ints("leaf_targetids")
             roots = try ints("tree_roots")
             targets = try ctx.int("n_targets") ?? ((leafTargets.max() ?? -1) + 1)
+            guard targets >= 0 else { throw ctx.error("n_targets must not be negative") }
             aggregate = try ctx.int("aggregate_function", default: 1)
             postTransform = try ctx.int("post_transform", default: 0)
             members = [:]
@@ -260,7 +261,7 @@ extension MiscOps {
     static let treeEnsemble = OpDefinition("TreeEnsemble", domain: mlDomain, since: [5], infer: { ctx in
         let x = try ctx.requiredInput(0)
         try require(x.dtype, in: [.f32, .f64, .f16], ctx)
-        let targets = try ctx.int("n_targets").map { Dim.known($0) } ?? .unknown
+        let targets = size(try ctx.int("n_targets"))
         return [TensorType(x.dtype, Shape([x.shape.dims?.first ?? .unknown, targets]))]
     }, evaluate: { ctx in
         let x = try operand(ctx, 0)
@@ -272,7 +273,7 @@ extension MiscOps {
         // MIN and MAX start from the extremes of X's type (what targets no leaf reaches keep).
         let largest: Double = x.dtype == .f64 ? .greatestFiniteMagnitude : (x.dtype == .f32 ? Double(Float.greatestFiniteMagnitude) : 65504)
         let initial: Double = model.aggregate == 2 ? largest : (model.aggregate == 3 ? -largest : 0)
-        var out = [Double](repeating: initial, count: rows * model.targets)
+        var out = [Double](repeating: initial, count: try resultCount([rows, model.targets], ctx))
         for r in 0 ..< rows {
             let row = xs[(r * features) ..< ((r + 1) * features)]
             for root in model.roots {

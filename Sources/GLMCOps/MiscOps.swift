@@ -78,6 +78,24 @@ extension MiscOps {
         return dtype
     }
 
+    /// The most elements a result of these ops may have: beyond it a (hostile) model gets an error
+    /// rather than an allocation failure.
+    static let maxElements = 1 << 31
+
+    /// The element count of a result shape; throws when it overflows or exceeds `maxElements`.
+    static func resultCount(_ shape: [Int], _ ctx: some NodeContext) throws -> Int {
+        guard let n = checkedElementCount(shape), n <= maxElements else {
+            throw ctx.error("result shape \(shape) is too large")
+        }
+        return n
+    }
+
+    /// The product of some of a tensor's dimensions. Zero when any is zero, so that it cannot
+    /// overflow for a (consistent) tensor whose other dimensions are huge.
+    static func product<C: Collection>(_ dims: C) -> Int where C.Element == Int {
+        dims.contains(0) ? 0 : dims.reduce(1, *)
+    }
+
     /// The first `ctx.outputCount` of an op's result types; throws when the node asks for more.
     static func results<T>(_ ctx: some NodeContext, _ values: [T]) throws -> [T] {
         guard ctx.outputCount <= values.count else {
@@ -86,11 +104,16 @@ extension MiscOps {
         return Array(values.prefix(ctx.outputCount))
     }
 
-    /// Dims of a known-rank shape, or nil.
-    static func dims(_ t: TensorType) -> [Dim]? { t.shape.dims }
+    /// A size computed at inference time from constants: known when it is a valid size (a constant
+    /// that evaluation will reject leaves it unknown).
+    static func size(_ value: Int?) -> Dim {
+        guard let value, value >= 0 else { return .unknown }
+        return .known(value)
+    }
 
     /// For each element of a tensor of shape `to`, the flat index of the element of a tensor of
-    /// shape `from` that NumPy broadcasting reads (`from` must broadcast to `to`).
+    /// shape `from` that NumPy broadcasting reads (`from` must broadcast to `to`, whose element
+    /// count callers have checked).
     static func broadcastIndices(from: [Int], to: [Int]) -> [Int] {
         let n = to.reduce(1, *)
         guard n > 0 else { return [] }

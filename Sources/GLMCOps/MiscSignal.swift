@@ -129,10 +129,10 @@ extension MiscOps {
         if let axis {
             let a = try dftAxis(axis, rank: rank, ctx)
             if let explicitLength {
-                d[a] = .known(settings.outputSize(length: explicitLength))
+                d[a] = size(explicitLength > 0 ? settings.outputSize(length: explicitLength) : nil)
             } else if sizeChanges {
                 d[a] = lengthUnknown ? .unknown
-                    : d[a].value.map { .known(settings.outputSize(length: settings.length(explicit: nil, axisSize: $0))) } ?? .unknown
+                    : size(d[a].value.map { settings.length(explicit: nil, axisSize: $0) }.flatMap { $0 > 0 ? settings.outputSize(length: $0) : nil })
             }
         } else if sizeChanges {
             // The axis is computed: any signal axis may change size.
@@ -154,16 +154,16 @@ extension MiscOps {
         let n = x.shape[axis]
         let explicitLength = try optionalOperand(ctx, 1).map { try scalarInt($0, "dft_length", ctx) }
         let length = settings.length(explicit: explicitLength, axisSize: n)
-        guard length > 0 else { throw ctx.error("the transform length must be positive, got \(length)") }
+        guard length > 0, length <= maxElements else { throw ctx.error("the transform length must be positive, got \(length)") }
         let outSize = settings.outputSize(length: length), outC = settings.outputComponents
         var outShape = x.shape
         outShape[axis] = outSize
         outShape[rank - 1] = outC
-        let outer = x.shape[..<axis].reduce(1, *), inner = x.shape[(axis + 1) ..< (rank - 1)].reduce(1, *)
+        let outer = product(x.shape[..<axis]), inner = product(x.shape[(axis + 1) ..< (rank - 1)])
         // Bins read from the input: an IRFFT uses only the non-redundant half of the spectrum.
         let used = min(n, settings.irfft ? length / 2 + 1 : length)
         let xs = x.doubles
-        var out = [Double](repeating: 0, count: outShape.reduce(1, *))
+        var out = [Double](repeating: 0, count: try resultCount(outShape, ctx))
         let plan = FourierPlan(length: length)
         let scale = settings.inverse ? 1 / Double(length) : 1
         var re = [Double](repeating: 0, count: length), im = re
@@ -200,17 +200,19 @@ extension MiscOps {
         let signal = try ctx.requiredInput(0)
         try require(signal.dtype, in: floatTypes, ctx)
         let onesided = try ctx.int("onesided", default: 1) != 0
+        let d = signal.shape.dims ?? [.unknown, .unknown, .unknown]
+        guard d.count == 3 else { throw ctx.error("signal must have shape [batch, length, 1 or 2], got \(signal.shape)") }
+        // frame_length: the operand, else the window's length, else the signal's.
         var frameLength: Int? = constantInt(ctx, 3)
         if ctx.inputType(3) == nil {
-            frameLength = ctx.inputType(2).map { $0.shape.dims?.first?.value } ?? signal.shape.dims?[1].value
+            frameLength = ctx.inputType(2).map { $0.shape.dims?.first?.value } ?? d[1].value
         }
-        guard let d = signal.shape.dims else { return [TensorType(signal.dtype, Shape([.unknown, .unknown, .unknown, .known(2)]))] }
-        guard d.count == 3 else { throw ctx.error("signal must have shape [batch, length, 1 or 2], got \(signal.shape)") }
+        if let f = frameLength, f <= 0 { frameLength = nil }
         var frames = Dim.unknown
         if let length = d[1].value, let frameLength, let step = constantInt(ctx, 1), step > 0, frameLength <= length {
             frames = .known((length - frameLength) / step + 1)
         }
-        let bins = frameLength.map { Dim.known(onesided ? $0 / 2 + 1 : $0) } ?? .unknown
+        let bins = size(frameLength.map { onesided ? $0 / 2 + 1 : $0 })
         return [TensorType(signal.dtype, Shape([d[0], frames, bins, .known(2)]))]
     }, evaluate: { ctx in
         let signal = try operand(ctx, 0)
@@ -240,7 +242,7 @@ extension MiscOps {
         let xs = signal.doubles
         let w = window?.doubles ?? [Double](repeating: 1, count: frameLength)
         let plan = FourierPlan(length: frameLength)
-        var out = [Double](repeating: 0, count: batch * frames * bins * 2)
+        var out = [Double](repeating: 0, count: try resultCount([batch, frames, bins, 2], ctx))
         var re = [Double](repeating: 0, count: frameLength), im = re
         for b in 0 ..< batch {
             for f in 0 ..< frames {
@@ -269,35 +271,35 @@ extension MiscOps {
     /// (periodic) or size − 1 (symmetric).
     static func cosineWindow(_ name: String, _ a: [Double]) -> OpDefinition {
         OpDefinition(name, since: [17], infer: { ctx in
-            let size = try ctx.requiredInput(0)
-            try require(size.dtype, in: [.i32, .i64], ctx, "size")
+            try require(ctx.requiredInput(0).dtype, in: [.i32, .i64], ctx, "size")
             let dtype = try dtypeAttribute(ctx, "output_datatype", default: .f32)
             try require(dtype, in: windowTypes, ctx, "output_datatype")
-            return [TensorType(dtype, Shape([constantInt(ctx, 0).map { .known($0) } ?? .unknown]))]
+            return [TensorType(dtype, Shape([size(constantInt(ctx, 0))]))]
         }, evaluate: { ctx in
             let sizeTensor = try operand(ctx, 0)
             try require(sizeTensor.dtype, in: [.i32, .i64], ctx, "size")
-            let size = try scalarInt(sizeTensor, "size", ctx)
+            let count = try scalarInt(sizeTensor, "size", ctx)
             let dtype = try dtypeAttribute(ctx, "output_datatype", default: .f32)
             try require(dtype, in: windowTypes, ctx, "output_datatype")
-            guard size >= 0 else { throw ctx.error("size must not be negative, got \(size)") }
+            guard count >= 0, count <= maxElements else { throw ctx.error("size must be in [0, \(maxElements)], got \(count)") }
             let periodic = try ctx.int("periodic", default: 1) != 0
-            let period = Double(periodic ? size : size - 1)
-            let values = (0 ..< size).map { k -> Double in
+            let period = Double(periodic ? count : count - 1)
+            let values = (0 ..< count).map { k -> Double in
                 // A symmetric window of one point has no period; like PyTorch it is [1].
                 guard period > 0 else { return 1 }
                 let t = 2 * Double.pi * Double(k) / period
-                return a[0] - a[1] * cos(t) + a[2] * cos(2 * t)
+                // Summed in ONNX's reference order, so that integer outputs truncate alike.
+                return (a[2] * cos(2 * t) - a[1] * cos(t)) + a[0]
             }
-            return [Tensor(doubles: values, dtype: dtype, shape: [size])]
+            return [Tensor(doubles: values, dtype: dtype, shape: [count])]
         })
     }
 
     static let melWeightMatrix = OpDefinition("MelWeightMatrix", since: [17], infer: { ctx in
         let dtype = try dtypeAttribute(ctx, "output_datatype", default: .f32)
         try require(dtype, in: windowTypes, ctx, "output_datatype")
-        let bins = constantInt(ctx, 1).map { Dim.known($0 / 2 + 1) } ?? .unknown
-        return [TensorType(dtype, Shape([bins, constantInt(ctx, 0).map { .known($0) } ?? .unknown]))]
+        let bins = size(constantInt(ctx, 1).flatMap { $0 > 0 ? $0 / 2 + 1 : nil })
+        return [TensorType(dtype, Shape([bins, size(constantInt(ctx, 0))]))]
     }, evaluate: { ctx in
         let dtype = try dtypeAttribute(ctx, "output_datatype", default: .f32)
         try require(dtype, in: windowTypes, ctx, "output_datatype")
@@ -311,6 +313,7 @@ extension MiscOps {
             throw ctx.error("needs num_mel_bins, dft_length, sample_rate > 0 and 0 ≤ lower_edge_hertz < upper_edge_hertz")
         }
         let spectrogramBins = dftLength / 2 + 1
+        var out = [Double](repeating: 0, count: try resultCount([spectrogramBins, melBins], ctx))
         // The mel scale: mel(f) = 2595·log10(1 + f/700). The edges' logarithms are taken in the
         // edges' own precision, as ONNX's reference computes them.
         func mel(_ f: Double, _ t: DType) -> Double { rounded(2595 * rounded(log1p(rounded(f / 700, to: t)), to: t), to: t) / log(10) }
@@ -326,7 +329,6 @@ extension MiscOps {
             }
             corners.append(Int(bin))
         }
-        var out = [Double](repeating: 0, count: spectrogramBins * melBins)
         for i in 0 ..< melBins {
             let low = corners[i], center = corners[i + 1], high = corners[i + 2]
             if center == low {

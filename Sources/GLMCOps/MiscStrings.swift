@@ -28,6 +28,7 @@ extension MiscOps {
         guard let shape = ShapeHelpers.broadcast([a.shape, b.shape]) else {
             throw ctx.error("cannot broadcast shapes \(a.shape) and \(b.shape)")
         }
+        _ = try resultCount(shape, ctx)
         let ia = broadcastIndices(from: a.shape, to: shape), ib = broadcastIndices(from: b.shape, to: shape)
         return [Tensor(shape: shape, storage: .string(zip(ia, ib).map { sa[$0] + sb[$1] }))]
     })
@@ -175,7 +176,7 @@ extension MiscOps {
     static let tfIdfVectorizer = OpDefinition("TfIdfVectorizer", since: [9], infer: { ctx in
         let x = try ctx.requiredInput(0)
         try require(x.dtype, in: [.string, .i32, .i64], ctx)
-        guard let indexes = try ctx.ints("ngram_indexes"), let maxIndex = indexes.max() else {
+        guard let indexes = try ctx.ints("ngram_indexes"), let maxIndex = indexes.max(), maxIndex < maxElements else {
             throw ctx.error("needs a non-empty ngram_indexes attribute")
         }
         let size = Dim.known(maxIndex + 1)
@@ -191,7 +192,7 @@ extension MiscOps {
         }
         guard let minLength = try ctx.int("min_gram_length"), let maxLength = try ctx.int("max_gram_length"),
               let maxSkip = try ctx.int("max_skip_count"), let counts = try ctx.ints("ngram_counts"),
-              let indexes = try ctx.ints("ngram_indexes"), let maxIndex = indexes.max(),
+              let indexes = try ctx.ints("ngram_indexes"), let maxIndex = indexes.max(), maxIndex < maxElements,
               minLength >= 1, minLength <= maxLength, maxSkip >= 0 else {
             throw ctx.error("needs 1 ≤ min_gram_length ≤ max_gram_length, max_skip_count ≥ 0, ngram_counts and ngram_indexes")
         }
@@ -228,7 +229,7 @@ extension MiscOps {
         }
         let rows = x.rank == 2 ? x.shape[0] : 1
         let width = x.rank == 0 ? 1 : x.shape[x.rank - 1]
-        var frequencies = [Double](repeating: 0, count: rows * outputSize)
+        var frequencies = [Double](repeating: 0, count: try resultCount([rows, outputSize], ctx))
         for r in 0 ..< rows {
             let row = items[(r * width) ..< ((r + 1) * width)]
             // Every start and skip distance; 1-grams (unaffected by skips) are counted only once.

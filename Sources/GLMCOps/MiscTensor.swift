@@ -156,7 +156,7 @@ extension MiscOps {
             writeIndices = [Int64](repeating: 0, count: batch)
         }
         // The result picks from past_cache (indices < past.count) or from update (offset by past.count).
-        let outer = past.shape[..<axis].reduce(1, *), inner = past.shape[(axis + 1)...].reduce(1, *)
+        let outer = product(past.shape[..<axis]), inner = product(past.shape[(axis + 1)...])
         let perBatch = outer / max(batch, 1)
         var indices = Array(0 ..< past.count)
         for o in 0 ..< outer {
@@ -188,16 +188,15 @@ extension MiscOps {
         try require(x.dtype, in: numericTypes, ctx)
         let image = ctx.constant(1)?.int64s.map(Int.init), block = ctx.constant(2)?.int64s.map(Int.init)
         guard let d = x.shape.dims else {
-            return [TensorType(x.dtype, image.map { Shape([.unknown, .unknown] + $0.map { .known($0) }) } ?? .unranked)]
+            return [TensorType(x.dtype, image.map { Shape([.unknown, .unknown] + $0.map(size)) } ?? .unranked)]
         }
         guard d.count == 3 else { throw ctx.error("input must be [N, C·∏block, L], got \(x.shape)") }
         var channels = Dim.unknown
         if let block, let cb = d[1].value {
-            let size = block.reduce(1, *)
-            if size > 0, cb % size == 0 { channels = .known(cb / size) }
+            if let size = checkedElementCount(block), size > 0, cb % size == 0 { channels = .known(cb / size) }
         }
         let spatial: [Dim]
-        if let image { spatial = image.map { .known($0) } } else if let n = ctx.inputType(1)?.shape.dims?.first?.value {
+        if let image { spatial = image.map(size) } else if let n = ctx.inputType(1)?.shape.dims?.first?.value {
             spatial = [Dim](repeating: .unknown, count: n)
         } else {
             return [TensorType(x.dtype, .unranked)]
@@ -209,17 +208,19 @@ extension MiscOps {
         let image = try operand(ctx, 1).int64s.map { Int(clamping: $0) }
         let block = try operand(ctx, 2).int64s.map { Int(clamping: $0) }
         let n = image.count
-        guard x.rank == 3, n >= 1, block.count == n, image.allSatisfy({ $0 > 0 }), block.allSatisfy({ $0 > 0 }) else {
+        // Sizes below 2^31 keep the block arithmetic below from overflowing.
+        let limit = 1 << 31
+        guard x.rank == 3, n >= 1, block.count == n, (image + block).allSatisfy({ $0 > 0 && $0 < limit }) else {
             throw ctx.error("needs a rank-3 input and positive image_shape and block_shape of one length")
         }
         let dilations = try ctx.ints("dilations") ?? [Int](repeating: 1, count: n)
         let strides = try ctx.ints("strides") ?? [Int](repeating: 1, count: n)
         let pads = try ctx.ints("pads") ?? [Int](repeating: 0, count: 2 * n)
         guard dilations.count == n, strides.count == n, pads.count == 2 * n,
-              dilations.allSatisfy({ $0 > 0 }), strides.allSatisfy({ $0 > 0 }), pads.allSatisfy({ $0 >= 0 }) else {
+              (dilations + strides).allSatisfy({ $0 > 0 && $0 < limit }), pads.allSatisfy({ $0 >= 0 && $0 < limit }) else {
             throw ctx.error("dilations, strides (positive) and pads (non-negative) must fit \(n) spatial axes")
         }
-        let blockSize = block.reduce(1, *)
+        let blockSize = try resultCount(block, ctx)
         guard x.shape[1] % blockSize == 0 else { throw ctx.error("input axis 1 (\(x.shape[1])) is not a multiple of the block size \(blockSize)") }
         let batch = x.shape[0], channels = x.shape[1] / blockSize
         // Block positions along each axis, as in a convolution over the padded image.
@@ -227,13 +228,12 @@ extension MiscOps {
             let span = dilations[k] * (block[k] - 1) + 1
             return (image[k] + pads[k] + pads[k + n] - span) / strides[k] + 1
         }
-        let blockCount = positions.reduce(1, *)
-        guard positions.allSatisfy({ $0 > 0 }), blockCount == x.shape[2] else {
+        guard positions.allSatisfy({ $0 > 0 }), let blockCount = checkedElementCount(positions), blockCount == x.shape[2] else {
             throw ctx.error("input has \(x.shape[2]) blocks but the image and block shapes give \(positions)")
         }
-        let imageSize = image.reduce(1, *)
+        let imageSize = try resultCount(image, ctx)
         let xs = x.doubles
-        var out = [Double](repeating: 0, count: batch * channels * imageSize)
+        var out = [Double](repeating: 0, count: try resultCount([batch, channels] + image, ctx))
         let imageStrides = ShapeHelpers.strides(image)
         var offset = [Int](repeating: 0, count: n), position = [Int](repeating: 0, count: n)
         for b in 0 ..< batch {
