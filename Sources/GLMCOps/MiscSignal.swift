@@ -20,17 +20,86 @@ extension MiscOps {
 
 // MARK: - Fourier transform of one sequence
 
-/// A discrete Fourier transform of a fixed length: radix-2 FFT for powers of two, the direct sum
-/// (with an exact twiddle table, so still accurate) otherwise.
+/// A discrete Fourier transform of a fixed length n: a radix-2 FFT when n is a power of two, the
+/// direct sum for other short lengths, and Bluestein's algorithm (a convolution computed with
+/// power-of-two FFTs) for other long ones, such as the 400-point frames of speech models.
 struct FourierPlan {
     let n: Int
-    /// cos and sin of 2πj/n.
-    private let cosTable: [Double], sinTable: [Double]
+    private let strategy: Strategy
+
+    private enum Strategy {
+        case radix2(Twiddles), direct(Twiddles), bluestein(Bluestein)
+    }
+
+    /// cos and sin of 2πj/n for j < n.
+    private struct Twiddles {
+        let cosines: [Double], sines: [Double]
+        init(_ n: Int) {
+            cosines = (0 ..< n).map { cos(2 * Double.pi * Double($0) / Double(n)) }
+            sines = (0 ..< n).map { sin(2 * Double.pi * Double($0) / Double(n)) }
+        }
+    }
+
+    /// Bluestein: with the chirp w_k = e^(−iπk²/n), X_k = w_k · Σ_j (x_j·w_j)·conj(w_(k−j)), a
+    /// convolution of length m ≥ 2n − 1 done by FFTs.
+    private struct Bluestein {
+        let m: Int
+        let twiddles: Twiddles
+        let chirpRe: [Double], chirpIm: [Double]
+        /// The FFT of the conjugate chirp, wrapped around for negative offsets.
+        let filterRe: [Double], filterIm: [Double]
+
+        init(_ n: Int) {
+            var m = 1
+            while m < 2 * n - 1 { m <<= 1 }
+            self.m = m
+            twiddles = Twiddles(m)
+            // k² mod 2n keeps the angle exact for large k.
+            let angles = (0 ..< n).map { k in Double.pi * Double((k * k) % (2 * n)) / Double(n) }
+            chirpRe = angles.map { cos($0) }
+            chirpIm = angles.map { -sin($0) }
+            var re = [Double](repeating: 0, count: m), im = re
+            for k in 0 ..< n {
+                re[k] = chirpRe[k]; im[k] = -chirpIm[k]
+                if k > 0 { re[m - k] = chirpRe[k]; im[m - k] = -chirpIm[k] }
+            }
+            FourierPlan.radix2(&re, &im, twiddles, sign: -1)
+            filterRe = re; filterIm = im
+        }
+
+        /// The forward transform of (re, im), in place.
+        func forward(_ re: inout [Double], _ im: inout [Double]) {
+            let n = re.count
+            var aRe = [Double](repeating: 0, count: m), aIm = aRe
+            for k in 0 ..< n {
+                aRe[k] = re[k] * chirpRe[k] - im[k] * chirpIm[k]
+                aIm[k] = re[k] * chirpIm[k] + im[k] * chirpRe[k]
+            }
+            FourierPlan.radix2(&aRe, &aIm, twiddles, sign: -1)
+            for k in 0 ..< m {
+                let r = aRe[k] * filterRe[k] - aIm[k] * filterIm[k]
+                aIm[k] = aRe[k] * filterIm[k] + aIm[k] * filterRe[k]
+                aRe[k] = r
+            }
+            FourierPlan.radix2(&aRe, &aIm, twiddles, sign: 1)
+            let scale = 1 / Double(m)
+            for k in 0 ..< n {
+                let yr = aRe[k] * scale, yi = aIm[k] * scale
+                re[k] = yr * chirpRe[k] - yi * chirpIm[k]
+                im[k] = yr * chirpIm[k] + yi * chirpRe[k]
+            }
+        }
+    }
 
     init(length n: Int) {
         self.n = n
-        cosTable = (0 ..< n).map { cos(2 * Double.pi * Double($0) / Double(n)) }
-        sinTable = (0 ..< n).map { sin(2 * Double.pi * Double($0) / Double(n)) }
+        if n & (n - 1) == 0 {
+            strategy = .radix2(Twiddles(n))
+        } else if n <= 64 {
+            strategy = .direct(Twiddles(n))
+        } else {
+            strategy = .bluestein(Bluestein(n))
+        }
     }
 
     /// Transforms (re, im) in place: y[k] = Σ x[j]·e^(∓2πi·jk/n), the sign + when `inverse`
@@ -38,24 +107,36 @@ struct FourierPlan {
     func transform(_ re: inout [Double], _ im: inout [Double], inverse: Bool) {
         guard n > 1 else { return }
         let sign: Double = inverse ? 1 : -1
-        if n & (n - 1) == 0 { radix2(&re, &im, sign: sign); return }
-        var outRe = [Double](repeating: 0, count: n), outIm = [Double](repeating: 0, count: n)
-        for k in 0 ..< n {
-            var sr = 0.0, si = 0.0, t = 0
-            for j in 0 ..< n {
-                let c = cosTable[t], s = sign * sinTable[t]
-                sr += re[j] * c - im[j] * s
-                si += re[j] * s + im[j] * c
-                t += k
-                if t >= n { t -= n }
+        switch strategy {
+        case .radix2(let t):
+            FourierPlan.radix2(&re, &im, t, sign: sign)
+        case .direct(let t):
+            var outRe = [Double](repeating: 0, count: n), outIm = outRe
+            for k in 0 ..< n {
+                var sr = 0.0, si = 0.0, j = 0
+                for x in 0 ..< n {
+                    let c = t.cosines[j], s = sign * t.sines[j]
+                    sr += re[x] * c - im[x] * s
+                    si += re[x] * s + im[x] * c
+                    j += k
+                    if j >= n { j -= n }
+                }
+                outRe[k] = sr; outIm[k] = si
             }
-            outRe[k] = sr; outIm[k] = si
+            re = outRe; im = outIm
+        case .bluestein(let b):
+            // The inverse transform is the conjugate of the forward one of the conjugate.
+            if inverse { for k in 0 ..< n { im[k] = -im[k] } }
+            b.forward(&re, &im)
+            if inverse { for k in 0 ..< n { im[k] = -im[k] } }
         }
-        re = outRe; im = outIm
     }
 
-    private func radix2(_ re: inout [Double], _ im: inout [Double], sign: Double) {
-        // Bit-reversal permutation, then iterative butterflies.
+    /// In-place iterative radix-2 FFT of a power-of-two length with the twiddles of that length.
+    private static func radix2(_ re: inout [Double], _ im: inout [Double], _ t: Twiddles, sign: Double) {
+        let n = re.count
+        guard n > 1 else { return }
+        // Bit-reversal permutation, then butterflies.
         var j = 0
         for i in 1 ..< n {
             var bit = n >> 1
@@ -69,7 +150,7 @@ struct FourierPlan {
             var start = 0
             while start < n {
                 for m in 0 ..< half {
-                    let c = cosTable[m * step], s = sign * sinTable[m * step]
+                    let c = t.cosines[m * step], s = sign * t.sines[m * step]
                     let a = start + m, b = a + half
                     let tr = re[b] * c - im[b] * s, ti = re[b] * s + im[b] * c
                     re[b] = re[a] - tr; im[b] = im[a] - ti

@@ -68,8 +68,8 @@ final class MiscOpsTests: XCTestCase {
 
     // MARK: Signal processing
 
-    func testDFTMatchesDefinitionForPowerOfTwoAndOtherLengths() throws {
-        for n in [8, 6, 7] {
+    func testDFTMatchesDefinitionForEveryPlan() throws {
+        for n in [8, 6, 7, 100] {  // radix-2, direct and Bluestein plans
             let values = (0 ..< n).map { Float(sin(Double($0) * 1.3) + Double($0)) }
             let y = try run1("DFT", [Tensor(values, shape: [1, n, 1])])
             XCTAssertEqual(y.shape, [1, n, 2])
