@@ -132,8 +132,9 @@ extension MiscOps {
         default: throw ctx.error("unknown case_change_action '\(action)'")
         }
         let caseSensitive = try ctx.int("is_case_sensitive", default: 0) != 0
-        if let locale = try ctx.string("locale"), !locale.isEmpty, !locale.hasPrefix("en") {
-            throw ctx.unsupported("locale '\(locale)' (glmc cases strings by Unicode's default rules, as en_US)")
+        // Unicode's default case mapping is every locale's but Turkish, Azeri and Lithuanian.
+        if let locale = try ctx.string("locale"), ["tr", "az", "lt"].contains(where: { locale.lowercased().hasPrefix($0) }) {
+            throw ctx.unsupported("locale '\(locale)' (glmc changes case by Unicode's default rules)")
         }
         let key: (String) -> String = caseSensitive ? { $0 } : { $0.lowercased() }
         let stopWords = Set((try ctx.strings("stopwords") ?? []).map(key))
