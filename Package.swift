@@ -21,16 +21,20 @@ let package = Package(
         .target(name: "GLMCInterpreter", dependencies: ["GLMCIR", "GLMCOps"]),
         // Model readers: ONNX (and later TorchScript) into the IR.
         .target(name: "GLMCFrontends", dependencies: ["GLMCIR", "GLMCOps", "CONNXProto"]),
+        // Passes, the pass manager and its instrumentation.
+        .target(name: "GLMCPasses", dependencies: ["GLMCIR", "GLMCOps", "GLMCInterpreter"]),
         // FileCheck-style checker and golden helpers for tests.
         .target(name: "GLMCTestSupport", dependencies: ["GLMCIR"]),
         // The command-line tool: the only target that imports ArgumentParser.
         .executableTarget(name: "glmc", dependencies: [
-            "GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCFrontends",
+            "GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCFrontends", "GLMCPasses",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "GLMCIRTests", dependencies: ["GLMCIR", "GLMCOps", "GLMCTestSupport"]),
         .testTarget(name: "GLMCOpsTests", dependencies: ["GLMCIR", "GLMCOps", "GLMCInterpreter"]),
-        .testTarget(name: "GLMCFrontendsTests", dependencies: ["GLMCIR", "GLMCOps", "GLMCFrontends", "GLMCTestSupport"]),
+        .testTarget(name: "GLMCFrontendsTests", dependencies: ["GLMCIR", "GLMCOps", "GLMCFrontends", "GLMCInterpreter", "GLMCTestSupport"]),
+        .testTarget(name: "GLMCPassesTests", dependencies: ["GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCPasses", "GLMCFrontends", "GLMCTestSupport"],
+                    exclude: ["Inputs"]),
         .testTarget(name: "CLITests", dependencies: ["GLMCTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

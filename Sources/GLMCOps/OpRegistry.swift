@@ -4,7 +4,7 @@ import GLMCIR
 public enum OpRegistry {
     /// All definitions. Each family of ops lives in its own file and lists its definitions there.
     public static let all: [OpDefinition] =
-        ElementwiseOps.all + ReductionOps.all + MovementOps.all + NeuralOps.all + ControlOps.all + MiscOps.all
+        ElementwiseOps.all + ReductionOps.all + MovementOps.all + NeuralOps.all + ControlOps.all + MiscOps.all + FusedOps.all
 
     private static let byName: [OpName: OpDefinition] = {
         var map: [OpName: OpDefinition] = [:]

@@ -17,20 +17,24 @@ struct Dump: ParsableCommand {
     @Option(help: "Output format: text (glmc IR), dot (Graphviz dataflow), json.")
     var format: Format = .text
 
+    @OptionGroup var passOptions: PassOptions
+
     @Option(help: "Weights in IR text: 'elide' prints large tensors as dense_resource<__elided__>; 'full' prints every byte (the text then reproduces the model).")
     var weights: Weights = .elide
 
     func run() throws {
         try reportingErrors {
             let result = try ModelLoader.load(path: model, allowUnsupported: true)
-            try ModuleVerifier.verify(result.module)
+            var module = result.module
+            try ModuleVerifier.verify(module)
             for u in result.unsupported {
                 printWarning("unsupported op \(u.op) (\(u.count) node\(u.count == 1 ? "" : "s")): \(u.reason)")
             }
+            try passOptions.optimize(&module, defaultLevel: 0)
             switch format {
-            case .text: print(Printer(weights: weights == .full ? .full : .elideLarge).print(result.module), terminator: "")
-            case .dot: print(GraphvizWriter.write(result.module))
-            case .json: print(JSONWriter.write(result.module))
+            case .text: print(Printer(weights: weights == .full ? .full : .elideLarge).print(module), terminator: "")
+            case .dot: print(GraphvizWriter.write(module))
+            case .json: print(JSONWriter.write(module))
             }
         }
     }

@@ -13,12 +13,10 @@ struct Convert: ParsableCommand {
     @Argument(help: "An ONNX model or glmc IR text.") var model: String
     @Option(help: "What to produce.") var target: Target
     @Option(name: .shortAndLong, help: "Output file.") var output: String
-    @Option(name: .customShort("O"), help: "Optimization level 0-3.") var optimization: Int = 2
     @Option(name: .customLong("input-shape"), help: "NAME=1x3x224x224 to fix a symbolic input shape; repeatable.") var inputShapes: [String] = []
     @Option(help: "Numeric precision of the plan.") var precision: Precision = .fp32
     @Option(help: "Folder of calibration samples for int8.") var calibrationData: String?
-    @Flag(help: "Print the IR after every pass.") var printIrAfterAll = false
-    @Flag(help: "Print a table of time per pass.") var timePasses = false
+    @OptionGroup var passOptions: PassOptions
 
     func run() throws {
         try reportingErrors {

@@ -97,7 +97,9 @@ private final class Importer {
 
     // MARK: Graphs
 
-    func importGraph(_ g: Onnx__GraphProto, into b: GraphBuilder, isMain: Bool) throws {
+    /// `argumentTypes`: for bodies of Loop and Scan, the types their inputs must have, used when the
+    /// body's inputs carry no type of their own (ONNX allows that in subgraphs).
+    func importGraph(_ g: Onnx__GraphProto, into b: GraphBuilder, isMain: Bool, argumentTypes: [TensorType?] = []) throws {
         if g.n_sparse_initializer > 0 { throw GLMCError("unsupported: sparse initializers (graph '\(b.function.name)')") }
         var hints: [String: TensorType] = [:]
         for (count, list) in [(g.n_value_info, g.value_info), (g.n_output, g.output)] {
@@ -121,7 +123,10 @@ private final class Importer {
             let name = string(vi.name)
             if initializerNames.contains(name) { continue }
             guard b.names[name] == nil else { throw GLMCError("graph input '\(name)' is defined twice") }
-            let type = try tensorType(vi.type, name: name, required: true)!
+            let fallback = b.function.arguments.count < argumentTypes.count ? argumentTypes[b.function.arguments.count] : nil
+            guard let type = try tensorType(vi.type, name: name, required: fallback == nil) ?? fallback else {
+                throw GLMCError("unsupported: value '\(name)' has no type")
+            }
             let id = b.function.addValue(type, name: name)
             b.function.arguments.append(id)
             b.names[name] = id
@@ -251,20 +256,23 @@ private final class Importer {
             throw GLMCError("\(label) uses domain '\(domain)', which the model does not import")
         }
 
-        var attributes: [String: Attribute] = [:]
-        for a in 0 ..< n.n_attribute {
-            guard let attr = n.attribute[a] else { continue }
-            let attrName = string(attr.pointee.name)
-            if let value = try attribute(attr.pointee, label: label, graph: b, functionScope: functionScope) {
-                attributes[attrName] = value
-            }
-        }
         var operands: [ValueID?] = []
         for k in 0 ..< n.n_input {
             let inputName = string(n.input[k])
             if inputName.isEmpty { operands.append(nil); continue }
             guard let id = b.lookup(inputName) else { throw GLMCError("\(label) reads undefined tensor '\(inputName)'") }
             operands.append(id)
+        }
+        let operandTypes = operands.map { $0.map { b.function.type(of: $0) } }
+        let argumentTypes = bodyArgumentTypes(op: op, opset: opset, node: n, operandTypes: operandTypes)
+        var attributes: [String: Attribute] = [:]
+        for a in 0 ..< n.n_attribute {
+            guard let attr = n.attribute[a] else { continue }
+            let attrName = string(attr.pointee.name)
+            if let value = try attribute(attr.pointee, label: label, graph: b, functionScope: functionScope,
+                                         argumentTypes: argumentTypes) {
+                attributes[attrName] = value
+            }
         }
         var outputNames = (0 ..< n.n_output).map { string(n.output[$0]) }
         while outputNames.last == "" { outputNames.removeLast() }
@@ -367,10 +375,41 @@ private final class Importer {
         }
     }
 
+    /// What a Loop or Scan body's inputs are, from the node's operands: Loop passes the iteration
+    /// number, the condition and the loop-carried values; Scan the states and one slice of each
+    /// scanned input.
+    func bodyArgumentTypes(op: OpName, opset: Int, node: Onnx__NodeProto, operandTypes: [TensorType?]) -> [TensorType?] {
+        guard op.domain.isEmpty else { return [] }
+        switch op.type {
+        case "Loop":
+            return [TensorType(.i64, static: []), TensorType(.bool, static: [])] + operandTypes.dropFirst(2)
+        case "Scan" where opset >= 9:
+            var scanCount = 0
+            var axes: [Int] = []
+            for a in 0 ..< node.n_attribute {
+                guard let attr = node.attribute[a]?.pointee else { continue }
+                if string(attr.name) == "num_scan_inputs" { scanCount = Int(attr.i) }
+                if string(attr.name) == "scan_input_axes" { axes = (0 ..< attr.n_ints).map { Int(attr.ints[$0]) } }
+            }
+            let stateCount = max(0, operandTypes.count - scanCount)
+            let slices = operandTypes.dropFirst(stateCount).enumerated().map { k, t -> TensorType? in
+                guard let t, var dims = t.shape.dims, !dims.isEmpty else { return t.map { TensorType($0.dtype, .unranked) } }
+                var axis = k < axes.count ? axes[k] : 0
+                if axis < 0 { axis += dims.count }
+                guard axis >= 0 && axis < dims.count else { return TensorType(t.dtype, .unranked) }
+                dims.remove(at: axis)
+                return TensorType(t.dtype, Shape(dims))
+            }
+            return Array(operandTypes.prefix(stateCount)) + slices
+        default:
+            return []
+        }
+    }
+
     // MARK: Attributes and constants
 
     func attribute(_ a: Onnx__AttributeProto, label: String, graph b: GraphBuilder,
-                   functionScope: FunctionScope?) throws -> Attribute? {
+                   functionScope: FunctionScope?, argumentTypes: [TensorType?] = []) throws -> Attribute? {
         let name = string(a.name)
         let reference = string(a.ref_attr_name)
         if !reference.isEmpty {
@@ -406,7 +445,7 @@ private final class Importer {
             return .tensor(try decoder.decode(t, what: "tensor attribute '\(name)' of \(label)"))
         case ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__GRAPH:
             guard let g = a.g else { throw GLMCError("\(label): graph attribute '\(name)' has no graph") }
-            return .graph(try subgraph(g.pointee, name: name, parent: b))
+            return .graph(try subgraph(g.pointee, name: name, parent: b, argumentTypes: argumentTypes))
         case ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS: return .floats(Array(UnsafeBufferPointer(start: a.floats, count: a.n_floats)))
         case ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS: return .ints((0 ..< a.n_ints).map { Int(a.ints[$0]) })
         case ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRINGS: return .strings((0 ..< a.n_strings).map { bytesString(a.strings[$0]) })
@@ -415,17 +454,17 @@ private final class Importer {
                 try a.tensors[k].map { try decoder.decode($0, what: "tensor attribute '\(name)' of \(label)") }
             })
         case ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__GRAPHS:
-            return .graphs(try (0 ..< a.n_graphs).compactMap { k in try a.graphs[k].map { try subgraph($0.pointee, name: name, parent: b) } })
+            return .graphs(try (0 ..< a.n_graphs).compactMap { k in try a.graphs[k].map { try subgraph($0.pointee, name: name, parent: b, argumentTypes: argumentTypes) } })
         default:
             throw GLMCError("unsupported: \(label): attribute '\(name)' of kind \(type.rawValue) (sparse tensors and type protos)")
         }
     }
 
     /// A nested region (If/Loop/Scan body). Outer tensors it reads become captures.
-    func subgraph(_ g: Onnx__GraphProto, name: String, parent: GraphBuilder) throws -> Function {
+    func subgraph(_ g: Onnx__GraphProto, name: String, parent: GraphBuilder, argumentTypes: [TensorType?]) throws -> Function {
         let graphName = string(g.name).isEmpty ? name : string(g.name)
         let b = GraphBuilder(name: graphName, parent: parent, opsets: parent.opsets)
-        try importGraph(g, into: b, isMain: false)
+        try importGraph(g, into: b, isMain: false, argumentTypes: argumentTypes)
         return b.function
     }
 

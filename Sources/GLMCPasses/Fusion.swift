@@ -1,0 +1,110 @@
+import GLMCIR
+import GLMCOps
+
+/// Turns a group of instructions into one `glmc.Fused` instruction whose body is the group, shared
+/// by every fusion pass so fusion groups look the same whoever made them.
+///
+/// The body's arguments are the values the group reads from outside (in order of first use); its
+/// outputs are the group's values that are read outside it (or returned). The fused instruction keeps
+/// those outer value ids, so no use needs rewriting, and the body is then sorted back into place.
+public enum Fusion {
+    /// Fuses the instructions at `indices` of `f` into one `glmc.Fused {kind, body}` and returns the
+    /// new instruction's index. The group must be convex (see `isConvex`); `module.opsets` gains the
+    /// `glmc` domain.
+    @discardableResult
+    public static func fuse(_ indices: [Int], in module: inout Module, function f: inout Function, kind: String) -> Int {
+        module.opsets[FusedOps.domain] = FusedOps.version
+        let group = indices.sorted()
+        let members = Set(group)
+        let producedInside = Set(group.flatMap { f.body[$0].results })
+        let uses = f.users()
+        let outputSet = Set(f.outputs)
+
+        var body = Function(name: "\(kind)_\(f.body[group[0]].nodeName.isEmpty ? String(group[0]) : f.body[group[0]].nodeName)")
+        var inner: [ValueID: ValueID] = [:]
+        var operands: [ValueID] = []
+        for i in group {
+            for case let v? in f.body[i].operands where !producedInside.contains(v) && inner[v] == nil {
+                let a = body.addValue(f.type(of: v), name: f.name(of: v))
+                body.arguments.append(a)
+                inner[v] = a
+                operands.append(v)
+            }
+        }
+        var results: [ValueID] = []
+        for i in group {
+            var inst = f.body[i]
+            inst.operands = inst.operands.map { $0.map { inner[$0]! } }
+            inst.results = inst.results.map { r in
+                let n = body.addValue(f.type(of: r), name: f.name(of: r))
+                inner[r] = n
+                let usedOutside = (uses[r] ?? []).contains { !members.contains($0) } || outputSet.contains(r)
+                if usedOutside {
+                    body.outputs.append(n)
+                    body.outputNames.append(f.name(of: r))
+                    results.append(r)
+                }
+                return n
+            }
+            body.body.append(inst)
+        }
+        let anchor = f.body[group[0]]
+        let fused = Instruction(op: FusedOps.fused, opset: FusedOps.version, operands: operands, results: results,
+                                attributes: ["kind": .string(kind), "body": .graph(body)], nodeName: anchor.nodeName)
+        let last = group.last!
+        f.body[last] = fused
+        f.removeInstructions(at: members.subtracting([last]))
+        f.sortTopologically()
+        return f.body.firstIndex { $0.results == results && $0.op == FusedOps.fused } ?? 0
+    }
+
+    /// True when no path leaves the group and comes back into it: fusing it cannot create a cycle.
+    public static func isConvex(_ indices: [Int], in f: Function) -> Bool {
+        let members = Set(indices)
+        let uses = f.users()
+        // Instructions outside the group that (transitively) read a group result.
+        var reached = Set<Int>()
+        var stack: [Int] = []
+        for i in indices { for r in f.body[i].results { for u in uses[r] ?? [] where !members.contains(u) { stack.append(u) } } }
+        while let i = stack.popLast() {
+            guard reached.insert(i).inserted else { continue }
+            for r in f.body[i].results { for u in uses[r] ?? [] where !members.contains(u) { stack.append(u) } }
+            if members.contains(i) { return false }
+            for r in f.body[i].results { for u in uses[r] ?? [] where members.contains(u) { return false } }
+        }
+        return true
+    }
+}
+
+extension Function {
+    /// Reorders the body so every value is defined before use, keeping the current order wherever
+    /// it is already valid (a stable topological sort).
+    public mutating func sortTopologically() {
+        let defining = definingInstructions()
+        var pending = [Int](repeating: 0, count: body.count)
+        var users = [[Int]](repeating: [], count: body.count)
+        for (i, inst) in body.enumerated() {
+            var deps = Set<Int>()
+            for case let v? in inst.operands { if let d = defining[v], d != i { deps.insert(d) } }
+            for nested in inst.nestedFunctions { for c in nested.captures { if let d = defining[c.outer], d != i { deps.insert(d) } } }
+            pending[i] = deps.count
+            for d in deps { users[d].append(i) }
+        }
+        var ready = (0 ..< body.count).filter { pending[$0] == 0 }.reversed() as [Int]
+        var order: [Int] = []
+        order.reserveCapacity(body.count)
+        // `ready` is kept sorted descending so popLast takes the smallest index.
+        while let i = ready.popLast() {
+            order.append(i)
+            for u in users[i] {
+                pending[u] -= 1
+                if pending[u] == 0 {
+                    let at = ready.firstIndex(where: { $0 < u }) ?? ready.count
+                    ready.insert(u, at: at)
+                }
+            }
+        }
+        guard order.count == body.count else { return } // a cycle: leave it for the verifier to report
+        body = order.map { body[$0] }
+    }
+}
