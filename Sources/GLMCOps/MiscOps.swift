@@ -2,12 +2,12 @@ import GLMCIR
 
 /// Ops that belong to no larger family: signal processing (MiscSignal.swift), tensor utilities
 /// (MiscTensor.swift), string processing (MiscStrings.swift, with the regex engine in MiscRegex.swift),
-/// the `ai.onnx.ml` domain (MiscML.swift), the training optimizers of `ai.onnx.preview.training`
-/// (MiscTraining.swift) and `ai.onnx.preview`'s FlexAttention (MiscAttention.swift). This file holds
-/// the helpers they share.
+/// the `ai.onnx.ml` domain (MiscML.swift) and the training optimizers of `ai.onnx.preview.training`
+/// (MiscTraining.swift). This file holds the helpers they share.
+/// (Col2Im and FlexAttention, once planned here, live with the movement and neural ops.)
 public enum MiscOps {
     public static let all: [OpDefinition] =
-        signalOps + tensorOps + stringOps + mlOps + trainingOps + attentionOps
+        signalOps + tensorOps + stringOps + mlOps + trainingOps
 }
 
 // MARK: - Shared helpers

@@ -5,9 +5,10 @@ import Darwin
 #endif
 import GLMCIR
 
-/// Tensor utilities without a family of their own: BitCast, SwiGLU, TensorScatter and Col2Im.
+/// Tensor utilities without a family of their own: BitCast, SwiGLU, TensorScatter, and the
+/// optional-value queries OptionalHasElement / OptionalGetElement on plain tensors.
 extension MiscOps {
-    static let tensorOps: [OpDefinition] = [bitCast, swiGLU, tensorScatter, col2Im]
+    static let tensorOps: [OpDefinition] = [bitCast, swiGLU, tensorScatter, optionalHasElement, optionalGetElement]
 }
 
 // MARK: - BitCast
@@ -180,83 +181,21 @@ extension MiscOps {
     })
 }
 
-// MARK: - Col2Im
+// MARK: - Optional values
 
 extension MiscOps {
-    static let col2Im = OpDefinition("Col2Im", since: [18], infer: { ctx in
-        let x = try ctx.requiredInput(0)
-        try require(x.dtype, in: numericTypes, ctx)
-        let image = ctx.constant(1)?.int64s.map(Int.init), block = ctx.constant(2)?.int64s.map(Int.init)
-        guard let d = x.shape.dims else {
-            return [TensorType(x.dtype, image.map { Shape([.unknown, .unknown] + $0.map(size)) } ?? .unranked)]
-        }
-        guard d.count == 3 else { throw ctx.error("input must be [N, C·∏block, L], got \(x.shape)") }
-        var channels = Dim.unknown
-        if let block, let cb = d[1].value {
-            if let size = checkedElementCount(block), size > 0, cb % size == 0 { channels = .known(cb / size) }
-        }
-        let spatial: [Dim]
-        if let image { spatial = image.map(size) } else if let n = ctx.inputType(1)?.shape.dims?.first?.value {
-            spatial = [Dim](repeating: .unknown, count: n)
-        } else {
-            return [TensorType(x.dtype, .unranked)]
-        }
-        return [TensorType(x.dtype, Shape([d[0], channels] + spatial))]
+    /// The IR has no optional type: an optional operand is a tensor or is omitted, so "has an
+    /// element" means "was given" (the ONNX form since opset 18, where plain tensors are allowed).
+    static let optionalHasElement = OpDefinition("OptionalHasElement", since: [15, 18, 28], infer: { _ in
+        [TensorType(.bool, .scalar)]
     }, evaluate: { ctx in
-        let x = try operand(ctx, 0)
-        try require(x.dtype, in: numericTypes, ctx)
-        let image = try operand(ctx, 1).int64s.map { Int(clamping: $0) }
-        let block = try operand(ctx, 2).int64s.map { Int(clamping: $0) }
-        let n = image.count
-        // Sizes below 2^31 keep the block arithmetic below from overflowing.
-        let limit = 1 << 31
-        guard x.rank == 3, n >= 1, block.count == n, (image + block).allSatisfy({ $0 > 0 && $0 < limit }) else {
-            throw ctx.error("needs a rank-3 input and positive image_shape and block_shape of one length")
-        }
-        let dilations = try ctx.ints("dilations") ?? [Int](repeating: 1, count: n)
-        let strides = try ctx.ints("strides") ?? [Int](repeating: 1, count: n)
-        let pads = try ctx.ints("pads") ?? [Int](repeating: 0, count: 2 * n)
-        guard dilations.count == n, strides.count == n, pads.count == 2 * n,
-              (dilations + strides).allSatisfy({ $0 > 0 && $0 < limit }), pads.allSatisfy({ $0 >= 0 && $0 < limit }) else {
-            throw ctx.error("dilations, strides (positive) and pads (non-negative) must fit \(n) spatial axes")
-        }
-        let blockSize = try resultCount(block, ctx)
-        guard x.shape[1] % blockSize == 0 else { throw ctx.error("input axis 1 (\(x.shape[1])) is not a multiple of the block size \(blockSize)") }
-        let batch = x.shape[0], channels = x.shape[1] / blockSize
-        // Block positions along each axis, as in a convolution over the padded image.
-        let positions = (0 ..< n).map { k -> Int in
-            let span = dilations[k] * (block[k] - 1) + 1
-            return (image[k] + pads[k] + pads[k + n] - span) / strides[k] + 1
-        }
-        guard positions.allSatisfy({ $0 > 0 }), let blockCount = checkedElementCount(positions), blockCount == x.shape[2] else {
-            throw ctx.error("input has \(x.shape[2]) blocks but the image and block shapes give \(positions)")
-        }
-        let imageSize = try resultCount(image, ctx)
-        let xs = x.doubles
-        var out = [Double](repeating: 0, count: try resultCount([batch, channels] + image, ctx))
-        let imageStrides = ShapeHelpers.strides(image)
-        var offset = [Int](repeating: 0, count: n), position = [Int](repeating: 0, count: n)
-        for b in 0 ..< batch {
-            for c in 0 ..< channels {
-                for e in 0 ..< blockSize {
-                    // e: the element within a block (its multi-index `offset`).
-                    var rest = e
-                    for k in stride(from: n - 1, through: 0, by: -1) { offset[k] = rest % block[k]; rest /= block[k] }
-                    let row = ((b * channels + c) * blockSize + e) * blockCount
-                    for l in 0 ..< blockCount {
-                        var r = l
-                        for k in stride(from: n - 1, through: 0, by: -1) { position[k] = r % positions[k]; r /= positions[k] }
-                        var target = 0, inside = true
-                        for k in 0 ..< n {
-                            let i = position[k] * strides[k] - pads[k] + offset[k] * dilations[k]
-                            if i < 0 || i >= image[k] { inside = false; break }
-                            target += i * imageStrides[k]
-                        }
-                        if inside { out[(b * channels + c) * imageSize + target] += xs[row + l] }
-                    }
-                }
-            }
-        }
-        return [Tensor(doubles: out, dtype: x.dtype, shape: [batch, channels] + image)]
+        [Tensor([ctx.input(0) != nil], shape: [])]
+    })
+
+    static let optionalGetElement = OpDefinition("OptionalGetElement", since: [15, 18, 28], infer: { ctx in
+        [try ctx.requiredInput(0)]
+    }, evaluate: { ctx in
+        guard let x = ctx.input(0) else { throw ctx.error("the optional input is empty") }
+        return [x]
     })
 }

@@ -14,10 +14,8 @@ final class MiscOpsTests: XCTestCase {
 
     /// Evaluates `op` and checks that inference on the operands' types agrees with the results.
     private func run(_ op: String, domain: String = "", opset: Int = 26, _ inputs: [Tensor?],
-                     _ attributes: [String: Attribute] = [:], outputs: Int = 1,
-                     runSubgraph: ((Function, [Tensor]) throws -> [Tensor])? = nil) throws -> [Tensor] {
-        var ctx = EvalContext(op: OpName(op, domain: domain), opset: opset, attributes: attributes, outputCount: outputs, inputs: inputs)
-        if let runSubgraph { ctx.runSubgraph = runSubgraph }
+                     _ attributes: [String: Attribute] = [:], outputs: Int = 1) throws -> [Tensor] {
+        let ctx = EvalContext(op: OpName(op, domain: domain), opset: opset, attributes: attributes, outputCount: outputs, inputs: inputs)
         let results = try definition(op, domain: domain).evaluate(ctx)
         XCTAssertEqual(results.count, outputs)
         let inferred = try infer(op, domain: domain, opset: opset, inputs.map { $0?.type }, attributes, outputs: outputs,
@@ -63,6 +61,15 @@ final class MiscOpsTests: XCTestCase {
                 sr += re[j] * cos(a) - im[j] * sin(a); si += re[j] * sin(a) + im[j] * cos(a)
             }
             return inverse ? (sr / Double(n), si / Double(n)) : (sr, si)
+        }
+    }
+
+    // MARK: Registry
+
+    func testDefinitionsAreUniqueInTheRegistryWithAscendingVersions() {
+        for d in MiscOps.all {
+            XCTAssertEqual(OpRegistry.all.filter { $0.name == d.name }.count, 1, "\(d.name) is defined more than once")
+            XCTAssertEqual(d.sinceVersions, d.sinceVersions.sorted(), "\(d.name)")
         }
     }
 
@@ -194,16 +201,12 @@ final class MiscOpsTests: XCTestCase {
         XCTAssertEqual(prefill.doubles, [1, 2, 0, 0, 3, 4, 0, 0])
     }
 
-    func testCol2Im() throws {
-        // A 3x3 image from 2x2 blocks at stride 1: each pixel sums the blocks covering it.
-        let x = f32([Float](repeating: 1, count: 16), [1, 4, 4])
-        let y = try run1("Col2Im", opset: 18, [x, i64([3, 3]), i64([2, 2])])
-        XCTAssertEqual(y.shape, [1, 1, 3, 3])
-        XCTAssertEqual(y.doubles, [1, 2, 1, 2, 4, 2, 1, 2, 1])
-        XCTAssertThrowsError(try run1("Col2Im", opset: 18, [x, i64([4, 4]), i64([2, 2])]))
-        XCTAssertEqual(try infer("Col2Im", opset: 18, [ty(.f32, [.symbol("n"), .known(12), .unknown]), ty(.i64, [.known(2)]), ty(.i64, [.known(2)])],
-                                 constants: [nil, i64([5, 5]).tensorData, i64([2, 2]).tensorData]),
-                       [ty(.f32, [.symbol("n"), .known(3), .known(5), .known(5)])])
+    func testOptionalQueriesOnTensors() throws {
+        XCTAssertEqual(try run1("OptionalHasElement", opset: 18, [f32([1])]).doubles, [1])
+        XCTAssertEqual(try run1("OptionalHasElement", opset: 18, [nil]).doubles, [0])
+        XCTAssertEqual(try run1("OptionalHasElement", opset: 18, []).shape, [])
+        XCTAssertEqual(try run1("OptionalGetElement", opset: 18, [f32([1, 2])]).doubles, [1, 2])
+        XCTAssertThrowsError(try run1("OptionalGetElement", opset: 18, [nil]))
     }
 
     // MARK: Strings
@@ -344,29 +347,5 @@ final class MiscOpsTests: XCTestCase {
         // V = H = 0.5; R_adjusted = 0.1·√0.5/0.5; X = 1 − R_adjusted·0.5/√0.5 = 0.9.
         assertClose(adam[0].doubles, [0.9], tolerance: 1e-6)
         XCTAssertThrowsError(try run("Adam", domain: domain, opset: 1, [r, t, f32([1]), f32([1]), f32([0])], outputs: 3))
-    }
-
-    // MARK: FlexAttention
-
-    func testFlexAttentionUniformScoresAndGQA() throws {
-        // K = 0: every score is 0, so each query averages V.
-        let q = f32([Float](repeating: 1, count: 2 * 2 * 4), [1, 2, 2, 4])
-        let k = f32([Float](repeating: 0, count: 3 * 4), [1, 1, 3, 4])
-        let v = f32([1, 2, 3, 4, 5, 6], [1, 1, 3, 2])
-        let y = try run1("FlexAttention", domain: "ai.onnx.preview", opset: 1, [q, k, v])
-        XCTAssertEqual(y.shape, [1, 2, 2, 2])
-        assertClose(y.doubles, [3, 4, 3, 4, 3, 4, 3, 4])
-        // A score_mod that masks the last key.
-        let masked = try run("FlexAttention", domain: "ai.onnx.preview", opset: 1, [q, k, v], ["score_mod": .graph(Function(name: "mask"))],
-                             runSubgraph: { _, args in
-            var s = args[0].doubles
-            for i in stride(from: 2, to: s.count, by: 3) { s[i] = -.infinity }
-            return [Tensor(doubles: s, dtype: args[0].dtype, shape: args[0].shape)]
-        })[0]
-        assertClose(masked.doubles, [2, 3, 2, 3, 2, 3, 2, 3])
-        XCTAssertEqual(try infer("FlexAttention", domain: "ai.onnx.preview", opset: 1,
-                                 [ty(.f16, [.symbol("b"), .known(8), .unknown, .known(64)]), ty(.f16, [.symbol("b"), .known(2), .unknown, .known(64)]),
-                                  ty(.f16, [.symbol("b"), .known(2), .unknown, .known(32)])]),
-                       [ty(.f16, [.symbol("b"), .known(8), .unknown, .known(32)])])
     }
 }
