@@ -1,5 +1,6 @@
 /* Hand-written C next to the protoc-c generated decoder (Sources/CONNXProto). */
 #include "glmc_wire_check.h"
+#include "onnx.pb-c.h"
 
 #include <stdlib.h>
 
@@ -78,4 +79,10 @@ GlmcWireStatus glmc_protobuf_check_nesting(const ProtobufCMessageDescriptor *des
 done:
     free(stack);
     return status;
+}
+
+GlmcWireStatus glmc_onnx_model_check_nesting(const uint8_t *data, size_t len,
+                                             unsigned max_depth, size_t *error_offset)
+{
+    return glmc_protobuf_check_nesting(&onnx__model_proto__descriptor, data, len, max_depth, error_offset);
 }

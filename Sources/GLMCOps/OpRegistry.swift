@@ -16,6 +16,4 @@ public enum OpRegistry {
 
     /// The newest opset version of the default ONNX domain that glmc knows (onnx 1.23.2 defines 28).
     public static let newestOpset = 28
-    /// Domains whose ops glmc implements, with their newest known version.
-    public static let knownDomains: [String: Int] = ["": newestOpset, "ai.onnx": newestOpset]
 }

@@ -27,6 +27,11 @@ GlmcWireStatus glmc_protobuf_check_nesting(const ProtobufCMessageDescriptor *des
                                            const uint8_t *data, size_t len,
                                            unsigned max_depth, size_t *error_offset);
 
+/* The same check for an ONNX ModelProto (the descriptor lives in the CONNXProto target; taking its
+   address here keeps Swift from ever holding a pointer to a copy of it). */
+GlmcWireStatus glmc_onnx_model_check_nesting(const uint8_t *data, size_t len,
+                                             unsigned max_depth, size_t *error_offset);
+
 PROTOBUF_C__END_DECLS
 
 #endif

@@ -34,9 +34,8 @@ public enum ONNXImporter {
         // protobuf-c's unpacker recurses once per nesting level with no limit: a few hundred KB of
         // nested subgraphs would overflow the stack. Walk the wire format first.
         var offset = 0
-        switch glmc_protobuf_check_nesting(withUnsafePointer(to: onnx__model_proto__descriptor) { $0 },
-                                           base.assumingMemoryBound(to: UInt8.self), bytes.count,
-                                           UInt32(maxMessageDepth), &offset) {
+        switch glmc_onnx_model_check_nesting(base.assumingMemoryBound(to: UInt8.self), bytes.count,
+                                             UInt32(maxMessageDepth), &offset) {
         case GLMC_WIRE_OK: break
         case GLMC_WIRE_TOO_DEEP:
             throw GLMCError("unsupported: messages nest more than \(maxMessageDepth) levels deep (at byte \(offset)): subgraphs or types nested too deeply")
