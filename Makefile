@@ -43,7 +43,9 @@ conformance: build
 
 demo: build
 	$(GLMC) check Models/cnn.onnx
-	$(GLMC) dump Models/cnn.onnx
+	$(GLMC) dump Models/cnn.onnx -O3 --time-passes
+	$(GLMC) run Models/cnn.onnx --input Models/cnn.input_0.npy --output-dir out/demo
+	$(PYTHON) -c "import numpy as n; a=n.load('out/demo/output_0.npy'); b=n.load('Models/cnn.output_0.npy'); print('demo: glmc interpreter vs ONNX Runtime, max abs difference', float(abs(a-b).max()))"
 
 bench-import: build
 	$(PYTHON) scripts/bench_import.py --glmc $(GLMC)
