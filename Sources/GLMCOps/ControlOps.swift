@@ -80,7 +80,7 @@ public enum ControlOps {
     })
 
     static let scanOp = OpDefinition("Scan", since: [8, 9, 11, 16, 19, 21, 23, 24, 25], infer: { ctx in
-        guard ctx.opset >= 9 else { throw ctx.unsupported("Scan before opset 9 (batched form)") }
+        guard ctx.opset >= 9 else { return try inferScan8(ctx) }
         guard let body = try ctx.graph("body") else { throw ctx.error("needs a body graph") }
         let scanInputs = try ctx.int("num_scan_inputs") ?? 0
         let states = ctx.inputTypes.count - scanInputs
@@ -106,7 +106,7 @@ public enum ControlOps {
             return TensorType(t.dtype, Shape(dims))
         }
     }, evaluate: { ctx in
-        guard ctx.opset >= 9 else { throw ctx.unsupported("Scan before opset 9 (batched form)") }
+        guard ctx.opset >= 9 else { return try evaluateScan8(ctx) }
         guard let body = try ctx.graph("body") else { throw ctx.error("needs a body graph") }
         let scanCount = try ctx.int("num_scan_inputs") ?? 0
         let inputs = try ctx.inputs.indices.map { try ctx.requiredInput($0) }
@@ -153,6 +153,61 @@ public enum ControlOps {
         }
         return Array((states + stacked).prefix(ctx.outputCount))
     })
+
+    /// Scan-8 has a leading batch axis on every state and scanned input (time is axis 1) and an
+    /// optional `sequence_lens` first operand.
+    static func inferScan8(_ ctx: InferenceContext) throws -> [TensorType] {
+        guard let body = try ctx.graph("body") else { throw ctx.error("needs a body graph") }
+        let scanCount = try ctx.int("num_scan_inputs") ?? 0
+        let stateCount = ctx.inputTypes.count - 1 - scanCount
+        guard stateCount >= 0, body.outputs.count >= stateCount else { throw ctx.error("body does not match the inputs") }
+        let batch = ctx.inputType(1)?.shape.dims?.first ?? .unknown
+        let time = ctx.inputType(1 + stateCount)?.shape.dims.flatMap { $0.count > 1 ? $0[1] : nil } ?? .unknown
+        return (0 ..< ctx.outputCount).map { i in
+            let t = body.type(of: body.outputs[i])
+            guard let dims = t.shape.dims else { return TensorType(t.dtype, .unranked) }
+            return TensorType(t.dtype, Shape([batch] + (i < stateCount ? [] : [time]) + dims))
+        }
+    }
+
+    static func evaluateScan8(_ ctx: EvalContext) throws -> [Tensor] {
+        guard let body = try ctx.graph("body") else { throw ctx.error("needs a body graph") }
+        let scanCount = try ctx.int("num_scan_inputs") ?? 0
+        let operands = try (1 ..< ctx.inputs.count).map { try ctx.requiredInput($0) }
+        let stateCount = operands.count - scanCount
+        guard stateCount >= 0, let first = operands.first, first.rank > 0 else { throw ctx.error("needs batched inputs") }
+        let batch = first.shape[0]
+        let reversed = (try ctx.ints("directions") ?? []).map { $0 == 1 }
+        var finalStates: [[Tensor]] = Array(repeating: [], count: stateCount)
+        var scanOutputs: [[Tensor]] = Array(repeating: [], count: body.outputs.count - stateCount)
+        for b in 0 ..< batch {
+            let perBatch = operands.map { $0.slice(at: b, axis: 0) }
+            guard let length = perBatch[stateCount...].first.map({ $0.shape.first ?? 0 }) else { throw ctx.error("needs a scan input") }
+            if let lens = ctx.input(0), lens.int64s.contains(where: { Int($0) != length }) {
+                throw ctx.unsupported("Scan-8 with sequence_lens shorter than the sequence")
+            }
+            var states = Array(perBatch[..<stateCount])
+            var steps: [[Tensor]] = Array(repeating: [], count: scanOutputs.count)
+            for step in 0 ..< length {
+                let slices = perBatch[stateCount...].enumerated().map { k, t in
+                    t.slice(at: k < reversed.count && reversed[k] ? length - 1 - step : step, axis: 0)
+                }
+                let outs = try ctx.runSubgraph(body, states + slices)
+                states = Array(outs[..<stateCount])
+                for k in steps.indices { steps[k].append(outs[stateCount + k]) }
+            }
+            for k in 0 ..< stateCount { finalStates[k].append(states[k]) }
+            for k in steps.indices {
+                guard let s = Tensor.stack(steps[k], axis: 0) else { throw ctx.error("scan output \(k) changes shape") }
+                scanOutputs[k].append(s)
+            }
+        }
+        let results = try (finalStates + scanOutputs).map { parts -> Tensor in
+            guard let s = Tensor.stack(parts, axis: 0) else { throw ctx.error("outputs differ in shape across the batch") }
+            return s
+        }
+        return Array(results.prefix(ctx.outputCount))
+    }
 
     /// The type both branches (or both loop iterations) agree on: same dtype; dims that differ become unknown.
     static func merged(_ a: TensorType, _ b: TensorType) -> TensorType {
