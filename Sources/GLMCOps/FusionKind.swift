@@ -64,14 +64,19 @@ extension OpRegistry {
 
     /// The fusion kind of one instruction, which may be less fusable than its op: an injective op
     /// whose shape, index or pad operands are not constants (`isConstant`) moves data in a
-    /// data-dependent way and is opaque; so are Pad modes other than "constant", instructions with
-    /// several results (Dropout's mask, training BatchNormalization) and ones with nested regions.
+    /// data-dependent way and is opaque; so are Pad modes other than "constant", training
+    /// BatchNormalization, instructions with several results (Dropout's mask) and ones with nested
+    /// regions.
     /// A `glmc.Fused` group is outEWiseFusable when its kind starts with conv/matmul/gemm, a
     /// reduction when it names a normalization or softmax, and otherwise takes the kind of its body.
     public static func fusionKind(of inst: Instruction, isConstant: (ValueID) -> Bool) -> FusionKind {
         if inst.op == FusedOps.fused { return fusedGroupKind(inst) }
         let kind = fusionKind(of: inst.op)
         guard kind != .opaque, inst.results.count == 1, inst.nestedFunctions.isEmpty else { return .opaque }
+        // Training BatchNormalization normalizes with the batch's own statistics: a reduction.
+        if inst.op.type == "BatchNormalization", let training = inst.attributes["training_mode"] {
+            guard case .int(0) = training else { return .opaque }
+        }
         if kind == .injective, inst.op.type != "Concat" {
             // Operand 0 is the data; every other operand says where it goes.
             for case let v? in inst.operands.dropFirst() where !isConstant(v) { return .opaque }

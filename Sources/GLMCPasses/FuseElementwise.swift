@@ -66,7 +66,8 @@ public struct FuseElementwise: Pass {
             }
         }
         let graph = FusionGraph(f)
-        let groups = graph.groups().filter { isFusable($0, in: f) }
+        let users = f.users()
+        let groups = graph.groups().filter { isFusable($0, in: f, users: users) }
         guard !groups.isEmpty else { return changed }
 
         // Name each group and remember its members by their first result, which survives both the
@@ -84,16 +85,16 @@ public struct FuseElementwise: Pass {
         return true
     }
 
-    /// A group is fused only when it is convex and only its last instruction's results are read
-    /// outside it (the post-dominator construction guarantees both; this keeps a mistake there from
-    /// ever producing wrong code).
-    static func isFusable(_ group: [Int], in f: Function) -> Bool {
-        guard group.count >= 2, Fusion.isConvex(group, in: f) else { return false }
+    /// A group is fused only when nothing outside it reads a result of any member but its last.
+    /// The post-dominator construction guarantees that; checking it keeps a mistake there from ever
+    /// producing wrong code. It also makes the group convex (`Fusion.isConvex`): every path out of
+    /// the group starts at its last instruction, which comes after all the others.
+    static func isFusable(_ group: [Int], in f: Function, users: [ValueID: [Int]]) -> Bool {
+        guard group.count >= 2 else { return false }
         let members = Set(group)
-        let uses = f.users()
         let outputs = Set(f.outputs)
         for i in group.dropLast() {
-            for r in f.body[i].results where outputs.contains(r) || (uses[r] ?? []).contains(where: { !members.contains($0) }) {
+            for r in f.body[i].results where outputs.contains(r) || (users[r] ?? []).contains(where: { !members.contains($0) }) {
                 return false
             }
         }
