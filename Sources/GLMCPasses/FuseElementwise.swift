@@ -72,8 +72,9 @@ public struct FuseElementwise: Pass {
 
         // Name each group and remember its members by their first result, which survives both the
         // inlining of fused members and the reordering done by `Fusion.fuse`.
+        let defining = f.definingInstructions()
         var plans: [(kind: String, members: Set<ValueID>)] = groups.map { g in
-            (kindName(g, in: f, kinds: graph.kinds), Set(g.map { f.body[$0].results[0] }))
+            (kindName(g, in: f, kinds: graph.kinds, defining: defining), Set(g.map { f.body[$0].results[0] }))
         }
         inlineFusedMembers(of: &plans, in: &f)
         for plan in plans {
@@ -102,7 +103,7 @@ public struct FuseElementwise: Pass {
     }
 
     /// The `kind` attribute of a group, from its anchor (see the header).
-    static func kindName(_ group: [Int], in f: Function, kinds: [FusionKind]) -> String {
+    static func kindName(_ group: [Int], in f: Function, kinds: [FusionKind], defining: [ValueID: Int]) -> String {
         guard let anchor = group.first(where: { kinds[$0].isAnchor }) else {
             return group.contains { kinds[$0] == .injective } ? "injective" : "elementwise"
         }
@@ -116,7 +117,6 @@ public struct FuseElementwise: Pass {
             base = ["Conv": "conv", "ConvTranspose": "conv", "MatMul": "matmul", "Gemm": "gemm"][inst.op.type] ?? "anchor"
         }
         let members = Set(group)
-        let defining = f.definingInstructions()
         let hasPrologue = inst.operands.contains { v in v.flatMap { defining[$0] }.map(members.contains) ?? false }
         let hasEpilogue = group.last! != anchor
         for (present, suffix) in [(hasPrologue, "_prologue"), (hasEpilogue, "_epilogue")] where present && !base.hasSuffix(suffix) {
