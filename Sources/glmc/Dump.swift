@@ -3,6 +3,7 @@ import Foundation
 import GLMCFrontends
 import GLMCIR
 import GLMCOps
+import GLMCPasses
 
 struct Dump: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -31,6 +32,9 @@ struct Dump: ParsableCommand {
                 printWarning("unsupported op \(u.op) (\(u.count) node\(u.count == 1 ? "" : "s")): \(u.reason)")
             }
             try passOptions.optimize(&module, defaultLevel: 0)
+            if (passOptions.level ?? 0) > 0 || passOptions.passes != nil {
+                FileHandle.standardError.write(Data((MemoryPlanner.plan(module.main).summary + "\n").utf8))
+            }
             switch format {
             case .text: print(Printer(weights: weights == .full ? .full : .elideLarge).print(module), terminator: "")
             case .dot: print(GraphvizWriter.write(module))
