@@ -50,13 +50,16 @@ public struct Instruction: Sendable {
 
     /// The nested regions held in graph attributes, in attribute-name order.
     public var nestedFunctions: [Function] {
-        attributes.keys.sorted().flatMap { key -> [Function] in
-            switch attributes[key]! {
-            case .graph(let g): return [g]
-            case .graphs(let gs): return gs
-            default: return []
+        var found: [(key: String, graphs: [Function])] = []
+        for (key, value) in attributes {
+            switch value {
+            case .graph(let g): found.append((key, [g]))
+            case .graphs(let gs): found.append((key, gs))
+            default: break
             }
         }
+        if found.count > 1 { found.sort { $0.key < $1.key } }
+        return found.flatMap(\.graphs)
     }
 
     /// "node 'conv1' (Conv)" or "Conv instruction" for messages.

@@ -83,25 +83,25 @@ extension Function {
         let defining = definingInstructions()
         var pending = [Int](repeating: 0, count: body.count)
         var users = [[Int]](repeating: [], count: body.count)
+        var sorted = true
         for (i, inst) in body.enumerated() {
             var deps = Set<Int>()
             for case let v? in inst.operands { if let d = defining[v], d != i { deps.insert(d) } }
             for nested in inst.nestedFunctions { for c in nested.captures { if let d = defining[c.outer], d != i { deps.insert(d) } } }
+            if deps.contains(where: { $0 > i }) { sorted = false }
             pending[i] = deps.count
             for d in deps { users[d].append(i) }
         }
-        var ready = (0 ..< body.count).filter { pending[$0] == 0 }.reversed() as [Int]
+        if sorted { return }
+        var ready = MinHeap()
+        for i in 0 ..< body.count where pending[i] == 0 { ready.push(i) }
         var order: [Int] = []
         order.reserveCapacity(body.count)
-        // `ready` is kept sorted descending so popLast takes the smallest index.
-        while let i = ready.popLast() {
+        while let i = ready.pop() {
             order.append(i)
             for u in users[i] {
                 pending[u] -= 1
-                if pending[u] == 0 {
-                    let at = ready.firstIndex(where: { $0 < u }) ?? ready.count
-                    ready.insert(u, at: at)
-                }
+                if pending[u] == 0 { ready.push(u) }
             }
         }
         guard order.count == body.count else { return } // a cycle: leave it for the verifier to report
