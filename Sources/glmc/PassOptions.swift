@@ -5,7 +5,7 @@ import GLMCPasses
 
 /// Pipeline selection and pass instrumentation, shared by `dump` and `convert`.
 struct PassOptions: ParsableArguments {
-    @Option(name: .customShort("O"), help: "Optimization level 0-3 (dump: 0, convert: 2 unless given).")
+    @Option(name: .customShort("O", allowingJoined: true), help: "Optimization level 0-3 (dump: 0, convert: 2 unless given).")
     var level: Int?
 
     @Option(help: "Run exactly these passes, comma-separated (instead of an -O pipeline).")
