@@ -349,7 +349,10 @@ private final class Importer {
         let savedClosed = b.closed
         b.names = [:]
         b.closed = true
-        defer { b.names = saved; b.closed = savedClosed }
+        // Restores the caller's names on errors; on success they are restored below, before the
+        // function's outputs are bound (a plain defer would run after that and drop the bindings).
+        var restored = false
+        defer { if !restored { b.names = saved; b.closed = savedClosed } }
         for k in 0 ..< f.n_input where k < operands.count {
             if let id = operands[k] { b.names[string(f.input[k])] = id }
         }
@@ -366,6 +369,7 @@ private final class Importer {
         }
         b.names = saved
         b.closed = savedClosed
+        restored = true
         for (k, outName) in outputNames.enumerated() where !outName.isEmpty {
             guard b.names[outName] == nil else { throw GLMCError("tensor '\(outName)' is defined twice (again by \(label))") }
             b.names[outName] = produced[k]

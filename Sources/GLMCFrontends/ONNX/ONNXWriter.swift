@@ -476,7 +476,7 @@ private final class ModelBuilder {
     func functionName(for key: String, body: Function, kind: String) throws -> String {
         if let name = functionNames[key] { return name }
         let safeKind = String(kind.map { $0.isLetter || $0.isNumber || $0 == "_" ? $0 : "_" })
-        let name = functionNameTable.claim("", fallback: safeKind.isEmpty ? "fused" : safeKind)
+        let name = functionNameTable.claim(safeKind, fallback: "fused")
         functionNames[key] = name
         let names = NameTable()
         var scope: [ValueID: String] = [:]
