@@ -5,8 +5,10 @@ For Models/*.onnx and the nine light model-zoo models shipped inside the onnx pa
 row per model:
 
   orig       nodes in the original ONNX graph
-  glmc -O3   nodes of `glmc convert --target onnx -O3` (main graph; "+N fn" = model-local functions
-             made from repeated fusion groups, each call counted as one node)
+  glmc -O3   nodes of `glmc convert --target onnx -O3` (the main graph: a call of a model-local
+             function, which glmc makes of repeated fusion groups, counts as one node)
+  inlined    the same with every function call replaced by the function's nodes
+  fn         how many model-local functions glmc wrote
   onnxsim    nodes after onnxsim.simplify
   ort-all    nodes of the model ONNX Runtime saves after ORT_ENABLE_ALL (may hold com.microsoft
              fused ops such as FusedConv, and layout-specific ones)
@@ -45,6 +47,15 @@ def models():
 
 def node_count(model):
     return len(model.graph.node)
+
+
+def inlined_node_count(model):
+    functions = {(f.domain, f.name): f for f in model.functions}
+
+    def count(nodes):
+        return sum(count(functions[(n.domain, n.op_type)].node) if (n.domain, n.op_type) in functions else 1
+                   for n in nodes)
+    return count(model.graph.node)
 
 
 def seeded_inputs(path, session):
@@ -142,7 +153,8 @@ def main():
     args = parser.parse_args()
     glmc = os.path.abspath(args.glmc)
 
-    header = f"{'model':<22} {'orig':>6} {'glmc -O3':>13} {'onnxsim':>8} {'ort-all':>8} {'glmc ms':>9} {'sim ms':>9}  check"
+    header = (f"{'model':<22} {'orig':>6} {'glmc -O3':>9} {'inlined':>8} {'fn':>3} {'onnxsim':>8} {'ort-all':>8}"
+              f" {'glmc ms':>9} {'sim ms':>9}  check")
     print(header)
     print("-" * len(header))
     failures, notes = 0, []
@@ -156,10 +168,10 @@ def main():
             try:
                 glmc_ms = glmc_convert(glmc, path, out, args.runs)
                 converted = onnx.load(out)
-                glmc_nodes = str(node_count(converted)) + (f" +{len(converted.functions)} fn" if converted.functions else "")
+                glmc_nodes = f"{node_count(converted):>9} {inlined_node_count(converted):>8} {len(converted.functions):>3}"
             except RuntimeError as e:
                 failures += 1
-                print(f"{name:<22} {node_count(original):>6} {'error':>13}   {e}")
+                print(f"{name:<22} {node_count(original):>6} {'error':>9}   {e}")
                 continue
             sim_nodes, sim_ms, sim_note = simplify(path, args.runs)
             if sim_note:
@@ -186,7 +198,7 @@ def main():
             check = "ok" if not bad else " ".join(bad)
             sim_text = str(sim_nodes) if sim_nodes is not None else "-"
             sim_time = f"{sim_ms:.1f}" if sim_ms is not None else "-"
-            print(f"{name:<22} {node_count(original):>6} {glmc_nodes:>13} {sim_text:>8} {ort_nodes:>8} "
+            print(f"{name:<22} {node_count(original):>6} {glmc_nodes} {sim_text:>8} {ort_nodes:>8} "
                   f"{glmc_ms:>9.1f} {sim_time:>9}  {check}", flush=True)
     for n in notes:
         print("note:", n)
