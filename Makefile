@@ -4,6 +4,7 @@
 #   make test          set up, build, conformance, swift test
 #   make conformance   run the ONNX Runtime conformance suite (ENGINE=interpreter)
 #   make bench-import  import benchmark (generates bench-data/ on first run)
+#   make bench-passes  node counts and optimize time: glmc -O3 vs onnx-simplifier vs ONNX Runtime
 #   make proto         regenerate the protoc-c sources in Sources/CONNXProto
 #   make models        regenerate Models/ (onnx + ORT reference outputs)
 #   make fixtures      regenerate Tests/Fixtures/ (bad inputs, small good models, .npy references)
@@ -23,7 +24,7 @@ PROTOC_C ?= protoc-c
 ONNX_PROTO ?= /usr/include/onnx/onnx.proto
 PROTO_DIR  := Sources/CONNXProto
 
-.PHONY: all setup build test conformance demo bench-import proto models fixtures clean distclean
+.PHONY: all setup build test conformance demo bench-import bench-passes proto models fixtures clean distclean
 
 all: build
 
@@ -69,3 +70,7 @@ clean:
 
 distclean: clean
 	rm -rf .venv
+
+# Also checks that every -O3 model still computes what the original does (ONNX Runtime and the interpreter).
+bench-passes: build
+	$(PYTHON) scripts/bench_passes.py --glmc $(GLMC)

@@ -10,6 +10,7 @@ struct Run: ParsableCommand {
         abstract: "Run a model (or, later, a plan) on .npy inputs and write output_<i>.npy files.",
         discussion: """
         Inputs given as FILE.npy bind to the model's runtime inputs in order; NAME=FILE.npy binds by name.
+        -O1..-O3 or --passes run the optimization pipeline first (default -O0: the imported graph).
         Outputs are written in graph-output order as output_0.npy, output_1.npy, ... only after the whole
         run succeeded.
         """)
@@ -37,6 +38,8 @@ struct Run: ParsableCommand {
     @Flag(help: "Print one JSON line with timing (median_ms, min_ms, p90_ms, runs).")
     var json = false
 
+    @OptionGroup var passOptions: PassOptions
+
     func validate() throws {
         guard repeatCount >= 1 else { throw ValidationError("--repeat must be at least 1") }
         guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
@@ -47,8 +50,9 @@ struct Run: ParsableCommand {
             guard engine == .interpreter else {
                 throw GLMCError("unsupported: engine '\(engine.rawValue)' is not built yet; use --engine interpreter")
             }
-            let module = try ModelLoader.load(path: model).module
+            var module = try ModelLoader.load(path: model).module
             try ModuleVerifier.verify(module)
+            try passOptions.optimize(&module, defaultLevel: 0)
             let tensors = try bindInputs(module.main)
 
             for _ in 0 ..< warmup { _ = try Interpreter.run(module, inputs: tensors) }

@@ -1,0 +1,184 @@
+import ArgumentParser
+import Foundation
+import GLMCFrontends
+import GLMCIR
+import GLMCOps
+
+struct Convert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compile a model into a plan (cpu, opencl, cuda) or optimized ONNX.",
+        discussion: """
+        --target onnx imports the model, verifies it, runs the optimization pipeline (-O2 unless -O or
+        --passes says otherwise) and writes the result as an ONNX model. Fusion groups whose body
+        occurs more than once become model-local functions (domain glmc.fused); the others are
+        expanded back into ONNX nodes. The plan targets (cpu, opencl, cuda) arrive with the back ends.
+        """)
+
+    enum Target: String, ExpressibleByArgument, CaseIterable { case cpu, opencl, cuda, onnx }
+    enum Precision: String, ExpressibleByArgument, CaseIterable { case fp32, fp16, int8 }
+
+    @Argument(help: "An ONNX model or glmc IR text.") var model: String
+    @Option(help: "What to produce.") var target: Target
+    @Option(name: .shortAndLong, help: "Output file.") var output: String
+    @Option(name: .customLong("input-shape"), help: "NAME=1x3x224x224 to fix a symbolic input shape; repeatable.") var inputShapes: [String] = []
+    @Option(help: "Numeric precision of the plan.") var precision: Precision = .fp32
+    @Option(help: "Folder of calibration samples for int8.") var calibrationData: String?
+    @OptionGroup var passOptions: PassOptions
+
+    func run() throws {
+        try reportingErrors {
+            guard target == .onnx else {
+                throw GLMCError("unsupported: glmc convert --target \(target.rawValue) is not built yet (it arrives with the back ends); use glmc dump or glmc run --engine interpreter")
+            }
+            guard precision == .fp32, calibrationData == nil else {
+                throw GLMCError("unsupported: --precision and --calibration-data apply to plans, not to --target onnx")
+            }
+            let shapes = try inputShapes.map(InputShapes.parse)
+            let result = try ModelLoader.load(path: model, allowUnsupported: true)
+            for u in result.unsupported {
+                printWarning("unsupported op \(u.op) (\(u.count) node\(u.count == 1 ? "" : "s")): \(u.reason); written back unchanged")
+            }
+            var module = result.module
+            try ModuleVerifier.verify(module)
+            if !shapes.isEmpty {
+                try InputShapes.apply(shapes, to: &module)
+                try ModuleVerifier.verify(module)
+            }
+            try passOptions.optimize(&module, defaultLevel: 2)
+            try ONNXWriter.write(module, to: output)
+        }
+    }
+}
+
+/// `--input-shape NAME=1x3x224x224`: gives inputs static shapes and propagates them through the
+/// module's types before the passes run, so shape-dependent rewrites see static shapes.
+enum InputShapes {
+    /// "NAME=1x3x224x224" → ("NAME", [1, 3, 224, 224]); "NAME=" is a scalar.
+    static func parse(_ spec: String) throws -> (name: String, sizes: [Int]) {
+        guard let eq = spec.lastIndex(of: "="), eq != spec.startIndex else {
+            throw GLMCError("--input-shape '\(spec)': expected NAME=DxDx... (for example input=1x3x224x224)")
+        }
+        let name = String(spec[..<eq])
+        let text = spec[spec.index(after: eq)...]
+        if text.isEmpty { return (name, []) }
+        var sizes: [Int] = []
+        for part in text.split(separator: "x", omittingEmptySubsequences: false) {
+            guard let v = Int(part), v >= 0 else {
+                throw GLMCError("--input-shape '\(spec)': '\(part)' is not a dimension size (sizes are non-negative integers separated by 'x')")
+            }
+            sizes.append(v)
+        }
+        return (name, sizes)
+    }
+
+    /// Fixes each named input's shape. A symbolic dimension takes the size everywhere its symbol
+    /// appears (symbols name equal sizes); then result types are re-inferred in order.
+    static func apply(_ specs: [(name: String, sizes: [Int])], to module: inout Module) throws {
+        let f = module.main
+        var symbols: [String: Int] = [:]
+        var fixed: [ValueID: [Int]] = [:]
+        for (name, sizes) in specs {
+            guard let arg = f.arguments.first(where: { f.name(of: $0) == name }) else {
+                let known = f.arguments.map { "'\(f.name(of: $0))'" }.joined(separator: ", ")
+                throw GLMCError("--input-shape \(name): the model has no input named '\(name)' (inputs: \(known))")
+            }
+            guard fixed[arg] == nil else { throw GLMCError("--input-shape \(name): given twice") }
+            let type = f.type(of: arg)
+            let shapeText = sizes.map(String.init).joined(separator: "x")
+            if let dims = type.shape.dims {
+                guard dims.count == sizes.count else {
+                    throw GLMCError("--input-shape \(name)=\(shapeText): input '\(name)' is \(type), rank \(dims.count), not \(sizes.count)")
+                }
+                for (d, size) in zip(dims, sizes) {
+                    switch d {
+                    case .known(let v) where v != size:
+                        throw GLMCError("--input-shape \(name)=\(shapeText): input '\(name)' is \(type); a dimension of size \(v) cannot become \(size)")
+                    case .symbol(let s):
+                        if let bound = symbols[s], bound != size {
+                            throw GLMCError("--input-shape \(name)=\(shapeText): ?\(s) is already \(bound) from another --input-shape")
+                        }
+                        symbols[s] = size
+                    default: break
+                    }
+                }
+            }
+            fixed[arg] = sizes
+        }
+        substitute(symbols, in: &module.main)
+        for (arg, sizes) in fixed { module.main.values[arg.index].type = TensorType(f.type(of: arg).dtype, static: sizes) }
+        try propagate(&module.main)
+    }
+
+    /// Replaces the bound symbols by their sizes in every type of `f` and its nested regions.
+    static func substitute(_ symbols: [String: Int], in f: inout Function) {
+        guard !symbols.isEmpty else { return }
+        for i in f.values.indices {
+            guard let dims = f.values[i].type.shape.dims else { continue }
+            f.values[i].type.shape = Shape(dims.map { d in
+                if case .symbol(let s) = d, let v = symbols[s] { return .known(v) }
+                return d
+            })
+        }
+        editNestedFunctions(of: &f) { substitute(symbols, in: &$0) }
+    }
+
+    /// Re-infers result types in order, keeping whatever the old type knew beyond the inferred one.
+    /// Ops glmc cannot infer (and everything downstream of them) keep their types.
+    static func propagate(_ f: inout Function) throws {
+        var constants: [ValueID: TensorData] = [:]
+        var unchecked = Set<ValueID>()
+        for i in f.body.indices {
+            let inst = f.body[i]
+            if let data = inst.constantValue { constants[inst.results[0]] = data; continue }
+            // Nested regions first: their captures see the refined outer types.
+            let outer = f
+            try editNestedFunctions(of: &f.body[i]) { g in
+                for c in g.captures {
+                    let inner = g.type(of: c.inner), now = outer.type(of: c.outer)
+                    if inner.isCompatible(with: now) { g.values[c.inner.index].type = now.refinedBy(inner) }
+                }
+                try propagate(&g)
+            }
+            guard let definition = OpRegistry.definition(of: inst.op), definition.schemaVersion(forOpset: inst.opset) != nil,
+                  !inst.operands.contains(where: { $0.map { unchecked.contains($0) } ?? false }) else {
+                unchecked.formUnion(inst.results)
+                continue
+            }
+            let context = InferenceContext(op: inst.op, nodeName: inst.nodeName, opset: inst.opset,
+                                           attributes: f.body[i].attributes, outputCount: inst.results.count,
+                                           inputTypes: inst.operands.map { $0.map { f.type(of: $0) } },
+                                           constantInputs: inst.operands.map { $0.flatMap { constants[$0] } })
+            let inferred = try definition.infer(context)
+            for (r, t) in zip(inst.results, inferred) {
+                let old = f.type(of: r)
+                guard t.isCompatible(with: old) else {
+                    throw GLMCError("--input-shape: \(inst.displayName) now gives \(t) for '\(f.name(of: r))', which the model declares \(old)")
+                }
+                f.values[r.index].type = t.refinedBy(old)
+            }
+        }
+    }
+
+    static func editNestedFunctions(of f: inout Function, _ edit: (inout Function) throws -> Void) rethrows {
+        for i in f.body.indices { try editNestedFunctions(of: &f.body[i], edit) }
+    }
+
+    static func editNestedFunctions(of inst: inout Instruction, _ edit: (inout Function) throws -> Void) rethrows {
+        for key in inst.attributes.keys {
+            switch inst.attributes[key]! {
+            case .graph(var g):
+                try edit(&g)
+                inst.attributes[key] = .graph(g)
+            case .graphs(var gs):
+                for j in gs.indices { try edit(&gs[j]) }
+                inst.attributes[key] = .graphs(gs)
+            default: break
+            }
+        }
+    }
+}
+
+extension TensorType {
+    /// This type with the dimensions `other` knows better filled in (see `Shape.refined(by:)`).
+    func refinedBy(_ other: TensorType) -> TensorType { TensorType(dtype, shape.refined(by: other.shape)) }
+}
