@@ -8,9 +8,9 @@ struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Compile a model into a plan (cpu, opencl, cuda) or optimized ONNX.",
         discussion: """
-        --target onnx imports the model, verifies it, runs the optimization pipeline (-O2 unless -O or
-        --passes says otherwise) and writes the result as an ONNX model. Fusion groups whose body
-        occurs more than once become model-local functions (domain glmc.fused); the others are
+        --target onnx imports the model, verifies it, runs the optimization pipeline (-O2 unless -O or \
+        --passes says otherwise) and writes the result as an ONNX model. Fusion groups whose body \
+        occurs more than once become model-local functions (domain glmc.fused); the others are \
         expanded back into ONNX nodes. The plan targets (cpu, opencl, cuda) arrive with the back ends.
         """)
 
