@@ -149,8 +149,9 @@ public struct FuseNormalization: Pass {
     /// is not static or a parameter is neither.
     static func op(for m: Match, in f: inout Function, opset: Int) -> Instruction? {
         let xType = f.type(of: m.x)
-        guard let sizes = xType.shape.staticSizes, xType.dtype.isFloatingPoint else { return nil }
-        let normalized = TensorType(xType.dtype, static: Array(sizes[m.axis...]))
+        guard let dims = xType.shape.dims, xType.dtype.isFloatingPoint,
+              let sizes = Shape(Array(dims[m.axis...])).staticSizes else { return nil }
+        let normalized = TensorType(xType.dtype, static: sizes)
         let view = PatternView(f)
         // Each parameter as (the value to pass, or the constant to create).
         func resolve(_ v: ValueID?, fill: Double?) -> (ValueID?, Tensor?)? {

@@ -88,11 +88,12 @@ struct PatternView {
     }
 
     /// The group plus the one-element constants only the group reads (scale factors, epsilons, axes),
-    /// which belong inside a fused body rather than becoming operands of it.
+    /// which belong inside a fused body rather than becoming operands of it. Weights (operands of
+    /// Conv, ConvTranspose, Gemm, MatMul) stay operands however small.
     func withPrivateConstants(_ group: [Int]) -> [Int] {
         let members = Set(group)
         var extra = Set<Int>()
-        for i in group {
+        for i in group where !f.body[i].isOp("Conv", "ConvTranspose", "Gemm", "MatMul") {
             for case let v? in f.body[i].operands {
                 guard let d = definer(v), !members.contains(d), let data = f.body[d].constantValue,
                       data.elementCount == 1, users(v).count == uses(v),
