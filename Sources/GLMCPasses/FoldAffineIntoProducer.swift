@@ -22,7 +22,7 @@ public struct FoldAffineIntoProducer: Pass {
             var changed = false
             var start = 0
             while let (i, producer, scale, shift) = Self.match(PatternView(f), from: start) {
-                producer.fold(scale: scale, shift: shift, in: &f, opset: opset)
+                guard producer.fold(scale: scale, shift: shift, in: &f, opset: opset) else { start = i + 1; continue }
                 f.replaceAllUses(of: f.body[i].results[0], with: producer.result)
                 f.body.remove(at: i)
                 start = i
@@ -43,8 +43,8 @@ public struct FoldAffineIntoProducer: Pass {
             // (producer operand, constant operand) in the orders the op allows.
             let orders = inst.isOp("Mul", "Add") ? [(0, 1), (1, 0)] : [(0, 1)]
             for (p, c) in orders {
-                guard let x = inst.operands[p], let producer = LinearProducer(view, producing: x),
-                      let t = view.constant(inst.operands[c]), let values = producer.perChannel(t, in: view.f) else { continue }
+                guard let x = inst.operands[p], let data = view.constantData(inst.operands[c]),
+                      let producer = LinearProducer(view, producing: x), let values = producer.perChannel(data, in: view.f) else { continue }
                 switch inst.op.type {
                 case "Mul": return (i, producer, values, nil)
                 case "Div" where !values.contains(0): return (i, producer, values.map { 1 / $0 }, nil)

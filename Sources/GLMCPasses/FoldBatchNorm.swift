@@ -1,7 +1,8 @@
 import GLMCIR
 import GLMCOps
 
-/// Folds inference BatchNormalization into the weights of a preceding Conv, ConvTranspose or Gemm.
+/// Folds inference BatchNormalization into the weights of a preceding Conv, ConvTranspose or Gemm
+/// (or a MatMul of 2-D operands, which becomes a Gemm).
 ///
 /// In inference BatchNormalization is y = (x − mean)·γ/√(var+ε) + β per channel, an affine map
 /// y = x·a + s with a = γ/√(var+ε) and s = β − mean·a. When x comes from a `LinearProducer` read only
@@ -22,7 +23,7 @@ public struct FoldBatchNorm: Pass {
             var changed = false
             var start = 0
             while let (bn, producer, scale, shift) = Self.match(PatternView(f), from: start) {
-                producer.fold(scale: scale, shift: shift, in: &f, opset: opset)
+                guard producer.fold(scale: scale, shift: shift, in: &f, opset: opset) else { start = bn + 1; continue }
                 f.replaceAllUses(of: f.body[bn].results[0], with: producer.result)
                 f.body.remove(at: bn)
                 start = bn
@@ -46,9 +47,9 @@ public struct FoldBatchNorm: Pass {
                   let epsilon = bn.float("epsilon", 1e-5),
                   let x = bn.operands[0], let producer = LinearProducer(view, producing: x),
                   producer.channelAxis == 1, producer.canShift(in: view.f) else { continue }
-            let stats = bn.operands[1...].map { view.constant($0) }
-            guard stats.allSatisfy({ $0?.shape == [producer.channels] && $0!.dtype.isFloatingPoint }) else { continue }
-            let (gamma, beta, mean, variance) = (stats[0]!.doubles, stats[1]!.doubles, stats[2]!.doubles, stats[3]!.doubles)
+            let stats = bn.operands[1...].compactMap { view.constant($0) }
+            guard stats.count == 4, stats.allSatisfy({ $0.shape == [producer.channels] && $0.dtype.isFloatingPoint }) else { continue }
+            let (gamma, beta, mean, variance) = (stats[0].doubles, stats[1].doubles, stats[2].doubles, stats[3].doubles)
             let scale = (0 ..< producer.channels).map { gamma[$0] / (variance[$0] + Double(epsilon)).squareRoot() }
             let shift = (0 ..< producer.channels).map { beta[$0] - mean[$0] * scale[$0] }
             return (i, producer, scale, shift)

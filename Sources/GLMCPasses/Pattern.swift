@@ -42,16 +42,21 @@ struct PatternView {
         return u[0]
     }
 
+    /// The data of `v` when a `Constant` instruction defines it with readable bytes (not copied).
+    func constantData(_ v: ValueID?) -> TensorData? {
+        guard let i = definer(v), let data = f.body[i].constantValue, !data.isElided, data.type.shape.isStatic else { return nil }
+        return data
+    }
+
     /// The value of `v` when a `Constant` instruction defines it (nil for elided data).
     func constant(_ v: ValueID?) -> Tensor? {
-        guard let i = definer(v), let data = f.body[i].constantValue else { return nil }
-        return try? Tensor(data)
+        constantData(v).flatMap { try? Tensor($0) }
     }
 
     /// The element of a one-element numeric constant that cannot broadcast a value of `like`'s type
     /// to a larger rank (its rank is 0, or at most `like`'s known rank).
     func scalar(_ v: ValueID?, like: ValueID) -> Double? {
-        guard let t = constant(v), t.count == 1, t.dtype != .string else { return nil }
+        guard let data = constantData(v), data.elementCount == 1, let t = try? Tensor(data), t.dtype != .string else { return nil }
         if t.rank > 0 {
             guard let rank = f.type(of: like).shape.rank, t.rank <= rank else { return nil }
         }

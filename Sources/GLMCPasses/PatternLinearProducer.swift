@@ -17,8 +17,9 @@ struct LinearProducer {
 
     let index: Int
     let layout: Layout
-    let weight: Tensor
-    let bias: Tensor?
+    /// The weight and bias constants (read only when folding: weights can be large).
+    let weight: TensorData
+    let bias: TensorData?
     /// The number of output channels and where they lie in the result.
     let channels: Int
     let channelAxis: Int
@@ -30,35 +31,36 @@ struct LinearProducer {
     init?(_ view: PatternView, producing v: ValueID) {
         guard let i = view.definer(v), view.uses(v) == 1 else { return nil }
         let inst = view.f.body[i]
-        guard inst.results == [v], let rank = view.f.type(of: v).shape.rank,
-              let w = view.constant(inst.operands.count > 1 ? inst.operands[1] : nil),
-              w.dtype == .f32 || w.dtype == .f64, w.dtype == view.f.type(of: v).dtype else { return nil }
+        let dtype = view.f.type(of: v).dtype
+        guard inst.results == [v], let rank = view.f.type(of: v).shape.rank, dtype == .f32 || dtype == .f64,
+              let w = view.constantData(inst.operands.count > 1 ? inst.operands[1] : nil), w.dtype == dtype else { return nil }
         let biasOperand = inst.operands.count > 2 ? inst.operands[2] : nil
-        let b = view.constant(biasOperand)
-        guard biasOperand == nil || b?.dtype == w.dtype else { return nil }
+        let b = view.constantData(biasOperand)
+        guard biasOperand == nil || b?.dtype == dtype else { return nil }
         index = i; weight = w; bias = b; result = v
+        let shape = w.sizes
         switch inst.op.type {
         case "Conv" where inst.isOp("Conv") && inst.hasOnlyAttributes(Self.convAttributes):
-            guard w.rank >= 3, rank == w.rank, inst.int("group", 1) != nil else { return nil }
-            layout = .conv; channels = w.shape[0]; channelAxis = 1
+            guard shape.count >= 3, rank == shape.count, inst.int("group", 1) != nil else { return nil }
+            layout = .conv; channels = shape[0]; channelAxis = 1
         case "ConvTranspose" where inst.isOp("ConvTranspose")
             && inst.hasOnlyAttributes(Self.convAttributes.union(["output_padding", "output_shape"])):
-            guard w.rank >= 3, rank == w.rank, let g = inst.int("group", 1), g > 0, w.shape[0] % g == 0 else { return nil }
-            layout = .convTranspose(groups: g); channels = w.shape[1] * g; channelAxis = 1
+            guard shape.count >= 3, rank == shape.count, let g = inst.int("group", 1), g > 0, shape[0] % g == 0 else { return nil }
+            layout = .convTranspose(groups: g); channels = shape[1] * g; channelAxis = 1
         case "Gemm" where inst.isOp("Gemm") && inst.opset >= 7 && inst.hasOnlyAttributes(["alpha", "beta", "transA", "transB"]):
-            guard w.rank == 2, rank == 2, let tb = inst.int("transB", 0), inst.int("transA", 0) != nil,
+            guard shape.count == 2, rank == 2, let tb = inst.int("transB", 0), inst.int("transA", 0) != nil,
                   inst.float("alpha", 1) != nil, inst.float("beta", 1) != nil else { return nil }
-            layout = .gemm(transB: tb != 0); channels = tb != 0 ? w.shape[0] : w.shape[1]; channelAxis = 1
+            layout = .gemm(transB: tb != 0); channels = tb != 0 ? shape[0] : shape[1]; channelAxis = 1
         case "MatMul" where inst.isOp("MatMul") && inst.attributes.isEmpty && inst.operands.count == 2:
-            guard w.rank == 2, rank >= 1 else { return nil }
-            layout = .matMul; channels = w.shape[1]; channelAxis = rank - 1
+            guard shape.count == 2, rank >= 1 else { return nil }
+            layout = .matMul; channels = shape[1]; channelAxis = rank - 1
         default:
             return nil
         }
         if let b {
             switch layout {
-            case .conv, .convTranspose: guard b.shape == [channels] else { return nil }
-            case .gemm: guard Self.gemmBiasRows(b.shape, channels: channels) != nil else { return nil }
+            case .conv, .convTranspose: guard b.sizes == [channels] else { return nil }
+            case .gemm: guard Self.gemmBiasRows(b.sizes, channels: channels) != nil else { return nil }
             case .matMul: return nil
             }
         }
@@ -67,10 +69,10 @@ struct LinearProducer {
 
     /// One value per channel from a constant broadcast against the result, when it varies at most
     /// along the channel axis and does not enlarge the result (a scalar repeats).
-    func perChannel(_ t: Tensor, in f: Function) -> [Double]? {
-        guard t.dtype == weight.dtype, let rank = f.type(of: result).shape.rank,
-              broadcastsOnlyAlong(t.shape, axis: channelAxis, size: channels, rank: rank) else { return nil }
-        let v = t.doubles
+    func perChannel(_ data: TensorData, in f: Function) -> [Double]? {
+        guard data.dtype == weight.dtype, let rank = f.type(of: result).shape.rank,
+              broadcastsOnlyAlong(data.sizes, axis: channelAxis, size: channels, rank: rank),
+              let v = try? Tensor(data).doubles, !v.isEmpty else { return nil }
         return v.count == channels ? v : [Double](repeating: v[0], count: channels)
     }
 
@@ -82,13 +84,20 @@ struct LinearProducer {
     }
 
     /// Rewrites the producer to compute y·scale + shift per channel (nil means 1 / 0). Callers check
-    /// `canShift` before passing a shift.
-    func fold(scale: [Double]?, shift: [Double]?, in f: inout Function, opset: Int) {
+    /// `canShift` before passing a shift. False (and nothing changed) when a constant cannot be read.
+    func fold(scale: [Double]?, shift: [Double]?, in f: inout Function, opset: Int) -> Bool {
+        guard let weight = try? Tensor(self.weight) else { return false }
+        var bias: Tensor?
+        if let data = self.bias {
+            guard let t = try? Tensor(data) else { return false }
+            bias = t
+        }
         var inst = f.body[index]
         let dtype = weight.dtype
         if let scale {
             let w = weight.doubles
-            let newW = w.indices.map { w[$0] * scale[channel(ofWeightElement: $0)] }
+            let channel = channelOfWeightElement()
+            let newW = w.indices.map { w[$0] * scale[channel($0)] }
             inst.operands[1] = f.appendConstant(Tensor(doubles: newW, dtype: dtype, shape: weight.shape),
                                                 name: f.freshName(Self.foldedName(f.name(of: inst.operands[1]!))), opset: opset)
         }
@@ -127,6 +136,7 @@ struct LinearProducer {
             inst.operands[2] = v
         }
         f.body[index] = inst
+        return true
     }
 
     /// "w" → "w_folded"; a name that was folded before keeps one suffix ("w_folded_2" → "w_folded").
@@ -136,20 +146,24 @@ struct LinearProducer {
         return stem + "_folded"
     }
 
-    /// The output channel weight element `i` contributes to.
-    private func channel(ofWeightElement i: Int) -> Int {
+    /// Maps a weight element's index to the output channel it contributes to.
+    private func channelOfWeightElement() -> (Int) -> Int {
+        let shape = weight.sizes, count = weight.elementCount, channels = channels
         switch layout {
         case .conv:
-            return i / (weight.count / channels)
+            let perChannel = count / channels
+            return { $0 / perChannel }
         case .convTranspose(let groups):
-            let perGroup = channels / groups, inputsPerGroup = weight.shape[0] / groups
-            let kernel = weight.count / (weight.shape[0] * perGroup)
-            let input = i / (kernel * perGroup), column = (i / kernel) % perGroup
-            return input / inputsPerGroup * perGroup + column
-        case .gemm(let transB):
-            return transB ? i / weight.shape[1] : i % channels
-        case .matMul:
-            return i % channels
+            let perGroup = channels / groups, inputsPerGroup = shape[0] / groups
+            let kernel = count / (shape[0] * perGroup)
+            return { i in
+                let input = i / (kernel * perGroup), column = (i / kernel) % perGroup
+                return input / inputsPerGroup * perGroup + column
+            }
+        case .gemm(transB: true):
+            return { $0 / shape[1] }
+        case .gemm(transB: false), .matMul:
+            return { $0 % channels }
         }
     }
 
