@@ -60,7 +60,7 @@ public struct FuseGelu: Pass {
 
     /// x and the instructions of x / √2 or x · (1/√2).
     static func erfArgument(_ t: ValueID, _ view: PatternView) -> (ValueID, [Int])? {
-        guard let d = view.definer(t), view.f.body[d].attributes.isEmpty else { return nil }
+        guard let d = view.plain(t, "Div", "Mul") else { return nil }
         let inst = view.f.body[d]
         if inst.isOp("Div"), inst.operands.count == 2, let x = inst.operands[0],
            let c = view.scalar(inst.operands[1], like: x), nearlyEqual(c, 2.0.squareRoot()) {
@@ -72,24 +72,26 @@ public struct FuseGelu: Pass {
 
     /// x and the instructions of √(2/π) · (x + 0.044715 · x³).
     static func tanhArgument(_ u: ValueID, _ view: PatternView) -> (ValueID, [Int])? {
-        guard let scaled = view.def(u, "Mul"), let s = view.operand(of: scaled, withScalar: (2 / Double.pi).squareRoot()),
-              let sum = view.def(s, "Add"), sum.attributes.isEmpty, sum.operands.count == 2 else { return nil }
+        let f = view.f
+        guard let scaled = view.plain(u, "Mul"), let s = view.operand(of: f.body[scaled], withScalar: (2 / Double.pi).squareRoot()),
+              let sum = view.plain(s, "Add"), f.body[sum].operands.count == 2 else { return nil }
         for (a, b) in [(0, 1), (1, 0)] {
-            guard let x = sum.operands[a], let k = view.def(sum.operands[b], "Mul"), k.attributes.isEmpty,
-                  let cube = view.operand(of: k, withScalar: 0.044715), let cubeGroup = cubeOf(x, cube, view) else { continue }
-            return (x, [view.definer(u)!, view.definer(s)!, view.definer(sum.operands[b])!] + cubeGroup)
+            guard let x = f.body[sum].operands[a], let k = view.plain(f.body[sum].operands[b], "Mul"),
+                  let cube = view.operand(of: f.body[k], withScalar: 0.044715), let cubeGroup = cubeOf(x, cube, view) else { continue }
+            return (x, [scaled, sum, k] + cubeGroup)
         }
         return nil
     }
 
     /// The instructions computing `v` = x³ as Pow(x, 3), (x·x)·x or x·(x·x).
     static func cubeOf(_ x: ValueID, _ v: ValueID, _ view: PatternView) -> [Int]? {
-        guard let i = view.definer(v), view.f.body[i].attributes.isEmpty, view.f.body[i].operands.count == 2 else { return nil }
-        let inst = view.f.body[i]
-        if inst.isOp("Pow") { return inst.operands[0] == x && view.scalar(inst.operands[1], like: x) == 3 ? [i] : nil }
-        guard inst.isOp("Mul"), let other = view.other(of: inst, than: x), let sq = view.def(other, "Mul"),
-              sq.attributes.isEmpty, sq.operands == [x, x] else { return nil }
-        return [i, view.definer(other)!]
+        let f = view.f
+        if let p = view.plain(v, "Pow") {
+            return f.body[p].operands.count == 2 && f.body[p].operands[0] == x && view.scalar(f.body[p].operands[1], like: x) == 3 ? [p] : nil
+        }
+        guard let m = view.plain(v, "Mul"), let other = view.other(of: f.body[m], than: x),
+              let sq = view.plain(other, "Mul"), f.body[sq].operands == [x, x] else { return nil }
+        return [m, sq]
     }
 
     /// The instructions of 0.5 · x · a, where a = 1 + `t`, and the value computing it.
@@ -102,8 +104,8 @@ public struct FuseGelu: Pass {
               let other = view.other(of: f.body[m1], than: a) else { return nil }
         let r1 = f.body[m1].results[0]
         // (x · 0.5) · a
-        if let half = view.def(other, "Mul"), half.attributes.isEmpty, view.operand(of: half, withScalar: 0.5) == x {
-            return ([ai, view.definer(other)!, m1], r1)
+        if let half = view.plain(other, "Mul"), view.operand(of: f.body[half], withScalar: 0.5) == x {
+            return ([ai, half, m1], r1)
         }
         // (x · a) · 0.5 or (0.5 · a) · x
         guard other == x || view.scalar(other, like: a).map({ nearlyEqual($0, 0.5) }) == true,

@@ -66,15 +66,13 @@ public struct FuseNormalization: Pass {
             guard n.attributes.isEmpty, n.operands.count == 2, let a = n.operands[0], let b = n.operands[1] else { continue }
             if n.isOp("Div") {
                 (d, s) = (a, b)
-            } else if n.isOp("Mul"), let (r, other) = [(b, a), (a, b)].first(where: { view.def($0.0, "Reciprocal") != nil }),
-                      let ri = view.definer(r), f.body[ri].attributes.isEmpty, let rs = f.body[ri].operands.first ?? nil {
+            } else if n.isOp("Mul"), let (ri, other) = [(b, a), (a, b)].lazy.compactMap({ r, other in view.plain(r, "Reciprocal").map { ($0, other) } }).first,
+                      let rs = f.body[ri].operands.first ?? nil {
                 (d, s) = (other, rs)
                 group.append(ri)
             } else { continue }
-            guard let rank = f.type(of: d).shape.rank, rank > 0,
-                  let sqrt = view.definer(s), f.body[sqrt].isOp("Sqrt"), f.body[sqrt].attributes.isEmpty,
-                  let add = view.definer(f.body[sqrt].operands.first ?? nil), f.body[add].isOp("Add"),
-                  f.body[add].attributes.isEmpty else { continue }
+            guard let rank = f.type(of: d).shape.rank, rank > 0, let sqrt = view.plain(s, "Sqrt"),
+                  let add = view.plain(f.body[sqrt].operands.first ?? nil, "Add") else { continue }
             // e = v + ε
             var found: (v: ValueID, eps: Double)?
             for (a, b) in [(0, 1), (1, 0)] where f.body[add].operands.count == 2 {
@@ -86,8 +84,7 @@ public struct FuseNormalization: Pass {
             group += [sqrt, add, mean2, p]
             // d = x − ReduceMean(x) makes it a layer norm.
             var x = d, isLayerNorm = false
-            if let sub = view.definer(d), f.body[sub].isOp("Sub"), f.body[sub].attributes.isEmpty,
-               f.body[sub].operands.count == 2, let sx = f.body[sub].operands[0],
+            if let sub = view.plain(d, "Sub"), f.body[sub].operands.count == 2, let sx = f.body[sub].operands[0],
                let mean1 = view.definer(f.body[sub].operands[1]), f.body[mean1].operands.first == sx,
                trailingMeanAxis(f.body[mean1], view, rank: rank) == axis {
                 x = sx
@@ -99,7 +96,7 @@ public struct FuseNormalization: Pass {
             let params = f.type(of: x).shape.dims.map { Array($0[axis...]) } ?? []
             func parameter(_ opType: String) -> ValueID? {
                 guard let u = view.soleUser(output), f.body[u].isOp(opType), f.body[u].attributes.isEmpty,
-                      let g = view.other(of: f.body[u], than: output),
+                      f.body[u].results.count == 1, let g = view.other(of: f.body[u], than: output),
                       spansNormalizedAxes(f.type(of: g), params) else { return nil }
                 group.append(u)
                 output = f.body[u].results[0]
@@ -156,14 +153,11 @@ public struct FuseNormalization: Pass {
         // Each parameter as (the value to pass, or the constant to create).
         func resolve(_ v: ValueID?, fill: Double?) -> (ValueID?, Tensor?)? {
             guard let v else {
-                let count = normalized.shape.staticSizes!.reduce(1, *)
-                return (nil, fill.map { Tensor(doubles: [Double](repeating: $0, count: count), dtype: xType.dtype,
-                                               shape: normalized.shape.staticSizes!) })
+                return (nil, fill.map { Tensor(doubles: [Double](repeating: $0, count: sizes.reduce(1, *)), dtype: xType.dtype, shape: sizes) })
             }
             if f.type(of: v) == normalized { return (v, nil) }
             guard let t = view.constant(v), t.dtype == xType.dtype,
-                  let e = evaluate("Expand", [t, Tensor(normalized.shape.staticSizes!.map(Int64.init), shape: [normalized.shape.rank!])],
-                                   opset: opset) else { return nil }
+                  let e = evaluate("Expand", [t, Tensor(sizes.map(Int64.init), shape: [sizes.count])], opset: opset) else { return nil }
             return (nil, e)
         }
         guard let g = resolve(m.gamma, fill: 1), let b = resolve(m.beta, fill: nil) else { return nil }

@@ -23,10 +23,11 @@ struct PatternView {
     /// The index of the instruction defining `v` (nil for arguments, captures and omitted operands).
     func definer(_ v: ValueID?) -> Int? { v.flatMap { defining[$0] } }
 
-    /// The instruction defining `v` when it is one of the default-domain ops `types`.
-    func def(_ v: ValueID?, _ types: String...) -> Instruction? {
-        guard let i = definer(v), f.body[i].isOp(types) else { return nil }
-        return f.body[i]
+    /// The index of the instruction defining `v` when it is one of the default-domain ops `types`
+    /// without attributes (as the elementwise ops that patterns are made of are).
+    func plain(_ v: ValueID?, _ types: String...) -> Int? {
+        guard let i = definer(v), f.body[i].isOp(types), f.body[i].attributes.isEmpty else { return nil }
+        return i
     }
 
     /// How often `v` is read (operands, captures and function outputs).

@@ -99,7 +99,7 @@ struct LinearProducer {
             let channel = channelOfWeightElement()
             let newW = w.indices.map { w[$0] * scale[channel($0)] }
             inst.operands[1] = f.appendConstant(Tensor(doubles: newW, dtype: dtype, shape: weight.shape),
-                                                name: f.freshName(Self.foldedName(f.name(of: inst.operands[1]!))), opset: opset)
+                                                name: f.freshName(Self.foldedName(inst.operands[1].map { f.name(of: $0) } ?? "")), opset: opset)
         }
         let a = scale ?? [Double](repeating: 1, count: channels)
         let s = shift ?? [Double](repeating: 0, count: channels)
@@ -130,7 +130,7 @@ struct LinearProducer {
         }
         if let newBias {
             let name = bias == nil ? (f.name(of: result).isEmpty ? "" : f.name(of: result) + "_bias")
-                                   : Self.foldedName(f.name(of: inst.operands[2]!))
+                                   : Self.foldedName(inst.operands[2].map { f.name(of: $0) } ?? "")
             let v = f.appendConstant(newBias, name: f.freshName(name), opset: opset)
             while inst.operands.count < 3 { inst.operands.append(nil) }
             inst.operands[2] = v
