@@ -44,8 +44,7 @@ public struct FuseProducerActivation: Pass {
             var kind = anchor.op.type.lowercased()
             // An Add of a bias along the channel axis.
             if let u = view.soleUser(value), f.body[u].isOp("Add"), f.body[u].attributes.isEmpty,
-               let b = view.other(of: f.body[u], than: value), let bias = f.type(of: b).shape.staticSizes,
-               view.definer(b).map({ f.body[$0].constantValue != nil }) == true {
+               let b = view.other(of: f.body[u], than: value), let bias = view.constantData(b)?.sizes {
                 let axis = anchor.isOp("Conv") ? 1 : rank - 1
                 let size = f.type(of: value).shape.dims?[axis].value ?? bias.max() ?? 1
                 if broadcastsOnlyAlong(bias, axis: axis, size: size, rank: rank) {
