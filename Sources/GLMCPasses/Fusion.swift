@@ -20,7 +20,9 @@ public enum Fusion {
         let uses = f.users()
         let outputSet = Set(f.outputs)
 
-        var body = Function(name: "\(kind)_\(f.body[group[0]].nodeName.isEmpty ? String(group[0]) : f.body[group[0]].nodeName)")
+        // The group is named after its first computing member (constants pulled into it come first).
+        let first = group.first { f.body[$0].op != .constant } ?? group[0]
+        var body = Function(name: "\(kind)_\(f.body[first].nodeName.isEmpty ? String(first) : f.body[first].nodeName)")
         var inner: [ValueID: ValueID] = [:]
         var operands: [ValueID] = []
         for i in group {
@@ -48,7 +50,7 @@ public enum Fusion {
             }
             body.body.append(inst)
         }
-        let anchor = f.body[group[0]]
+        let anchor = f.body[first]
         let fused = Instruction(op: FusedOps.fused, opset: FusedOps.version, operands: operands, results: results,
                                 attributes: ["kind": .string(kind), "body": .graph(body)], nodeName: anchor.nodeName)
         let last = group.last!
