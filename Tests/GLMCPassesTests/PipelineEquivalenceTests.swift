@@ -4,6 +4,7 @@ import GLMCInterpreter
 import GLMCIR
 import GLMCOps
 import GLMCPasses
+import GLMCTestSupport
 import XCTest
 
 /// The optimization pipeline preserves what models compute: the interpreter's outputs at -O3 match
@@ -50,7 +51,7 @@ final class PipelineEquivalenceTests: XCTestCase {
             let type = f.type(of: a)
             guard let sizes = type.shape.dims?.map({ $0.value ?? 1 }) else { throw GLMCError("\(path): input of unknown rank") }
             let n = sizes.reduce(1, *)
-            let values = (0 ..< n).map { _ in type.dtype.isFloatingPoint ? rng.nextUnit() * 2 - 1 : Double(rng.next() % 10) }
+            let values = (0 ..< n).map { _ in type.dtype.isFloatingPoint ? rng.unit() * 2 - 1 : Double(rng.next() % 10) }
             return Tensor(doubles: values, dtype: type.dtype, shape: sizes)
         }
     }
@@ -142,17 +143,3 @@ final class PipelineEquivalenceTests: XCTestCase {
     }
 }
 
-/// A small seeded generator, so random inputs are the same on every run.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    mutating func nextUnit() -> Double { Double(next() >> 11) / Double(1 << 53) }
-}
