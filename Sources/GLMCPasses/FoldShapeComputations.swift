@@ -149,8 +149,9 @@ private struct Sweep {
 
     mutating func record(constant c: TensorData, for v: ValueID) {
         constants[v] = c
-        guard c.dtype.isInteger, let rank = c.type.shape.rank, rank <= 1, c.elementCount <= FoldShapeComputations.smallElementLimit,
-              let values = c.integers() else { return }
+        guard c.dtype.isInteger, !c.isElided, let rank = c.type.shape.rank, rank <= 1,
+              c.elementCount <= FoldShapeComputations.smallElementLimit,
+              let values = c.integers(), values.count == c.elementCount else { return }
         partial[v] = PartialShape(elements: values.map(ShapeElement.known), isScalar: rank == 0)
     }
 
@@ -165,9 +166,10 @@ private struct Sweep {
         return Folding.constantInstructions(for: [r], tensors: [t], in: &f, opset: opset, nodeName: inst.nodeName)[0]
     }
 
-    /// Any other instruction whose operands are all small constants, evaluated, when its results are small.
+    /// Any other instruction whose operands are all small constants (or a `Constant` in another form
+    /// than `value`), evaluated, when its results are small.
     func smallEvaluation(_ inst: Instruction, in f: Function) -> [Tensor]? {
-        guard !inst.operands.isEmpty, inst.nestedFunctions.isEmpty else { return nil }
+        guard !inst.operands.isEmpty || inst.op == .constant, inst.nestedFunctions.isEmpty else { return nil }
         for case let v? in inst.operands {
             guard let c = constants[v], c.elementCount <= FoldShapeComputations.smallElementLimit else { return nil }
         }

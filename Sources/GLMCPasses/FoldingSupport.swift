@@ -215,7 +215,8 @@ enum Folding {
     /// An integer list given either as an attribute (older opsets) or a constant operand.
     static func ints(_ inst: Instruction, operand i: Int, constants: [ValueID: TensorData]) -> [Int]?? {
         guard i < inst.operands.count, let v = inst.operands[i] else { return .some(nil) }
-        guard let data = constants[v], data.dtype.isInteger, let values = data.integers() else { return nil }
+        guard let data = constants[v], data.dtype.isInteger, !data.isElided, let values = data.integers(),
+              values.count == data.elementCount else { return nil }
         return .some(values)
     }
 
