@@ -174,13 +174,7 @@ private struct Simplifier {
               f.body[d].op.domain == inst.op.domain, let y = f.body[d].operands.first ?? nil else { return nil }
         let target = inst.opset < 5 ? Folding.intsAttribute(inst, "shape") : Folding.ints(inst, operand: 1, constants: constants)
         guard let target, let target else { return nil }
-        let allowZero: Bool
-        switch inst.attributes["allowzero"] {
-        case nil: allowZero = false
-        case .int(let v)?: allowZero = inst.opset >= 14 && v != 0
-        default: return nil
-        }
-        guard allowZero || !target.contains(0) else { return nil }
+        guard let allowZero = Folding.reshapeAllowsZero(inst), allowZero || !target.contains(0) else { return nil }
         var merged = inst
         merged.operands[0] = y
         return .instruction(merged, "Reshapes merged")
@@ -189,18 +183,8 @@ private struct Simplifier {
     /// Whether a Slice with constant bounds keeps every element: step 1, from the start to the end.
     func takesEverything(_ inst: Instruction, _ x: ValueID) -> Bool {
         guard let dims = f.type(of: x).shape.dims else { return false }
-        let starts, ends, axes, steps: [Int]?
-        if inst.opset < 10 {
-            guard let s = Folding.intsAttribute(inst, "starts"), let e = Folding.intsAttribute(inst, "ends"),
-                  let a = Folding.intsAttribute(inst, "axes") else { return false }
-            (starts, ends, axes, steps) = (s, e, a, nil)
-        } else {
-            guard let s = Folding.ints(inst, operand: 1, constants: constants), let e = Folding.ints(inst, operand: 2, constants: constants),
-                  let a = Folding.ints(inst, operand: 3, constants: constants), let st = Folding.ints(inst, operand: 4, constants: constants)
-            else { return false }
-            (starts, ends, axes, steps) = (s, e, a, st)
-        }
-        guard let starts, let ends, ends.count == starts.count else { return false }
+        guard let bounds = Folding.sliceBounds(inst, constants: constants) else { return false }
+        let (starts, ends, axes, steps) = bounds
         let axisList = axes ?? Array(starts.indices)
         let stepList = steps ?? [Int](repeating: 1, count: starts.count)
         guard axisList.count == starts.count, stepList.count == starts.count else { return false }

@@ -274,19 +274,9 @@ private struct Sweep {
 
     /// Which elements of a 1-D value of `count` elements a Slice with constant bounds keeps.
     func slicePositions(_ inst: Instruction, count: Int) -> [Int]? {
-        let starts: [Int]?, ends: [Int]?, axes: [Int]?, steps: [Int]?
-        if inst.opset < 10 {
-            guard let s = Folding.intsAttribute(inst, "starts"), let e = Folding.intsAttribute(inst, "ends"),
-                  let a = Folding.intsAttribute(inst, "axes") else { return nil }
-            (starts, ends, axes, steps) = (s, e, a, nil)
-        } else {
-            guard let s = Folding.ints(inst, operand: 1, constants: constants), let e = Folding.ints(inst, operand: 2, constants: constants),
-                  let a = Folding.ints(inst, operand: 3, constants: constants), let st = Folding.ints(inst, operand: 4, constants: constants)
-            else { return nil }
-            (starts, ends, axes, steps) = (s, e, a, st)
-        }
-        guard let starts, let ends, starts.count == 1, ends.count == 1,
-              (axes ?? [0]) == [0] || axes == [-1], (steps ?? [1]).count == 1 else { return nil }
+        guard let bounds = Folding.sliceBounds(inst, constants: constants) else { return nil }
+        let (starts, ends, axes, steps) = bounds
+        guard starts.count == 1, (axes ?? [0]) == [0] || axes == [-1], (steps ?? [1]).count == 1 else { return nil }
         let step = steps?[0] ?? 1
         guard step != 0 else { return nil }
         var s = starts[0] < 0 ? starts[0] + count : starts[0]
@@ -294,12 +284,15 @@ private struct Sweep {
         var out: [Int] = []
         if step > 0 {
             s = min(max(s, 0), count); e = min(max(e, 0), count)
-            var i = s
-            while i < e { out.append(i); i += step }
         } else {
             s = min(max(s, 0), count - 1); e = min(max(e, -1), count - 1)
-            var i = s
-            while i > e { out.append(i); i += step }
+        }
+        var i = s
+        while step > 0 ? i < e : i > e {
+            out.append(i)
+            let (next, overflow) = i.addingReportingOverflow(step) // a hostile step must not trap
+            if overflow { break }
+            i = next
         }
         return out
     }
@@ -358,12 +351,7 @@ private struct Sweep {
         guard inst.op.type == "Reshape", inst.op.domain.isEmpty || inst.op.domain == "ai.onnx", inst.opset >= 5,
               inst.operands.count == 2, let x = inst.operands[0], let s = inst.operands[1], constants[s] == nil,
               let target = partial[s], !target.isScalar, f.type(of: s).dtype == .i64 else { return nil }
-        let allowZero: Bool
-        switch inst.attributes["allowzero"] {
-        case nil: allowZero = false
-        case .int(let v)?: allowZero = inst.opset >= 14 && v != 0
-        default: return nil
-        }
+        guard let allowZero = Folding.reshapeAllowsZero(inst) else { return nil }
         let inputDims = f.type(of: x).shape.dims
         var values: [Int?] = target.elements.map(\.value)
         // Copy the input's own dims (0), where the element is that dim at the same position.

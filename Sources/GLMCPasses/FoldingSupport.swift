@@ -227,4 +227,33 @@ enum Folding {
         default: return nil
         }
     }
+
+    /// Slice's constant bounds: attributes before opset 10, operands 1-4 since (axes and steps may be
+    /// absent). Nil when starts/ends are missing or something is not a constant.
+    static func sliceBounds(_ inst: Instruction, constants: [ValueID: TensorData])
+        -> (starts: [Int], ends: [Int], axes: [Int]?, steps: [Int]?)? {
+        let starts, ends, axes, steps: [Int]?
+        if inst.opset < 10 {
+            guard let s = intsAttribute(inst, "starts"), let e = intsAttribute(inst, "ends"),
+                  let a = intsAttribute(inst, "axes") else { return nil }
+            (starts, ends, axes, steps) = (s, e, a, nil)
+        } else {
+            guard let s = ints(inst, operand: 1, constants: constants), let e = ints(inst, operand: 2, constants: constants),
+                  let a = ints(inst, operand: 3, constants: constants), let st = ints(inst, operand: 4, constants: constants)
+            else { return nil }
+            (starts, ends, axes, steps) = (s, e, a, st)
+        }
+        guard let starts, let ends, ends.count == starts.count else { return nil }
+        return (starts, ends, axes, steps)
+    }
+
+    /// Reshape's allowzero (opset 14): a 0 in the target is a real 0 rather than "copy the input
+    /// dim". Nil when the attribute is not an INT.
+    static func reshapeAllowsZero(_ inst: Instruction) -> Bool? {
+        switch inst.attributes["allowzero"] {
+        case nil: return false
+        case .int(let v)?: return inst.opset >= 14 && v != 0
+        default: return nil
+        }
+    }
 }
