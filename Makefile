@@ -2,7 +2,7 @@
 #
 #   make demo          set up, build, run glmc on Models/cnn.onnx
 #   make test          set up, build, conformance, swift test
-#   make conformance   run the ONNX Runtime conformance suite (ENGINE=interpreter)
+#   make conformance   the ONNX node conformance suite through glmc run, at -O0 and -O3 (ENGINE=interpreter)
 #   make bench-import  import benchmark (generates bench-data/ on first run)
 #   make bench-passes  node counts and optimize time: glmc -O3 vs onnx-simplifier vs ONNX Runtime
 #   make proto         regenerate the protoc-c sources in Sources/CONNXProto
@@ -41,6 +41,7 @@ test: build
 
 conformance: build
 	$(PYTHON) Tests/Conformance/run_conformance.py --glmc $(GLMC) --engine $(ENGINE) --check
+	$(PYTHON) Tests/Conformance/run_conformance.py --glmc $(GLMC) --engine $(ENGINE) -O3 --check --report Tests/Conformance/results/report-O3.txt
 
 demo: build
 	$(GLMC) check Models/cnn.onnx

@@ -147,7 +147,7 @@ def _classify_exit_1(stderr: str) -> tuple[str, str]:
     return ("unsupported" if _UNSUPPORTED_RE.search(message) else "error"), message
 
 
-def run_glmc_case(meta: dict, glmc: str, engine: str, timeout: float) -> Result:
+def run_glmc_case(meta: dict, glmc: str, engine: str, timeout: float, opt_level: int = 0) -> Result:
     case_dir: Path = meta["dir"]
     start = time.monotonic()
 
@@ -159,6 +159,9 @@ def run_glmc_case(meta: dict, glmc: str, engine: str, timeout: float) -> Result:
         out_dir = Path(tempfile.mkdtemp(prefix="glmc-conf-"))
         try:
             cmd = [glmc, "run", str(case_dir / "model.onnx"), "--engine", engine]
+            if opt_level:
+                # The optimized module must compute the same; the verifier runs after every pass.
+                cmd += [f"-O{opt_level}", "--verify-each"]
             for i, name in enumerate(meta["inputs"]):
                 cmd += ["--input", f"{name}={data_dir / f'input_{i}.npy'}"]
             cmd += ["--output-dir", str(out_dir)]
@@ -288,6 +291,8 @@ def main(argv=None) -> int:
     target.add_argument("--reference", choices=["onnxruntime"],
                         help="run the cases in-process with onnxruntime (CPU) instead of glmc")
     parser.add_argument("--engine", default="interpreter", help="glmc --engine value (default: %(default)s)")
+    parser.add_argument("--opt-level", "-O", type=int, default=0, choices=[0, 1, 2, 3],
+                        help="run each model through glmc's -O pipeline first (default: %(default)s)")
     parser.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1,
                         help="parallel runs (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=60.0,
@@ -333,9 +338,9 @@ def main(argv=None) -> int:
         label = "onnxruntime reference"
         run_one = run_ort_case
     else:
-        label = args.engine
+        label = args.engine + (f" -O{args.opt_level}" if args.opt_level else "")
         def run_one(meta: dict) -> Result:
-            return run_glmc_case(meta, glmc, args.engine, args.timeout)
+            return run_glmc_case(meta, glmc, args.engine, args.timeout, args.opt_level)
 
     lock = threading.Lock()
     finished = 0
