@@ -140,8 +140,8 @@ extension ElementwiseOps {
     /// Operands A and B (B reshaped for legacy broadcasting) and their layout; with `sameType`, their
     /// element types must agree.
     static func binaryOperands(_ ctx: EvalContext, allowed: Set<DType>, sameType: Bool = true) throws -> (Tensor, Tensor, Broadcast) {
-        let a = try operand(ctx, 0)
-        var b = try operand(ctx, 1)
+        let a = try ctx.operand(0)
+        var b = try ctx.operand(1)
         if sameType { _ = try commonType([a.dtype, b.dtype], ctx) }
         try require(a.dtype, in: allowed, ctx)
         b = b.reshaped(try legacyOperandShape(b.shape, aRank: a.rank, one: 1, ctx))
@@ -278,10 +278,10 @@ extension ElementwiseOps {
             try results(ctx, [inferBroadcast(ctx, operands: Array(ctx.inputTypes.indices), allowed: allowed)])
         }, evaluate: { ctx in
             guard !ctx.inputs.isEmpty else { throw ctx.error("expects at least one operand") }
-            var acc = try operand(ctx, 0)
+            var acc = try ctx.operand(0)
             try require(acc.dtype, in: allowed, ctx)
             for i in 1 ..< ctx.inputs.count {
-                let t = try operand(ctx, i)
+                let t = try ctx.operand(i)
                 _ = try commonType([acc.dtype, t.dtype], ctx)
                 let bc = try broadcast([acc.shape, t.shape], ctx)
                 acc = Tensor(shape: bc.shape, storage: try apply(ArithmeticKernel(op: op, b: t, bc: bc), to: acc, ctx))
@@ -327,7 +327,7 @@ extension ElementwiseOps {
         let shape = try ShapeHelpers.broadcast([try ctx.requiredInput(0).shape, xy.shape], context: ctx)
         return try results(ctx, [TensorType(xy.dtype, shape)])
     }, evaluate: { ctx in
-        let c = try operand(ctx, 0), x = try operand(ctx, 1), y = try operand(ctx, 2)
+        let c = try ctx.operand(0), x = try ctx.operand(1), y = try ctx.operand(2)
         guard case .bool(let condition) = c.storage else { throw ctx.error("condition must be bool, got \(c.dtype)") }
         _ = try commonType([x.dtype, y.dtype], ctx)
         let bc = try broadcast([c.shape, x.shape, y.shape], ctx)
@@ -364,7 +364,7 @@ extension ElementwiseOps {
         }
         return try results(ctx, [x])
     }, evaluate: { ctx in
-        let x = try operand(ctx, 0)
+        let x = try ctx.operand(0)
         try require(x.dtype, in: numericTypes, ctx)
         var bounds: [Tensor?] = []
         if ctx.opset < 11 {
@@ -373,7 +373,7 @@ extension ElementwiseOps {
             }
         } else {
             for i in [1, 2] {
-                let t = try optionalOperand(ctx, i)
+                let t = try ctx.optionalOperand(i)
                 if let t, t.count != 1 || t.dtype != x.dtype {
                     throw ctx.error("bound \(i) must be a single \(x.dtype) value, got \(t.dtype)\(t.shape)")
                 }

@@ -12,7 +12,7 @@ extension ElementwiseOps {
     static let cast = OpDefinition("Cast", since: [1, 6, 9, 13, 19, 21, 23, 24, 25, 28], infer: { ctx in
         try results(ctx, [TensorType(try castTarget(ctx), try ctx.requiredInput(0).shape)])
     }, evaluate: { ctx in
-        let x = try operand(ctx, 0)
+        let x = try ctx.operand(0)
         return [Tensor(shape: x.shape, storage: try convert(x, to: try castTarget(ctx), ctx))]
     })
 
@@ -20,7 +20,7 @@ extension ElementwiseOps {
     static let castLike = OpDefinition("CastLike", since: [15, 19, 21, 23, 24, 25], infer: { ctx in
         try results(ctx, [TensorType(try ctx.requiredInput(1).dtype, try ctx.requiredInput(0).shape)])
     }, evaluate: { ctx in
-        let x = try operand(ctx, 0), like = try ctx.requiredInput(1)
+        let x = try ctx.operand(0), like = try ctx.requiredInput(1)
         return [Tensor(shape: x.shape, storage: try convert(x, to: like.dtype, ctx))]
     })
 

@@ -326,27 +326,6 @@ extension ElementwiseOps {
     static let numericTypes: Set<DType> = floatTypes.union(intTypes)
     static let signedNumericTypes: Set<DType> = floatTypes.union(signedIntTypes)
 
-    /// Required operand `i`, checked for a consistent element count so kernels can index without bounds
-    /// checks.
-    static func operand(_ ctx: EvalContext, _ i: Int) throws -> Tensor {
-        let t = try ctx.requiredInput(i)
-        try checkConsistent(t, ctx)
-        return t
-    }
-
-    /// Optional operand `i` (nil when omitted), checked like `operand`.
-    static func optionalOperand(_ ctx: EvalContext, _ i: Int) throws -> Tensor? {
-        guard let t = ctx.input(i) else { return nil }
-        try checkConsistent(t, ctx)
-        return t
-    }
-
-    private static func checkConsistent(_ t: Tensor, _ ctx: some NodeContext) throws {
-        guard checkedElementCount(t.shape) == t.count else {
-            throw ctx.error("operand of shape \(t.shape) holds \(t.count) elements")
-        }
-    }
-
     /// Throws unless `dtype` is one of `allowed`.
     static func require(_ dtype: DType, in allowed: Set<DType>, _ ctx: some NodeContext) throws {
         guard allowed.contains(dtype) else {

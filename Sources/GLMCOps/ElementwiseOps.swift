@@ -44,7 +44,7 @@ extension ElementwiseOps {
                 try require(x.dtype, in: spec.allowed, ctx)
                 return try results(ctx, [x])
             }, evaluate: { ctx in
-                let x = try operand(ctx, 0)
+                let x = try ctx.operand(0)
                 try require(x.dtype, in: spec.allowed, ctx)
                 let kernel = UnaryKernel(function: try spec.function?(ctx), integers: spec.integers)
                 return [Tensor(shape: x.shape, storage: try apply(kernel, to: x, ctx))]
@@ -182,7 +182,7 @@ extension ElementwiseOps {
             try require(x.dtype, in: floatTypes, ctx)
             return try results(ctx, [TensorType(.bool, x.shape)])
         }, evaluate: { ctx in
-            let x = try operand(ctx, 0)
+            let x = try ctx.operand(0)
             try require(x.dtype, in: floatTypes, ctx)
             return [Tensor(shape: x.shape, storage: try apply(PredicateKernel(test: try makeTest(ctx)), to: x, ctx))]
         })
@@ -201,7 +201,7 @@ extension ElementwiseOps {
         try require(x.dtype, in: [.bool], ctx)
         return try results(ctx, [x])
     }, evaluate: { ctx in
-        let x = try operand(ctx, 0)
+        let x = try ctx.operand(0)
         guard case .bool(let values) = x.storage else { throw ctx.unsupported("\(x.dtype) operands") }
         return [Tensor(shape: x.shape, storage: .bool(values.map { !$0 }))]
     })

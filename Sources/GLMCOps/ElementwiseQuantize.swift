@@ -119,7 +119,7 @@ extension ElementwiseOps {
         let x = try ctx.requiredInput(0)
         return try results(ctx, [TensorType(try quantizedType(ctx, zeroPoint: ctx.inputType(2)?.dtype), x.shape)])
     }, evaluate: { ctx in
-        let x = try operand(ctx, 0), scale = try operand(ctx, 1), zeroPoint = try optionalOperand(ctx, 2)
+        let x = try ctx.operand(0), scale = try ctx.operand(1), zeroPoint = try ctx.optionalOperand(2)
         let outType = try quantizedType(ctx, zeroPoint: zeroPoint?.dtype)
         try require(x.dtype, in: floatTypes.union([.i32]), ctx)
         try require(scale.dtype, in: floatTypes.union([.i32]), ctx)
@@ -142,7 +142,7 @@ extension ElementwiseOps {
         try require(x.dtype, in: quantizedTypes, ctx)
         return try results(ctx, [TensorType(try typeAttribute(ctx, "output_dtype") ?? scale.dtype, x.shape)])
     }, evaluate: { ctx in
-        let x = try operand(ctx, 0), scale = try operand(ctx, 1), zeroPoint = try optionalOperand(ctx, 2)
+        let x = try ctx.operand(0), scale = try ctx.operand(1), zeroPoint = try ctx.optionalOperand(2)
         try require(x.dtype, in: quantizedTypes, ctx)
         try require(scale.dtype, in: floatTypes, ctx)
         if let zeroPoint, zeroPoint.dtype != x.dtype {
@@ -169,7 +169,7 @@ extension ElementwiseOps {
         try require(x.dtype, in: [.f32], ctx)
         return try results(ctx, [TensorType(.u8, x.shape), TensorType(.f32, .scalar), TensorType(.u8, .scalar)])
     }, evaluate: { ctx in
-        let x = try operand(ctx, 0)
+        let x = try ctx.operand(0)
         guard case .f32(let xs) = x.storage else { throw ctx.unsupported("\(x.dtype) input") }
         var low: Float = 0, high: Float = 0
         for v in xs { low = Swift.min(low, v); high = Swift.max(high, v) }

@@ -92,7 +92,7 @@ extension MiscOps {
         }
         return [TensorType(table.values.dtype, x.shape)]
     }, evaluate: { ctx in
-        let x = try operand(ctx, 0)
+        let x = try ctx.operand(0)
         let table = try labelTable(ctx, inputType: x.dtype)
         guard labelKind(table.keys.dtype) == labelKind(x.dtype) else {
             throw ctx.error("input is \(x.dtype) but the keys are \(table.keys.dtype)")
@@ -117,7 +117,7 @@ extension MiscOps {
         try require(x.dtype, in: [.f32, .f64, .i64, .i32], ctx)
         return [x]
     }, evaluate: { ctx in
-        let x = try operand(ctx, 0)
+        let x = try ctx.operand(0)
         try require(x.dtype, in: [.f32, .f64, .i64, .i32], ctx)
         let threshold = Double(try ctx.float("threshold", default: 0))
         return [Tensor(doubles: x.doubles.map { $0 > threshold ? 1 : 0 }, dtype: x.dtype, shape: x.shape)]
@@ -135,7 +135,7 @@ extension MiscOps {
         let k = size(y.shape.staticSizes.flatMap(checkedElementCount))
         return [TensorType(x.dtype, Shape(d.count == 1 ? [.known(1), k] : d.dropLast() + [k]))]
     }, evaluate: { ctx in
-        let x = try operand(ctx, 0), y = try operand(ctx, 1)
+        let x = try ctx.operand(0), y = try ctx.operand(1)
         try require(x.dtype, in: featureTypes, ctx)
         try require(y.dtype, in: [.i64], ctx, "indices")
         guard let last = x.shape.last else { throw ctx.error("X must have rank ≥ 1") }
@@ -264,7 +264,7 @@ extension MiscOps {
         let targets = size(try ctx.int("n_targets"))
         return [TensorType(x.dtype, Shape([x.shape.dims?.first ?? .unknown, targets]))]
     }, evaluate: { ctx in
-        let x = try operand(ctx, 0)
+        let x = try ctx.operand(0)
         try require(x.dtype, in: [.f32, .f64, .f16], ctx)
         guard x.rank == 2 else { throw ctx.error("X must be [N, F], got \(x.shape)") }
         let model = try TreeEnsembleModel(ctx)

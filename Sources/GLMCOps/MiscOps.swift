@@ -17,27 +17,6 @@ extension MiscOps {
     static let intTypes: Set<DType> = [.i8, .i16, .i32, .i64, .u8, .u16, .u32, .u64]
     static let numericTypes: Set<DType> = floatTypes.union(intTypes)
 
-    /// Required operand `i`, checked for an element count that matches its shape, so kernels can
-    /// index without bounds checks.
-    static func operand(_ ctx: EvalContext, _ i: Int) throws -> Tensor {
-        let t = try ctx.requiredInput(i)
-        try checkConsistent(t, ctx)
-        return t
-    }
-
-    /// Optional operand `i` (nil when omitted), checked like `operand`.
-    static func optionalOperand(_ ctx: EvalContext, _ i: Int) throws -> Tensor? {
-        guard let t = ctx.input(i) else { return nil }
-        try checkConsistent(t, ctx)
-        return t
-    }
-
-    private static func checkConsistent(_ t: Tensor, _ ctx: some NodeContext) throws {
-        guard checkedElementCount(t.shape) == t.count else {
-            throw ctx.error("operand of shape \(t.shape) holds \(t.count) elements")
-        }
-    }
-
     /// Throws unless `dtype` is one of `allowed`.
     static func require(_ dtype: DType, in allowed: Set<DType>, _ ctx: some NodeContext, _ what: String = "operand") throws {
         guard allowed.contains(dtype) else {

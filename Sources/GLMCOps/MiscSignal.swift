@@ -221,7 +221,7 @@ extension MiscOps {
         }
         return [TensorType(x.dtype, Shape(d))]
     }, evaluate: { ctx in
-        let x = try operand(ctx, 0)
+        let x = try ctx.operand(0)
         try require(x.dtype, in: floatTypes, ctx)
         let rank = x.rank
         guard rank >= 2, let c = x.shape.last, c == 1 || c == 2 else {
@@ -229,11 +229,11 @@ extension MiscOps {
         }
         let settings = try DFTSettings(ctx)
         let axisValue = try ctx.opset >= 20
-            ? optionalOperand(ctx, 2).map { try scalarInt($0, "axis", ctx) } ?? -2
+            ? ctx.optionalOperand(2).map { try scalarInt($0, "axis", ctx) } ?? -2
             : ctx.int("axis", default: 1)
         let axis = try dftAxis(axisValue, rank: rank, ctx)
         let n = x.shape[axis]
-        let explicitLength = try optionalOperand(ctx, 1).map { try scalarInt($0, "dft_length", ctx) }
+        let explicitLength = try ctx.optionalOperand(1).map { try scalarInt($0, "dft_length", ctx) }
         let length = settings.length(explicit: explicitLength, axisSize: n)
         guard length > 0, length <= maxElements else { throw ctx.error("the transform length must be positive, got \(length)") }
         let outSize = settings.outputSize(length: length), outC = settings.outputComponents
@@ -296,20 +296,20 @@ extension MiscOps {
         let bins = size(frameLength.map { onesided ? $0 / 2 + 1 : $0 })
         return [TensorType(signal.dtype, Shape([d[0], frames, bins, .known(2)]))]
     }, evaluate: { ctx in
-        let signal = try operand(ctx, 0)
+        let signal = try ctx.operand(0)
         try require(signal.dtype, in: floatTypes, ctx)
         guard signal.rank == 3, signal.shape[2] == 1 || signal.shape[2] == 2 else {
             throw ctx.error("signal must have shape [batch, length, 1 or 2], got \(signal.shape)")
         }
         let batch = signal.shape[0], length = signal.shape[1], c = signal.shape[2]
-        let step = try scalarInt(operand(ctx, 1), "frame_step", ctx)
-        let window = try optionalOperand(ctx, 2)
+        let step = try scalarInt(ctx.operand(1), "frame_step", ctx)
+        let window = try ctx.optionalOperand(2)
         if let window {
             guard window.rank == 1, window.dtype == signal.dtype else {
                 throw ctx.error("window must be a 1-D \(signal.dtype) tensor, got \(window.type)")
             }
         }
-        let explicitLength = try optionalOperand(ctx, 3).map { try scalarInt($0, "frame_length", ctx) }
+        let explicitLength = try ctx.optionalOperand(3).map { try scalarInt($0, "frame_length", ctx) }
         let frameLength = explicitLength ?? window?.count ?? length
         if let window, window.count != frameLength {
             throw ctx.error("window has \(window.count) elements but frame_length is \(frameLength)")
@@ -357,7 +357,7 @@ extension MiscOps {
             try require(dtype, in: windowTypes, ctx, "output_datatype")
             return [TensorType(dtype, Shape([size(constantInt(ctx, 0))]))]
         }, evaluate: { ctx in
-            let sizeTensor = try operand(ctx, 0)
+            let sizeTensor = try ctx.operand(0)
             try require(sizeTensor.dtype, in: [.i32, .i64], ctx, "size")
             let count = try scalarInt(sizeTensor, "size", ctx)
             let dtype = try dtypeAttribute(ctx, "output_datatype", default: .f32)
@@ -384,10 +384,10 @@ extension MiscOps {
     }, evaluate: { ctx in
         let dtype = try dtypeAttribute(ctx, "output_datatype", default: .f32)
         try require(dtype, in: windowTypes, ctx, "output_datatype")
-        let melBins = try scalarInt(operand(ctx, 0), "num_mel_bins", ctx)
-        let dftLength = try scalarInt(operand(ctx, 1), "dft_length", ctx)
-        let sampleRate = try scalarInt(operand(ctx, 2), "sample_rate", ctx)
-        let lowerTensor = try operand(ctx, 3), upperTensor = try operand(ctx, 4)
+        let melBins = try scalarInt(ctx.operand(0), "num_mel_bins", ctx)
+        let dftLength = try scalarInt(ctx.operand(1), "dft_length", ctx)
+        let sampleRate = try scalarInt(ctx.operand(2), "sample_rate", ctx)
+        let lowerTensor = try ctx.operand(3), upperTensor = try ctx.operand(4)
         let lower = try scalarDouble(lowerTensor, "lower_edge_hertz", ctx)
         let upper = try scalarDouble(upperTensor, "upper_edge_hertz", ctx)
         guard melBins > 0, dftLength > 0, sampleRate > 0, lower >= 0, lower < upper else {

@@ -23,7 +23,7 @@ extension MiscOps {
         try requireString(a, ctx); try requireString(b, ctx)
         return [TensorType(.string, try ShapeHelpers.broadcast([a.shape, b.shape], context: ctx))]
     }, evaluate: { ctx in
-        let a = try operand(ctx, 0), b = try operand(ctx, 1)
+        let a = try ctx.operand(0), b = try ctx.operand(1)
         let sa = try strings(a, ctx), sb = try strings(b, ctx)
         guard let shape = ShapeHelpers.broadcast([a.shape, b.shape]) else {
             throw ctx.error("cannot broadcast shapes \(a.shape) and \(b.shape)")
@@ -89,7 +89,7 @@ extension MiscOps {
         let substrings = TensorType(.string, Shape(x.shape.dims.map { $0 + [.unknown] }))
         return try results(ctx, [substrings, TensorType(.i64, x.shape)])
     }, evaluate: { ctx in
-        let x = try operand(ctx, 0)
+        let x = try ctx.operand(0)
         let delimiter = try ctx.string("delimiter", default: "")
         let maxSplit = try ctx.int("maxsplit").flatMap { $0 < 0 ? nil : $0 }
         let separator = delimiter.isEmpty ? nil : Array(delimiter.unicodeScalars)
@@ -119,7 +119,7 @@ extension MiscOps {
         let count: Dim = noStopWords && (d.last?.value ?? 0) > 0 ? d[d.count - 1] : .unknown
         return [TensorType(.string, Shape(d.count == 1 ? [count] : [.known(1), count]))]
     }, evaluate: { ctx in
-        let x = try operand(ctx, 0)
+        let x = try ctx.operand(0)
         guard x.rank == 1 || (x.rank == 2 && x.shape[0] == 1) else {
             throw ctx.error("input must be [C] or [1, C], got \(x.shape)")
         }
@@ -162,7 +162,7 @@ extension MiscOps {
         _ = try compiledPattern(ctx)
         return [TensorType(.bool, x.shape)]
     }, evaluate: { ctx in
-        let x = try operand(ctx, 0)
+        let x = try ctx.operand(0)
         let regex = try compiledPattern(ctx)
         return [Tensor(try strings(x, ctx).map(regex.fullMatch), shape: x.shape)]
     })
@@ -185,7 +185,7 @@ extension MiscOps {
         guard d.count <= 2 else { throw ctx.error("input must be [C] or [N, C], got \(x.shape)") }
         return [TensorType(.f32, Shape(d.count == 2 ? [d[0], size] : [size]))]
     }, evaluate: { ctx in
-        let x = try operand(ctx, 0)
+        let x = try ctx.operand(0)
         try require(x.dtype, in: [.string, .i32, .i64], ctx)
         guard x.rank <= 2 else { throw ctx.error("input must be [C] or [N, C], got \(x.shape)") }
         guard let mode = try ctx.string("mode"), ["TF", "IDF", "TFIDF"].contains(mode) else {

@@ -66,7 +66,7 @@ extension MiscOps {
         let x = try ctx.requiredInput(0)
         return [TensorType(try bitCastTarget(x.dtype, ctx), x.shape)]
     }, evaluate: { ctx in
-        let x = try operand(ctx, 0)
+        let x = try ctx.operand(0)
         let target = try bitCastTarget(x.dtype, ctx)
         guard let bits = bitPatterns(x.storage), let storage = storage(bitPatterns: bits, target) else {
             throw ctx.error("cannot bitcast \(x.dtype) to \(target)")
@@ -104,7 +104,7 @@ extension MiscOps {
         guard a.dtype == b.dtype else { throw ctx.error("A is \(a.dtype) but B is \(b.dtype)") }
         return [TensorType(a.dtype, try identicalShapes(a.shape, b.shape, ctx))]
     }, evaluate: { ctx in
-        let a = try operand(ctx, 0), b = try operand(ctx, 1)
+        let a = try ctx.operand(0), b = try ctx.operand(1)
         try require(a.dtype, in: floatTypes, ctx)
         guard a.dtype == b.dtype, a.shape == b.shape else {
             throw ctx.error("A and B must have one type and shape (no broadcasting), got \(a.type) and \(b.type)")
@@ -134,7 +134,7 @@ extension MiscOps {
         guard past.dtype == update.dtype else { throw ctx.error("past_cache is \(past.dtype) but update is \(update.dtype)") }
         return [past]
     }, evaluate: { ctx in
-        let past = try operand(ctx, 0), update = try operand(ctx, 1)
+        let past = try ctx.operand(0), update = try ctx.operand(1)
         guard past.dtype == update.dtype, past.rank == update.rank, past.rank >= 2 else {
             throw ctx.error("past_cache and update must share a type and a rank ≥ 2, got \(past.type) and \(update.type)")
         }
@@ -150,7 +150,7 @@ extension MiscOps {
         guard mode == "linear" || mode == "circular" else { throw ctx.error("unknown mode '\(mode)'") }
         let batch = past.shape[0]
         let writeIndices: [Int64]
-        if let w = try optionalOperand(ctx, 2) {
+        if let w = try ctx.optionalOperand(2) {
             guard w.dtype == .i64, w.shape == [batch] else { throw ctx.error("write_indices must be int64 of shape [\(batch)], got \(w.type)") }
             writeIndices = w.int64s
         } else {

@@ -30,7 +30,7 @@ extension MiscOps {
             return Array(types.prefix(ctx.outputCount))
         }, evaluate: { ctx in
             let n = try optimizedCount(ctx.inputs.count, kinds: kinds, results: updated.count, ctx)
-            let rTensor = try operand(ctx, 0), tTensor = try operand(ctx, 1)
+            let rTensor = try ctx.operand(0), tTensor = try ctx.operand(1)
             try require(rTensor.dtype, in: [.f32, .f64], ctx, "R")
             try require(tTensor.dtype, in: [.i64], ctx, "T")
             let r = try scalarDouble(rTensor, "R", ctx)
@@ -39,7 +39,7 @@ extension MiscOps {
             let step = try makeStep(ctx)
             var results = [Tensor?](repeating: nil, count: n * updated.count)
             for i in 0 ..< n {
-                let group = try (0 ..< kinds).map { try operand(ctx, 2 + $0 * n + i) }
+                let group = try (0 ..< kinds).map { try ctx.operand(2 + $0 * n + i) }
                 for g in group {
                     try require(g.dtype, in: [.f32, .f64], ctx)
                     guard g.shape == group[0].shape else {

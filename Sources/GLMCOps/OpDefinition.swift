@@ -176,4 +176,25 @@ public struct EvalContext: NodeContext {
         guard let t = input(i) else { throw error("missing required input \(i)") }
         return t
     }
+
+    /// Required operand `i`, checked for an element count that matches its shape, so kernels can
+    /// index without bounds checks.
+    public func operand(_ i: Int) throws -> Tensor {
+        let t = try requiredInput(i)
+        try checkConsistent(t)
+        return t
+    }
+
+    /// Optional operand `i` (nil when omitted), checked like `operand`.
+    public func optionalOperand(_ i: Int) throws -> Tensor? {
+        guard let t = input(i) else { return nil }
+        try checkConsistent(t)
+        return t
+    }
+
+    private func checkConsistent(_ t: Tensor) throws {
+        guard checkedElementCount(t.shape) == t.count else {
+            throw error("operand of shape \(t.shape) holds \(t.count) elements")
+        }
+    }
 }

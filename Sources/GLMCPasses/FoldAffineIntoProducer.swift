@@ -17,20 +17,8 @@ public struct FoldAffineIntoProducer: Pass {
     public init() {}
 
     public func run(on module: inout Module, context: PassContext) throws -> Bool {
-        let opset = PatternRewrite.defaultOpset(module)
-        return PatternRewrite.eachFunction(in: &module, intoFused: true) { f, _ in
-            var changed = false
-            var start = 0
-            while let (i, producer, scale, shift) = Self.match(PatternView(f), from: start) {
-                guard producer.fold(scale: scale, shift: shift, in: &f, opset: opset) else { start = i + 1; continue }
-                f.replaceAllUses(of: f.body[i].results[0], with: producer.result)
-                f.body.remove(at: i)
-                start = i
-                changed = true
-                context.count("instructions folded")
-            }
-            if changed { f.sortTopologically() }
-            return changed
+        LinearProducer.foldRepeatedly(in: &module, context: context, statistic: "instructions folded") { view, start in
+            Self.match(view, from: start)
         }
     }
 

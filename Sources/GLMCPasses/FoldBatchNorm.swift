@@ -18,20 +18,8 @@ public struct FoldBatchNorm: Pass {
     public init() {}
 
     public func run(on module: inout Module, context: PassContext) throws -> Bool {
-        let opset = PatternRewrite.defaultOpset(module)
-        return PatternRewrite.eachFunction(in: &module, intoFused: true) { f, _ in
-            var changed = false
-            var start = 0
-            while let (bn, producer, scale, shift) = Self.match(PatternView(f), from: start) {
-                guard producer.fold(scale: scale, shift: shift, in: &f, opset: opset) else { start = bn + 1; continue }
-                f.replaceAllUses(of: f.body[bn].results[0], with: producer.result)
-                f.body.remove(at: bn)
-                start = bn
-                changed = true
-                context.count("batch normalizations folded")
-            }
-            if changed { f.sortTopologically() }
-            return changed
+        LinearProducer.foldRepeatedly(in: &module, context: context, statistic: "batch normalizations folded") { view, start in
+            Self.match(view, from: start).map { ($0.0, $0.1, $0.2, $0.3) }
         }
     }
 

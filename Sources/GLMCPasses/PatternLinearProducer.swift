@@ -175,3 +175,28 @@ struct LinearProducer {
         return shape.count == 2 ? shape[0] : 1
     }
 }
+
+extension LinearProducer {
+    /// The loop both weight-folding passes run: find the first foldable instruction (`match` gives
+    /// its index, the producer and a per-channel scale or shift), fold it into the producer's
+    /// weights, drop it, and look again from there; finally restore definition order (new weight
+    /// constants were appended).
+    static func foldRepeatedly(in module: inout Module, context: PassContext, statistic: String,
+                               match: (PatternView, Int) -> (Int, LinearProducer, [Double]?, [Double]?)?) -> Bool {
+        let opset = PatternRewrite.defaultOpset(module)
+        return PatternRewrite.eachFunction(in: &module, intoFused: true) { f, _ in
+            var changed = false
+            var start = 0
+            while let (i, producer, scale, shift) = match(PatternView(f), start) {
+                guard producer.fold(scale: scale, shift: shift, in: &f, opset: opset) else { start = i + 1; continue }
+                f.replaceAllUses(of: f.body[i].results[0], with: producer.result)
+                f.body.remove(at: i)
+                start = i
+                changed = true
+                context.count(statistic)
+            }
+            if changed { f.sortTopologically() }
+            return changed
+        }
+    }
+}
