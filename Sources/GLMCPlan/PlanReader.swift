@@ -20,7 +20,8 @@ public enum PlanReader {
     /// `Data` values refer to the mapping, which lives as long as any of them. The file must not be
     /// truncated by another process while the plan is in use.
     public static func read(path: String) throws -> PlanFile {
-        let fd = open(path, O_RDONLY)
+        // O_NONBLOCK: a FIFO or device must not block the open; regular files are unaffected.
+        let fd = open(path, O_RDONLY | O_NONBLOCK)
         guard fd >= 0 else { throw PlanError("cannot open \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var st = stat()
@@ -75,14 +76,14 @@ public enum PlanReader {
             }
             throw PlanError("plan has trailing bytes: the header records \(fileLength) bytes but the file has \(size)")
         }
-        guard headerBytes == UInt32(PlanLayout.headerBytes) else {
-            throw PlanError("header size is \(headerBytes), expected \(PlanLayout.headerBytes)")
-        }
         // Checksum before anything else is trusted.
         let checksumOffset = size - PlanLayout.checksumBytes
         let actual = SHA256Digest.hash(UnsafeRawBufferPointer(rebasing: bytes[0..<checksumOffset]))
         guard actual.elementsEqual(bytes[checksumOffset..<size]) else {
             throw PlanError("checksum mismatch: the plan is corrupt or was modified")
+        }
+        guard headerBytes == UInt32(PlanLayout.headerBytes) else {
+            throw PlanError("header size is \(headerBytes), expected \(PlanLayout.headerBytes)")
         }
         guard checksumOffset % PlanLayout.alignment == 0 else {
             throw PlanError("checksum offset \(checksumOffset) is not a multiple of \(PlanLayout.alignment)")

@@ -111,10 +111,10 @@ public struct PlanSummary: Encodable, Equatable, Sendable {
             lines.append(line)
         }
         if !code.isEmpty {
-            lines.append("code: " + code.keys.sorted().map { "\($0) (\(code[$0]!) bytes)" }.joined(separator: ", "))
+            lines.append("code: " + code.sorted(by: { $0.key < $1.key }).map { "\($0.key) (\($0.value) bytes)" }.joined(separator: ", "))
         }
         if calibration { lines.append("calibration table: present") }
-        for key in metadata.keys.sorted() { lines.append("\(key): \(metadata[key]!)") }
+        for (key, value) in metadata.sorted(by: { $0.key < $1.key }) { lines.append("\(key): \(value)") }
         return lines.joined(separator: "\n") + "\n"
     }
 }

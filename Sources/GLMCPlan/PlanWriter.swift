@@ -19,8 +19,8 @@ public enum PlanWriter {
     /// The named sections of a plan in file order: manifest, sources, code, calibration, weights.
     public static func sections(of plan: PlanFile) throws -> [(name: String, bytes: Data)] {
         var out: [(name: String, bytes: Data)] = [(PlanLayout.manifestSection, try manifestJSON(plan.manifest))]
-        for name in plan.sources.keys.sorted() { out.append((PlanLayout.sourcePrefix + name, Data(plan.sources[name]!.utf8))) }
-        for name in plan.code.keys.sorted() { out.append((PlanLayout.codePrefix + name, plan.code[name]!)) }
+        for (name, text) in plan.sources.sorted(by: { $0.key < $1.key }) { out.append((PlanLayout.sourcePrefix + name, Data(text.utf8))) }
+        for (name, blob) in plan.code.sorted(by: { $0.key < $1.key }) { out.append((PlanLayout.codePrefix + name, blob)) }
         if let calibration = plan.calibration { out.append((PlanLayout.calibrationSection, Data(calibration.utf8))) }
         out.append((PlanLayout.weightsSection, plan.weights))
         return out
