@@ -315,11 +315,36 @@ final class PlanFileTests: XCTestCase {
         XCTAssertTrue(refusal(resealed(bad)).contains("no 'manifest' section"))
     }
 
+    /// Random damage behind a valid checksum: the reader answers with a plan or a `PlanError`, never a crash.
+    func testRandomDamageWithValidChecksumNeverCrashes() throws {
+        let good = try PlanWriter.encode(Self.samplePlan())
+        let structural = 64 + 5 * 128 + 700  // header, table and most of the manifest
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        var refused = 0
+        for _ in 0..<1500 {
+            var bad = good
+            for _ in 0..<(1 + Int(next() % 4)) {
+                let at = 16 + Int(next() % UInt64(structural - 16))
+                bad[at] = UInt8(truncatingIfNeeded: next())
+            }
+            do { _ = try PlanReader.decode(resealed(bad)) } catch is PlanError { refused += 1 }
+        }
+        XCTAssertGreaterThan(refused, 0)
+    }
+
     /// Rebuilds a file around a replaced manifest JSON (bypassing the writer's validation).
-    func withManifest(_ json: String) throws -> Data {
+    func withManifest(_ json: String, extraSections: [(name: String, bytes: Data)] = []) throws -> Data {
         let plan = Self.samplePlan()
         var sections = try PlanWriter.sections(of: plan)
         sections[0].bytes = Data(json.utf8)
+        sections.insert(contentsOf: extraSections, at: 1)
         var out = Data()
         var cursor = 64 + sections.count * 128
         var offsets: [Int] = []
@@ -342,6 +367,21 @@ final class PlanFileTests: XCTestCase {
         let json = String(decoding: try PlanWriter.manifestJSON(Self.samplePlan().manifest), as: UTF8.self)
         // Sanity: the hand-built file with the real manifest is accepted.
         XCTAssertEqual(try PlanReader.decode(try withManifest(json)), Self.samplePlan())
+        // A newer minor version's extra keys and sections are ignored.
+        let newer = "{\"future_key\":[1,{\"x\":2}]," + json.dropFirst()
+        XCTAssertEqual(try PlanReader.decode(try withManifest(newer, extraSections: [("future/thing", Data([1, 2, 3]))])),
+                       Self.samplePlan())
+        XCTAssertEqual(try PlanReader.read(path: { () throws -> String in
+            let p = path("newer.glmcplan")
+            try withManifest(newer, extraSections: [("future/thing", Data([1, 2, 3]))]).write(to: URL(fileURLWithPath: p))
+            return p
+        }()), Self.samplePlan())
+        // Invalid UTF-8 in a source section.
+        var table = try withManifest(json)
+        let source = try entry("source/conv_relu_0", in: table)
+        let sourceOffset = table.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: source.at + 112, as: UInt64.self)) }
+        table[sourceOffset] = 0xFF
+        XCTAssertTrue(refusal(resealed(table)).contains("section 'source/conv_relu_0' is not valid UTF-8"))
 
         func check(_ manifest: String, _ expected: String, line: UInt = #line) throws {
             let message = refusal(try withManifest(manifest), line: line)
