@@ -28,6 +28,14 @@ public enum PlanWriter {
 
     /// The complete file contents for `plan`.
     public static func encode(_ plan: PlanFile) throws -> Data {
+        var out = Data()
+        try emit(plan) { out.append($0) }
+        return out
+    }
+
+    /// Produces the file in order, piece by piece (sections are passed through, not copied), hashing
+    /// as it goes; the last piece is the checksum.
+    static func emit(_ plan: PlanFile, to sink: (Data) throws -> Void) throws {
         try plan.validate()
         let sections = try sections(of: plan)
         for s in sections {
@@ -47,52 +55,81 @@ public enum PlanWriter {
         let checksumOffset = PlanLayout.align(cursor)
         let fileLength = checksumOffset + PlanLayout.checksumBytes
 
-        var out = Data()
-        out.reserveCapacity(fileLength)
+        var digest = SHA256Digest()
+        var written = 0
+        func put(_ piece: Data) throws {
+            piece.withUnsafeBytes { digest.update($0) }
+            written += piece.count
+            try sink(piece)
+        }
+        var head = Data()
         // Header.
-        out.append(contentsOf: PlanLayout.magic)
-        out.appendLE(PlanFormatVersion.current.major)
-        out.appendLE(PlanFormatVersion.current.minor)
-        out.appendLE(UInt32(PlanLayout.headerBytes))
-        out.appendLE(UInt32(sections.count))
-        out.appendLE(UInt64(PlanLayout.headerBytes))
-        out.appendLE(UInt64(fileLength))
-        out.append(Data(count: PlanLayout.headerBytes - out.count))
+        head.append(contentsOf: PlanLayout.magic)
+        head.appendLE(PlanFormatVersion.current.major)
+        head.appendLE(PlanFormatVersion.current.minor)
+        head.appendLE(UInt32(PlanLayout.headerBytes))
+        head.appendLE(UInt32(sections.count))
+        head.appendLE(UInt64(PlanLayout.headerBytes))
+        head.appendLE(UInt64(fileLength))
+        head.append(Data(count: PlanLayout.headerBytes - head.count))
         // Section table.
         for e in entries {
             let name = Array(e.name.utf8)
-            out.append(contentsOf: name)
-            out.append(Data(count: PlanLayout.sectionNameBytes - name.count))
-            out.appendLE(UInt64(e.offset))
-            out.appendLE(UInt64(e.length))
+            head.append(contentsOf: name)
+            head.append(Data(count: PlanLayout.sectionNameBytes - name.count))
+            head.appendLE(UInt64(e.offset))
+            head.appendLE(UInt64(e.length))
         }
-        // Sections.
+        try put(head)
+        // Sections, each after zero padding up to its offset.
         for (e, s) in zip(entries, sections) {
-            out.append(Data(count: e.offset - out.count))
-            out.append(s.bytes)
+            if e.offset > written { try put(Data(count: e.offset - written)) }
+            if !s.bytes.isEmpty { try put(s.bytes) }
         }
-        out.append(Data(count: checksumOffset - out.count))
-        let digest = out.withUnsafeBytes { SHA256Digest.hash($0) }
-        out.append(contentsOf: digest)
-        return out
+        if checksumOffset > written { try put(Data(count: checksumOffset - written)) }
+        try sink(Data(digest.finalize()))
     }
 
-    /// Writes `plan` to `path` atomically: a temporary file in the same directory, then rename(2).
+    /// Writes `plan` to `path` atomically: a temporary file in the same directory (streamed, the
+    /// weights are not copied), then rename(2).
     public static func write(_ plan: PlanFile, to path: String) throws {
-        let bytes = try encode(plan)
         let url = URL(fileURLWithPath: path)
         let dir = url.deletingLastPathComponent().path
         let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+        guard fd >= 0 else { throw PlanError("cannot write \(path): \(String(cString: strerror(errno)))") }
         do {
-            try bytes.write(to: URL(fileURLWithPath: tmp))
+            try emit(plan) { piece in
+                try piece.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+                    var done = 0
+                    while done < raw.count {
+                        let n = posixWrite(fd, raw.baseAddress! + done, raw.count - done)
+                        if n < 0 && errno == EINTR { continue }
+                        guard n > 0 else { throw PlanError("cannot write \(path): \(String(cString: strerror(errno)))") }
+                        done += n
+                    }
+                }
+            }
+            guard fsync(fd) == 0 else { throw PlanError("cannot write \(path): \(String(cString: strerror(errno)))") }
         } catch {
+            close(fd)
             unlink(tmp)
-            throw PlanError("cannot write \(path): \(error.localizedDescription)")
+            throw error
         }
+        close(fd)
         if rename(tmp, path) != 0 {
             let reason = String(cString: strerror(errno))
             unlink(tmp)
             throw PlanError("cannot write \(path): \(reason)")
         }
     }
+}
+
+/// write(2), named apart from the many `write` functions in scope.
+private func posixWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {
+    #if canImport(Glibc)
+    return Glibc.write(fd, buffer, count)
+    #else
+    return Darwin.write(fd, buffer, count)
+    #endif
 }

@@ -150,6 +150,20 @@ final class PlanFileTests: XCTestCase {
         XCTAssertEqual(try PlanReader.read(path: path("a.glmcplan")), plan)
     }
 
+    func testLargeWeightsStreamAndMap() throws {
+        var builder = PlanWeightsBuilder()
+        let big = Data((0..<(2 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+        builder.append(name: "small", dtype: "i8", shape: [3], bytes: Data([1, 2, 3]))
+        builder.append(name: "big", dtype: "u8", shape: [big.count], bytes: big)
+        let plan = PlanFile(manifest: PlanManifest(target: "cpu", sourceModelSha256: "", glmcVersion: "0", weights: builder.table),
+                            weights: builder.blob)
+        try PlanWriter.write(plan, to: path("big.glmcplan"))
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("big.glmcplan"))), try PlanWriter.encode(plan))
+        let back = try PlanReader.read(path: path("big.glmcplan"))
+        XCTAssertEqual(back.manifest.weights.map(\.offset), [0, 64])
+        XCTAssertEqual(back.weightBytes("big"), big)
+    }
+
     func testDeterministicBytes() throws {
         let a = try PlanWriter.encode(Self.samplePlan())
         let b = try PlanWriter.encode(Self.samplePlan())
