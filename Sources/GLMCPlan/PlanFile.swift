@@ -1,0 +1,106 @@
+import Foundation
+
+/// A whole plan: the manifest and its sections. This is what `PlanWriter` writes and `PlanReader`
+/// returns. A plan read from disk keeps its sections in the memory-mapped file (no copies).
+public struct PlanFile: Equatable, Sendable {
+    public var manifest: PlanManifest
+    /// Kernel source text by source name (section `source/<name>`); one entry per
+    /// `manifest.kernelSources` element.
+    public var sources: [String: String]
+    /// Compiled code blobs by name (section `code/<name>`), e.g. "kernels.so" or "<kernel>.ptx".
+    public var code: [String: Data]
+    /// All weights (section `weights`); each `manifest.weights` entry names a 64-byte aligned slice.
+    public var weights: Data
+    /// Calibration table text (section `calibration`), if any.
+    public var calibration: String?
+
+    public init(manifest: PlanManifest, sources: [String: String] = [:], code: [String: Data] = [:],
+                weights: Data = Data(), calibration: String? = nil) {
+        self.manifest = manifest; self.sources = sources; self.code = code
+        self.weights = weights; self.calibration = calibration
+    }
+
+    /// The bytes of the named weight (a slice of `weights`, zero-based), or nil if there is none.
+    public func weightBytes(_ name: String) -> Data? {
+        guard let w = manifest.weights.first(where: { $0.name == name }),
+              w.offset >= 0, w.bytes >= 0, w.offset <= weights.count, w.bytes <= weights.count - w.offset
+        else { return nil }
+        let start = weights.startIndex + w.offset
+        return weights[start..<start + w.bytes]
+    }
+
+    /// Checks that the manifest is self-consistent and agrees with the sections. `PlanWriter` calls
+    /// this before writing and `PlanReader` after reading.
+    public func validate() throws {
+        let m = manifest
+        guard m.formatVersion.major == PlanFormatVersion.current.major else {
+            throw PlanError("manifest format version \(m.formatVersion) is not supported (this reader supports \(PlanFormatVersion.current.major).x)")
+        }
+        guard PlanManifest.targets.contains(m.target) else {
+            throw PlanError("unknown target '\(m.target)' (expected cpu, opencl or cuda)")
+        }
+        guard m.arenaBytes >= 0 else { throw PlanError("arena_bytes is negative (\(m.arenaBytes))") }
+        var bufferIDs = Set<Int>()
+        for b in m.buffers {
+            guard bufferIDs.insert(b.id).inserted else { throw PlanError("duplicate buffer id \(b.id)") }
+            guard b.offset >= 0, b.bytes >= 0, b.offset <= m.arenaBytes, b.bytes <= m.arenaBytes - b.offset else {
+                throw PlanError("buffer \(b.id) [offset \(b.offset), \(b.bytes) bytes] lies outside the \(m.arenaBytes)-byte arena")
+            }
+        }
+        for (kind, tensors) in [("input", m.inputs), ("output", m.outputs)] {
+            var names = Set<String>()
+            for t in tensors {
+                guard names.insert(t.name).inserted else { throw PlanError("duplicate \(kind) '\(t.name)'") }
+                guard t.shape.allSatisfy({ $0 >= 0 }) else { throw PlanError("\(kind) '\(t.name)' has a negative dimension in \(t.shape)") }
+                guard bufferIDs.contains(t.buffer) else { throw PlanError("\(kind) '\(t.name)' names unknown buffer \(t.buffer)") }
+            }
+        }
+        var weightNames = Set<String>()
+        for w in m.weights {
+            guard weightNames.insert(w.name).inserted else { throw PlanError("duplicate weight '\(w.name)'") }
+            guard w.shape.allSatisfy({ $0 >= 0 }) else { throw PlanError("weight '\(w.name)' has a negative dimension in \(w.shape)") }
+            guard w.offset >= 0, w.offset % PlanLayout.alignment == 0 else {
+                throw PlanError("weight '\(w.name)' offset \(w.offset) is not a multiple of \(PlanLayout.alignment)")
+            }
+            guard w.bytes >= 0, w.offset <= weights.count, w.bytes <= weights.count - w.offset else {
+                throw PlanError("weight '\(w.name)' [offset \(w.offset), \(w.bytes) bytes] lies outside the \(weights.count)-byte weights section")
+            }
+        }
+        for (i, s) in m.steps.enumerated() {
+            for a in s.arguments {
+                switch a {
+                case .buffer(let id):
+                    guard bufferIDs.contains(id) else { throw PlanError("step \(i) (\(s.kernel)) names unknown buffer \(id)") }
+                case .weight(let name):
+                    guard weightNames.contains(name) else { throw PlanError("step \(i) (\(s.kernel)) names unknown weight '\(name)'") }
+                }
+            }
+        }
+        var sourceNames = Set<String>()
+        for k in m.kernelSources {
+            guard sourceNames.insert(k.name).inserted else { throw PlanError("duplicate kernel source '\(k.name)'") }
+            guard sources[k.name] != nil else { throw PlanError("kernel source '\(k.name)' has no section 'source/\(k.name)'") }
+        }
+        for name in sources.keys where !sourceNames.contains(name) {
+            throw PlanError("section 'source/\(name)' is not listed in the manifest's kernel_sources")
+        }
+    }
+}
+
+/// Lays weights out at 64-byte aligned offsets and produces the manifest table and the blob.
+public struct PlanWeightsBuilder: Sendable {
+    public private(set) var table: [PlanWeight] = []
+    public private(set) var blob = Data()
+    public init() {}
+
+    /// Appends a weight and returns its table entry.
+    @discardableResult
+    public mutating func append(name: String, dtype: String, shape: [Int], bytes: Data) -> PlanWeight {
+        let offset = PlanLayout.align(blob.count)
+        blob.append(Data(count: offset - blob.count))
+        blob.append(bytes)
+        let entry = PlanWeight(name: name, dtype: dtype, shape: shape, offset: offset, bytes: bytes.count)
+        table.append(entry)
+        return entry
+    }
+}
