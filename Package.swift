@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "GLMCTestSupport", dependencies: ["GLMCIR"]),
         // The command-line tool: the only target that imports ArgumentParser.
         .executableTarget(name: "glmc", dependencies: [
-            "GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCFrontends", "GLMCPasses",
+            "GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCFrontends", "GLMCPasses", "GLMCPlan",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "GLMCIRTests", dependencies: ["GLMCIR", "GLMCOps", "GLMCTestSupport"]),
@@ -41,7 +41,7 @@ let package = Package(
                     exclude: ["Inputs"]),
         .testTarget(name: "GLMCPlanTests", dependencies: ["GLMCPlan"]),
         // Runs the built `glmc` binary as a subprocess (so it depends on it) and round-trips .npy files.
-        .testTarget(name: "CLITests", dependencies: ["glmc", "GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCTestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["glmc", "GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCPlan", "GLMCTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

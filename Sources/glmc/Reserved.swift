@@ -16,12 +16,3 @@ struct Calibrate: ParsableCommand {
     }
 }
 
-struct Inspect: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Summarize a plan file.")
-    @Argument(help: "A plan file.") var plan: String
-    @Flag(help: "Print JSON.") var json = false
-
-    func run() throws {
-        try reportingErrors { throw GLMCError("unsupported: glmc inspect is not built yet (plans arrive with the CPU back end)") }
-    }
-}

@@ -2,6 +2,7 @@ import Foundation
 import GLMCInterpreter
 import GLMCIR
 import GLMCOps
+import GLMCPlan
 import GLMCTestSupport
 import XCTest
 
@@ -329,12 +330,39 @@ final class CLITests: XCTestCase {
 
     // MARK: Commands that arrive with the back ends
 
+    func testInspectSummarizesAPlanAndRefusesDamagedOnes() throws {
+        var weights = PlanWeightsBuilder()
+        weights.append(name: "w", dtype: "f32", shape: [4], bytes: Data(count: 16))
+        let manifest = PlanManifest(
+            target: "cpu", cpuFeatures: [], gpuArch: nil, sourceModelSha256: String(repeating: "0", count: 64),
+            glmcVersion: "0.1.0", pipeline: [],
+            inputs: [PlanTensor(name: "x", dtype: "f32", shape: [4], buffer: 0)],
+            outputs: [PlanTensor(name: "y", dtype: "f32", shape: [4], buffer: 1)],
+            arenaBytes: 128, buffers: [PlanBuffer(id: 0, offset: 0, bytes: 16), PlanBuffer(id: 1, offset: 64, bytes: 16)],
+            steps: [PlanStep(kernel: "add", kind: "elementwise", arguments: [.buffer(0), .weight("w"), .buffer(1)], launch: [:])],
+            weights: weights.table, kernelSources: [PlanKernelSource(name: "add", language: "c")], metadata: [:])
+        let path = scratch + "/tiny.plan"
+        try PlanWriter.write(PlanFile(manifest: manifest, sources: ["add": "void add(void) {}\n"], code: [:],
+                                      weights: weights.blob, calibration: nil), to: path)
+        let r = try GLMC.run(["inspect", path, "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let object = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        for key in ["target", "kernels", "arena_bytes", "weights_bytes", "inputs", "outputs"] {
+            XCTAssertNotNil(object?[key], "inspect --json lacks '\(key)'")
+        }
+        XCTAssertEqual(object?["arena_bytes"] as? Int, 128)
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        bytes[bytes.count / 2] ^= 0xFF
+        try bytes.write(to: URL(fileURLWithPath: path))
+        assertFails(try GLMC.run(["inspect", path]), containing: ["checksum mismatch"])
+        assertFails(try GLMC.run(["inspect", scratch + "/missing.plan"]), containing: ["missing.plan"])
+    }
+
     func testConvertCalibrateInspectAreNotBuiltYet() throws {
         let model = Fixtures.good("constants.onnx")
         let cases: [[String]] = [
             ["convert", model, "--target", "cpu", "-o", scratch + "/plan.glmc"],
             ["calibrate", model, "--data", "random:4", "-o", scratch + "/table.cache"],
-            ["inspect", scratch + "/plan.glmc"],
         ]
         for args in cases {
             assertFails(try GLMC.run(args), containing: ["not built yet"], args[0])
