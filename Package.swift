@@ -25,6 +25,8 @@ let package = Package(
         .target(name: "GLMCFrontends", dependencies: ["GLMCIR", "GLMCOps", "CONNXProto", "CProtobufWire"]),
         // Passes, the pass manager and its instrumentation.
         .target(name: "GLMCPasses", dependencies: ["GLMCIR", "GLMCOps", "GLMCInterpreter"]),
+        // The code generator: the kernel IR, lowering of fusion groups to kernels, the C/OpenCL/CUDA renderer.
+        .target(name: "GLMCCodegen", dependencies: ["GLMCIR", "GLMCOps"]),
         // FileCheck-style checker and golden helpers for tests.
         .target(name: "GLMCTestSupport", dependencies: ["GLMCIR"]),
         // The command-line tool: the only target that imports ArgumentParser.
@@ -37,6 +39,8 @@ let package = Package(
         .testTarget(name: "GLMCFrontendsTests", dependencies: ["GLMCIR", "GLMCOps", "GLMCFrontends", "GLMCInterpreter", "GLMCTestSupport"]),
         .testTarget(name: "GLMCPassesTests", dependencies: ["GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCPasses", "GLMCFrontends", "GLMCTestSupport"],
                     exclude: ["Inputs"]),
+        .testTarget(name: "GLMCCodegenTests", dependencies: ["GLMCIR", "GLMCOps", "GLMCCodegen", "GLMCInterpreter"],
+                    exclude: ["Snapshots"]),
         // Runs the built `glmc` binary as a subprocess (so it depends on it) and round-trips .npy files.
         .testTarget(name: "CLITests", dependencies: ["glmc", "GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCTestSupport"]),
     ],
