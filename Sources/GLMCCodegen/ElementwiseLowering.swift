@@ -135,7 +135,7 @@ public enum ElementwiseLowering {
             for o in outputs {
                 let t = function.type(of: o)
                 guard t.shape.staticSizes == shape else { throw unsupported("results of different shapes (\(shape) and \(t.shape))") }
-                guard t.dtype == .f32 || t.dtype == .bool else { throw unsupported("a result of type \(t.dtype)") }
+                guard [.f32, .bool, .f16].contains(t.dtype) else { throw unsupported("a result of type \(t.dtype)") }
             }
             for a in arguments { try addArgument(a) }
         }
@@ -144,6 +144,7 @@ public enum ElementwiseLowering {
             switch function.type(of: v).dtype {
             case .f32: return .f32
             case .bool: return .bool
+            case .f16: return .f16
             case let t: throw unsupported("a value of type \(t)")
             }
         }
@@ -159,6 +160,7 @@ public enum ElementwiseLowering {
 
         /// Binds `e` to a temporary (or finds the one it already has) and returns the reference.
         mutating func bind(_ e: Expr, _ type: ScalarType) -> Expr {
+            let type = type == .f16 ? .f32 : type  // halves are computed as floats
             switch e {
             case .constant, .temp: return e
             default: break
@@ -173,12 +175,12 @@ public enum ElementwiseLowering {
 
         func type(of e: Expr) -> ScalarType {
             switch e {
-            case .load(let b, _): return buffers[b].elementType
+            case .load(let b, _): return buffers[b].elementType == .f16 ? .f32 : buffers[b].elementType
             case .constant, .unary, .binary: return .f32
             case .temp(let t): return types[t] ?? .f32
             case .select(_, let a, _): return type(of: a)
             case .compare: return .bool
-            case .cast(_, let t): return t
+            case .cast(_, let t): return t == .f16 ? .f32 : t
             }
         }
 
@@ -217,7 +219,7 @@ public enum ElementwiseLowering {
                       inst.nestedFunctions.isEmpty else { throw unsupported("\(inst.op)") }
                 let r = inst.results[0]
                 let rt = function.type(of: r)
-                guard rt.dtype == .f32 || (rt.dtype == .bool && ["Greater", "Less", "Equal", "GreaterOrEqual", "LessOrEqual"].contains(inst.op.type)) else {
+                guard rt.dtype == .f32 || (rt.dtype == .f16 && inst.op.type == "Cast") || (rt.dtype == .bool && ["Greater", "Less", "Equal", "GreaterOrEqual", "LessOrEqual"].contains(inst.op.type)) else {
                     throw unsupported("\(inst.op) on \(rt.dtype)")
                 }
                 guard let shape = rt.shape.staticSizes else { throw unsupported("\(inst.op) of dynamic shape \(rt)") }
@@ -226,7 +228,7 @@ public enum ElementwiseLowering {
                 for (k, v) in inst.operands.enumerated() {
                     guard let v else { continue }
                     let dt = function.type(of: v).dtype
-                    if dt != .f32 && !(inst.op.type == "Where" && k == 0 && dt == .bool) {
+                    if dt != .f32 && !(inst.op.type == "Where" && k == 0 && dt == .bool) && !(inst.op.type == "Cast" && dt == .f16) {
                         throw unsupported("\(inst.op) on \(dt)")
                     }
                 }
@@ -291,10 +293,14 @@ public enum ElementwiseLowering {
             case "Where":
                 return .select(try required(inst, 0), try required(inst, 1), try required(inst, 2))
             case "Cast":
-                guard case .int(let to)? = inst.attributes["to"], DType(onnxCode: Int32(to)) == .f32 else {
-                    throw unsupported("Cast to anything but f32")
+                guard case .int(let to)? = inst.attributes["to"], let target = DType(onnxCode: Int32(to)),
+                      target == .f32 || target == .f16 else {
+                    throw unsupported("Cast to anything but f32 or f16")
                 }
-                return try required(inst, 0)
+                let x = try required(inst, 0)
+                // f16 → f32 is exact (loads already widen); f32 → f16 rounds.
+                let source = function.type(of: inst.operands[0]!).dtype
+                return target == .f16 && source == .f32 ? .cast(x, to: .f16) : x
             case "Identity":
                 return try required(inst, 0)
             default:

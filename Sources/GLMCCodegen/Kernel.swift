@@ -11,6 +11,9 @@ public enum ScalarType: String, Hashable, Sendable {
     case f32
     /// A truth value: 0 or 1 in a byte when stored, an `int`/`bool` when computed.
     case bool
+    /// IEEE half: a buffer element type only. Loads widen to f32, stores narrow, and arithmetic is
+    /// f32; `Expr.cast(x, to: .f16)` rounds an f32 value to the nearest half (and stays f32).
+    case f16
 }
 
 /// One buffer parameter of a kernel.
@@ -75,7 +78,7 @@ public indirect enum Expr: Hashable, Sendable {
     case select(Expr, Expr, Expr)
     /// A bool-valued comparison of two f32 values.
     case compare(CompareOp, Expr, Expr)
-    /// A conversion to `ScalarType`.
+    /// A conversion to `ScalarType` (to `.f16`: rounding to half precision, the result still f32).
     case cast(Expr, to: ScalarType)
 }
 

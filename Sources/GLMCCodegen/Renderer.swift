@@ -31,34 +31,46 @@ public struct Dialect: Hashable, Sendable {
     public var mathSuffix: String
     public var infinity: String
     public var nan: String
+    /// The element type of f16 buffers.
+    public var halfType: String
+    /// Prepended to the prelude when a kernel has f16 buffers or rounds to half.
+    public var halfPrelude: String
+    /// Widening and narrowing, with `%` standing for the operand.
+    public var halfToFloat: String
+    public var floatToHalf: String
 
     public init(name: String, prelude: String, kernelQualifier: String, bufferAddressSpace: String, restrict: String,
                 loop: Loop, indexType: String, floatType: String, boolType: String, boolStorageType: String,
-                mathSuffix: String, infinity: String, nan: String) {
+                mathSuffix: String, infinity: String, nan: String,
+                halfType: String, halfPrelude: String, halfToFloat: String, floatToHalf: String) {
         self.name = name; self.prelude = prelude; self.kernelQualifier = kernelQualifier
         self.bufferAddressSpace = bufferAddressSpace; self.restrict = restrict; self.loop = loop
         self.indexType = indexType; self.floatType = floatType; self.boolType = boolType
         self.boolStorageType = boolStorageType; self.mathSuffix = mathSuffix; self.infinity = infinity; self.nan = nan
+        self.halfType = halfType; self.halfPrelude = halfPrelude; self.halfToFloat = halfToFloat; self.floatToHalf = floatToHalf
     }
 
     /// C99 for the CPU: a function over `[begin, end)` for the runtime's threads to call.
     public static let c = Dialect(
         name: "c", prelude: "#include <math.h>\n", kernelQualifier: "void", bufferAddressSpace: "",
         restrict: "restrict", loop: .range(pragma: "#pragma omp simd"), indexType: "long", floatType: "float",
-        boolType: "int", boolStorageType: "unsigned char", mathSuffix: "f", infinity: "INFINITY", nan: "NAN")
+        boolType: "int", boolStorageType: "unsigned char", mathSuffix: "f", infinity: "INFINITY", nan: "NAN",
+        halfType: "_Float16", halfPrelude: "", halfToFloat: "(float)%", floatToHalf: "(_Float16)(%)")
 
     /// OpenCL C 1.2: one work-item per element.
     public static let openCL = Dialect(
         name: "opencl", prelude: "", kernelQualifier: "__kernel void", bufferAddressSpace: "__global ",
         restrict: "restrict", loop: .grid(index: "get_global_id(0)"), indexType: "long", floatType: "float",
-        boolType: "int", boolStorageType: "uchar", mathSuffix: "", infinity: "INFINITY", nan: "NAN")
+        boolType: "int", boolStorageType: "uchar", mathSuffix: "", infinity: "INFINITY", nan: "NAN",
+        halfType: "half", halfPrelude: "#pragma OPENCL EXTENSION cl_khr_fp16 : enable\n", halfToFloat: "(float)%", floatToHalf: "(half)(%)")
 
     /// CUDA C++: one thread per element.
     public static let cuda = Dialect(
         name: "cuda", prelude: "", kernelQualifier: "extern \"C\" __global__ void", bufferAddressSpace: "",
         restrict: "__restrict__", loop: .grid(index: "(long)blockIdx.x * blockDim.x + threadIdx.x"), indexType: "long",
         floatType: "float", boolType: "bool", boolStorageType: "unsigned char", mathSuffix: "f",
-        infinity: "__int_as_float(0x7f800000)", nan: "__int_as_float(0x7fffffff)")
+        infinity: "__int_as_float(0x7f800000)", nan: "__int_as_float(0x7fffffff)",
+        halfType: "__half", halfPrelude: "#include <cuda_fp16.h>\n", halfToFloat: "__half2float(%)", floatToHalf: "__float2half(%)")
 }
 
 /// Renders a `Kernel` as C-like source in a `Dialect`.
@@ -69,11 +81,12 @@ public struct Renderer: Sendable {
     public func render(_ kernel: Kernel) -> String {
         let d = dialect
         var params = kernel.buffers.map { b in
-            let type = b.elementType == .bool ? d.boolStorageType : d.floatType
+            let type = b.elementType == .bool ? d.boolStorageType : b.elementType == .f16 ? d.halfType : d.floatType
             let const = b.access == .read ? "const " : ""
             return "\(d.bufferAddressSpace)\(const)\(type) *\(d.restrict) \(b.name)"
         }
-        var out = d.prelude.isEmpty ? "" : d.prelude + "\n"
+        let prelude = (kernel.usesHalf ? d.halfPrelude : "") + d.prelude
+        var out = prelude.isEmpty ? "" : prelude + "\n"
         out += "// \(kernel.name): \(kernel.count) elements\n"
         var indent = "  "
         switch d.loop {
@@ -95,6 +108,7 @@ public struct Renderer: Sendable {
             case .store(let b, let index, let value):
                 var v = expr(value, kernel, top: true)
                 if kernel.buffers[b].elementType == .bool { v = "(\(d.boolStorageType))(\(v))" }
+                if kernel.buffers[b].elementType == .f16 { v = d.floatToHalf.replacingOccurrences(of: "%", with: v) }
                 out += "\(indent)\(kernel.buffers[b].name)[\(self.index(index, top: true))] = \(v);\n"
             }
         }
@@ -128,7 +142,8 @@ public struct Renderer: Sendable {
         let s: String
         switch e {
         case .load(let b, let i):
-            return "\(k.buffers[b].name)[\(index(i, top: true))]"
+            let load = "\(k.buffers[b].name)[\(index(i, top: true))]"
+            return k.buffers[b].elementType == .f16 ? d.halfToFloat.replacingOccurrences(of: "%", with: load) : load
         case .constant(let x):
             let l = literal(x)
             return l.hasPrefix("-") && !top ? "(\(l))" : l
@@ -151,9 +166,32 @@ public struct Renderer: Sendable {
         case .compare(let op, let a, let b):
             let symbol = ["lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "=="][op.rawValue]!
             s = "\(expr(a, k)) \(symbol) \(expr(b, k))"
+        case .cast(let a, .f16):
+            let half = d.floatToHalf.replacingOccurrences(of: "%", with: expr(a, k, top: true))
+            return d.halfToFloat.replacingOccurrences(of: "%", with: half)
         case .cast(let a, let to):
             s = "(\(to == .bool ? d.boolType : d.floatType))\(expr(a, k))"
         }
         return top ? s : "(\(s))"
+    }
+}
+
+extension Kernel {
+    /// Whether the kernel reads or writes f16 buffers or rounds to half precision.
+    public var usesHalf: Bool {
+        func uses(_ e: Expr) -> Bool {
+            switch e {
+            case .load, .constant, .temp: return false
+            case .cast(_, .f16): return true
+            case .unary(_, let a), .cast(let a, _): return uses(a)
+            case .binary(_, let a, let b), .compare(_, let a, let b): return uses(a) || uses(b)
+            case .select(let c, let a, let b): return uses(c) || uses(a) || uses(b)
+            }
+        }
+        return buffers.contains { $0.elementType == .f16 } || body.contains { s in
+            switch s {
+            case .let(_, _, let v), .store(_, _, let v): return uses(v)
+            }
+        }
     }
 }

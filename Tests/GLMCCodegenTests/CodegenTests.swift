@@ -63,6 +63,22 @@ final class CodegenTests: XCTestCase {
             }
     """
 
+    /// f16 in and out: widening on load, rounding by Cast to f16 in the middle, narrowing on store.
+    static let halfCasts = """
+    opsets {"" = 17, glmc = 1}
+    func @main(%x: f16[2,5], %b: f32[5]) -> (f16[2,5], f32[2,5]) {
+      %r1, %r2 = glmc.Fused(%x, %b) {body = graph @half_0(%p: f16[2,5], %q: f32[5]) -> (f16[2,5], f32[2,5]) {
+        %a = Cast(%p) {to = 1} : f32[2,5]
+        %m = Mul(%a, %q) : f32[2,5]
+        %h = Cast(%m) {to = 10} : f16[2,5]
+        %back = Cast(%h) {to = 1} : f32[2,5]
+        %e = Exp(%back) : f32[2,5]
+        return %h, %e
+      }, kind = "elementwise"} : f16[2,5], f32[2,5]
+      return %r1, %r2
+    }
+    """
+
     // MARK: Snapshots
 
     static let snapshotDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Snapshots")
@@ -190,6 +206,13 @@ final class CodegenTests: XCTestCase {
         return f.arguments.map { a in
             let shape = f.type(of: a).shape.staticSizes ?? []
             let count = shape.reduce(1, *)
+            if f.type(of: a).dtype == .f16 {
+                let values: [Double] = (0 ..< count).map { _ in
+                    state = state &* 6364136223846793005 &+ 1442695040888963407
+                    return Double(state >> 40) / Double(1 << 24) * 4 - 2
+                }
+                return Tensor(doubles: values, dtype: .f16, shape: shape)
+            }
             if f.type(of: a).dtype == .bool {
                 return Tensor((0 ..< count).map { _ in state = state &* 6364136223846793005 &+ 1442695040888963407; return state >> 40 & 1 == 1 }, shape: shape)
             }
@@ -228,10 +251,18 @@ final class CodegenTests: XCTestCase {
 
     /// A `main` that reads each input buffer from the file named by its argument, runs the kernel
     /// over [0, n) in two halves (as two runtime threads would) and writes the outputs.
+    static func cType(_ t: ScalarType) -> String {
+        switch t {
+        case .f32: return "float"
+        case .bool: return "unsigned char"
+        case .f16: return "_Float16"
+        }
+    }
+
     static func harness(for kernel: Kernel) -> String {
         var s = "#include <stdio.h>\n#include <stdlib.h>\n\nint main(int argc, char **argv) {\n"
         for (k, b) in kernel.buffers.enumerated() {
-            let type = b.elementType == .bool ? "unsigned char" : "float"
+            let type = cType(b.elementType)
             s += "  \(type) *\(b.name) = calloc(\(b.count), sizeof(\(type)));\n"
             if b.access == .read {
                 s += "  { FILE *f = fopen(argv[\(k + 1)], \"rb\"); if (!f || fread(\(b.name), sizeof(\(type)), \(b.count), f) != \(b.count)) return 2; fclose(f); }\n"
@@ -241,7 +272,7 @@ final class CodegenTests: XCTestCase {
         s += "  \(kernel.name)(\(args), 0, \(kernel.count / 2));\n"
         s += "  \(kernel.name)(\(args), \(kernel.count / 2), \(kernel.count));\n"
         for (k, b) in kernel.buffers.enumerated() where b.access == .write {
-            let type = b.elementType == .bool ? "unsigned char" : "float"
+            let type = cType(b.elementType)
             s += "  { FILE *f = fopen(argv[\(k + 1)], \"wb\"); if (!f || fwrite(\(b.name), sizeof(\(type)), \(b.count), f) != \(b.count)) return 3; fclose(f); }\n"
         }
         return s + "  return 0;\n}\n"
@@ -275,6 +306,7 @@ final class CodegenTests: XCTestCase {
             switch t.storage {
             case .f32(let v): data = v.withUnsafeBytes { Data($0) }
             case .bool(let v): data = Data(v.map { $0 ? 1 : 0 })
+            case .f16(let v): data = v.withUnsafeBytes { Data($0) }
             default: throw GLMCError("unexpected input type")
             }
             try data.write(to: URL(fileURLWithPath: path))
@@ -284,10 +316,15 @@ final class CodegenTests: XCTestCase {
         let outputs = kernel.buffers.indices.filter { kernel.buffers[$0].access == .write }
         for (o, k) in outputs.enumerated() {
             let data = try Data(contentsOf: URL(fileURLWithPath: paths[k]))
-            let actual: [Float] = data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+            let isHalf = kernel.buffers[k].elementType == .f16
+            let actual: [Float] = isHalf
+                ? data.withUnsafeBytes { Array($0.bindMemory(to: UInt16.self)) }.map(halfToFloat)
+                : data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
             let want = expected[o].doubles
+            // f16 results may differ by one half ulp where f32 intermediates round differently.
+            let tolerance = isHalf ? 1e-3 : 1e-5
             XCTAssertEqual(actual.count, want.count, file: file, line: line)
-            for (a, w) in zip(actual, want) where abs(Double(a) - w) > 1e-5 * max(1, abs(w)) {
+            for (a, w) in zip(actual, want) where abs(Double(a) - w) > tolerance * max(1, abs(w)) {
                 XCTFail("got \(a), expected \(w)", file: file, line: line)
                 return
             }
@@ -296,6 +333,28 @@ final class CodegenTests: XCTestCase {
 
     func testCompiledCMatchesInterpreter() throws {
         try compileAndRun(Self.biasReluScaleSigmoid)
+    }
+
+    func testCompiledCMatchesInterpreterWithHalves() throws {
+        try compileAndRun(Self.halfCasts)
+    }
+
+    func testHalfRendering() throws {
+        let (_, kernel) = try fusedKernel(Self.halfCasts)
+        XCTAssertEqual(kernel.buffers.map(\.elementType), [.f16, .f32, .f16, .f32])
+        let c = Renderer(dialect: .c).render(kernel)
+        XCTAssertTrue(c.contains("float t0 = (float)in0[i];"), c)
+        XCTAssertTrue(c.contains("float t3 = (float)(_Float16)(t2);"), c)
+        XCTAssertTrue(c.contains("out0[i] = (_Float16)(t3);"), c)
+        let cl = Renderer(dialect: .openCL).render(kernel)
+        XCTAssertTrue(cl.hasPrefix("#pragma OPENCL EXTENSION cl_khr_fp16 : enable\n"), cl)
+        let cu = Renderer(dialect: .cuda).render(kernel)
+        XCTAssertTrue(cu.hasPrefix("#include <cuda_fp16.h>\n"), cu)
+        XCTAssertTrue(cu.contains("float t0 = __half2float(in0[i]);"), cu)
+        XCTAssertTrue(cu.contains("float t3 = __half2float(__float2half(t2));"), cu)
+        // Without halves the prelude has no half support.
+        let (_, plain) = try fusedKernel(Self.biasReluScaleSigmoid)
+        XCTAssertFalse(Renderer(dialect: .cuda).render(plain).contains("cuda_fp16"))
     }
 
     func testCompiledCMatchesInterpreterOnEveryOp() throws {
@@ -316,7 +375,7 @@ final class CodegenTests: XCTestCase {
 
     /// Syntax-checks the OpenCL rendering with clang's OpenCL front end, when it has one.
     func testOpenCLSyntaxChecks() throws {
-        for text in [Self.biasReluScaleSigmoid, Self.everyOp] {
+        for text in [Self.biasReluScaleSigmoid, Self.everyOp, Self.halfCasts] {
             let (_, kernel) = try fusedKernel(text)
             let source = Renderer(dialect: .openCL).render(kernel)
             let result = try syntaxCheck(source, file: "kernel.cl",
@@ -337,11 +396,14 @@ final class CodegenTests: XCTestCase {
         struct dim3 { unsigned x, y, z; };
         extern dim3 blockIdx, blockDim, threadIdx;
         float __int_as_float(int);
+        typedef _Float16 __half;
+        float __half2float(__half);
+        __half __float2half(float);
 
         """
-        for text in [Self.biasReluScaleSigmoid, Self.everyOp] {
+        for text in [Self.biasReluScaleSigmoid, Self.everyOp, Self.halfCasts] {
             let (_, kernel) = try fusedKernel(text)
-            let source = builtins + Renderer(dialect: .cuda).render(kernel)
+            let source = builtins + Renderer(dialect: .cuda).render(kernel).replacingOccurrences(of: "#include <cuda_fp16.h>\n", with: "")
             let result = try syntaxCheck(source, file: "kernel.cpp", ["-x", "c++", "-std=c++17", "-fsyntax-only", "-Werror"])
             XCTAssertEqual(result.status, 0, "\(result.output)\n\(source)")
         }
