@@ -27,6 +27,8 @@ let package = Package(
         .target(name: "GLMCPasses", dependencies: ["GLMCIR", "GLMCOps", "GLMCInterpreter"]),
         // The plan file format: manifest, sections, checksum, reader/writer, summary. Depends on nothing of the compiler.
         .target(name: "GLMCPlan"),
+        // The code generator: the kernel IR, lowering of fusion groups to kernels, the C/OpenCL/CUDA renderer.
+        .target(name: "GLMCCodegen", dependencies: ["GLMCIR", "GLMCOps"]),
         // FileCheck-style checker and golden helpers for tests.
         .target(name: "GLMCTestSupport", dependencies: ["GLMCIR"]),
         // The command-line tool: the only target that imports ArgumentParser.
@@ -40,6 +42,8 @@ let package = Package(
         .testTarget(name: "GLMCPassesTests", dependencies: ["GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCPasses", "GLMCFrontends", "GLMCTestSupport"],
                     exclude: ["Inputs"]),
         .testTarget(name: "GLMCPlanTests", dependencies: ["GLMCPlan"]),
+        .testTarget(name: "GLMCCodegenTests", dependencies: ["GLMCIR", "GLMCOps", "GLMCCodegen", "GLMCInterpreter"],
+                    exclude: ["Snapshots"]),
         // Runs the built `glmc` binary as a subprocess (so it depends on it) and round-trips .npy files.
         .testTarget(name: "CLITests", dependencies: ["glmc", "GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCPlan", "GLMCTestSupport"]),
     ],
