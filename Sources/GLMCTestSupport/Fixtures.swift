@@ -18,6 +18,32 @@ public enum Fixtures {
     public static func npy(_ name: String) -> String { directory + "/npy/" + name }
     public static func model(_ name: String) -> String { packageRoot + "/Models/" + name }
 
+    /// The sample models in Models/, sorted.
+    public static func sampleModels() -> [String] {
+        let dir = packageRoot + "/Models"
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        return files.filter { $0.hasSuffix(".onnx") }.sorted().map { dir + "/" + $0 }
+    }
+
+    /// The folder of the nine light model-zoo models that ship inside the `onnx` package in .venv
+    /// (`$GLMC_LIGHT_MODELS_DIR` overrides it); nil when they are not installed.
+    public static func lightModelsDirectory() -> String? {
+        if let dir = ProcessInfo.processInfo.environment["GLMC_LIGHT_MODELS_DIR"] { return dir }
+        let lib = packageRoot + "/.venv/lib"
+        for python in (try? FileManager.default.contentsOfDirectory(atPath: lib)) ?? [] where python.hasPrefix("python") {
+            let dir = "\(lib)/\(python)/site-packages/onnx/backend/test/data/light"
+            if FileManager.default.fileExists(atPath: dir) { return dir }
+        }
+        return nil
+    }
+
+    /// The light model-zoo models, sorted (empty when they are not installed).
+    public static func lightModels() -> [String] {
+        guard let dir = lightModelsDirectory() else { return [] }
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        return files.filter { $0.hasSuffix(".onnx") }.sorted().map { dir + "/" + $0 }
+    }
+
     /// A model glmc must refuse, and the pieces its one error message must contain: what went wrong
     /// and where (tensor or node names, offsets).
     public struct BadInput: Sendable {

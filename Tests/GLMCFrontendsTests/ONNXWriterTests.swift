@@ -2,6 +2,7 @@ import Foundation
 import GLMCFrontends
 import GLMCIR
 import GLMCOps
+import GLMCTestSupport
 import XCTest
 
 /// The ONNX writer: import → write → re-import gives the same IR (modulo the names the writer had
@@ -23,9 +24,9 @@ final class ONNXWriterTests: XCTestCase {
     // MARK: Models
 
     func testSampleAndLightModelsRoundTrip() throws {
-        var models = RoundTripTests.sampleModels()
+        var models = Fixtures.sampleModels()
         XCTAssertEqual(models.count, 3)
-        models += (try? RoundTripTests.lightModels()) ?? []
+        models += Fixtures.lightModels()
         var written: [String] = []
         for path in models {
             let module = try ModelLoader.load(path: path, allowUnsupported: true).module
@@ -202,7 +203,7 @@ final class ONNXWriterTests: XCTestCase {
         }
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: scratch.path), [])
         // A failing rename (the target is a folder) removes the temporary file.
-        let good = try ModelLoader.load(path: RoundTripTests.sampleModels()[0]).module
+        let good = try ModelLoader.load(path: Fixtures.sampleModels()[0]).module
         let folder = scratch.appendingPathComponent("folder")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         try Data("keep".utf8).write(to: folder.appendingPathComponent("file"))

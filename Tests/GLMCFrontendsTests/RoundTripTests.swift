@@ -2,30 +2,13 @@ import Foundation
 import GLMCFrontends
 import GLMCIR
 import GLMCOps
+import GLMCTestSupport
 import XCTest
 
 /// print → parse → print is byte-identical for every sample model and the nine light model-zoo
 /// models that ship inside the pinned `onnx` package (installed into .venv by `make setup`).
 final class RoundTripTests: XCTestCase {
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
-    static func lightModels() throws -> [String] {
-        let lib = packageRoot.appendingPathComponent(".venv/lib")
-        let pythons = (try? FileManager.default.contentsOfDirectory(atPath: lib.path)) ?? []
-        for python in pythons where python.hasPrefix("python") {
-            let dir = lib.appendingPathComponent("\(python)/site-packages/onnx/backend/test/data/light")
-            if let files = try? FileManager.default.contentsOfDirectory(atPath: dir.path) {
-                return files.filter { $0.hasSuffix(".onnx") }.sorted().map { dir.appendingPathComponent($0).path }
-            }
-        }
-        throw XCTSkip("the onnx package's light models are not installed; run `make setup`")
-    }
-
-    static func sampleModels() -> [String] {
-        let dir = packageRoot.appendingPathComponent("Models")
-        let files = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
-        return files.filter { $0.hasSuffix(".onnx") }.sorted().map { dir.appendingPathComponent($0).path }
-    }
 
     func assertRoundTrip(_ path: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let module = try ModelLoader.load(path: path, allowUnsupported: true).module
@@ -42,13 +25,14 @@ final class RoundTripTests: XCTestCase {
     }
 
     func testSampleModelsRoundTrip() throws {
-        let models = Self.sampleModels()
+        let models = Fixtures.sampleModels()
         XCTAssertEqual(models.count, 3, "expected the three sample models in Models/")
         for path in models { try assertRoundTrip(path) }
     }
 
     func testLightModelZooRoundTrips() throws {
-        let models = try Self.lightModels()
+        let models = Fixtures.lightModels()
+        if models.isEmpty { throw XCTSkip("the onnx package's light models are not installed; run `make setup`") }
         XCTAssertEqual(models.count, 9)
         for path in models { try assertRoundTrip(path) }
     }

@@ -4,6 +4,7 @@ import GLMCIR
 import GLMCInterpreter
 import GLMCOps
 import GLMCPasses
+import GLMCTestSupport
 import XCTest
 
 /// The -O1/-O2 pipelines on real models: the verifier passes after every pass and the interpreter
@@ -46,7 +47,7 @@ final class FoldingTests: XCTestCase {
     }
 
     func testLightModels() throws {
-        guard let dir = Self.lightModelsDirectory() else { throw XCTSkip("light model-zoo models not found") }
+        guard let dir = Fixtures.lightModelsDirectory() else { throw XCTSkip("light model-zoo models not found") }
         let run = ProcessInfo.processInfo.environment["GLMC_LIGHT_MODELS_RUN"] ?? ""
         let names = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".onnx") }.sorted()
         XCTAssertFalse(names.isEmpty)
@@ -101,16 +102,6 @@ final class FoldingTests: XCTestCase {
             }
         }
         return (all, compute)
-    }
-
-    static func lightModelsDirectory() -> String? {
-        if let dir = ProcessInfo.processInfo.environment["GLMC_LIGHT_MODELS_DIR"] { return dir }
-        let lib = root.appendingPathComponent(".venv/lib").path
-        for python in (try? FileManager.default.contentsOfDirectory(atPath: lib)) ?? [] {
-            let dir = "\(lib)/\(python)/site-packages/onnx/backend/test/data/light"
-            if FileManager.default.fileExists(atPath: dir) { return dir }
-        }
-        return nil
     }
 
     /// A deterministic input in [-1, 1) for a static f32 type (other types: zeros).

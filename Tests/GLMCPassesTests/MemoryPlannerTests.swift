@@ -4,29 +4,11 @@ import GLMCInterpreter
 import GLMCIR
 import GLMCOps
 import GLMCPasses
+import GLMCTestSupport
 import XCTest
 
 /// The static memory plan's invariants on real models, and fuse-elementwise's numerical equivalence.
 final class MemoryPlannerTests: XCTestCase {
-    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
-    static func sampleModels() -> [String] {
-        let dir = packageRoot.appendingPathComponent("Models")
-        let files = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
-        return files.filter { $0.hasSuffix(".onnx") }.sorted().map { dir.appendingPathComponent($0).path }
-    }
-
-    /// The light model-zoo models of the onnx package in .venv (empty when it is not installed).
-    static func lightModels() -> [String] {
-        let lib = packageRoot.appendingPathComponent(".venv/lib")
-        for python in (try? FileManager.default.contentsOfDirectory(atPath: lib.path)) ?? [] where python.hasPrefix("python") {
-            let dir = lib.appendingPathComponent("\(python)/site-packages/onnx/backend/test/data/light")
-            if let files = try? FileManager.default.contentsOfDirectory(atPath: dir.path) {
-                return files.filter { $0.hasSuffix(".onnx") }.sorted().map { dir.appendingPathComponent($0).path }
-            }
-        }
-        return []
-    }
 
     static func run(_ passes: [any Pass.Type], on module: inout Module) throws {
         var manager = PassManager(passes: passes)
@@ -58,7 +40,7 @@ final class MemoryPlannerTests: XCTestCase {
     }
 
     func testPlanOfModelsBeforeAndAfterFusion() throws {
-        let models = Self.sampleModels() + Self.lightModels()
+        let models = Fixtures.sampleModels() + Fixtures.lightModels()
         XCTAssertGreaterThanOrEqual(models.count, 3)
         for path in models {
             let name = URL(fileURLWithPath: path).lastPathComponent
@@ -118,7 +100,7 @@ final class MemoryPlannerTests: XCTestCase {
 
     /// fuse-elementwise changes no result: the interpreter's outputs before and after agree to 1e-4.
     func testFusionPreservesModelOutputs() throws {
-        for path in Self.sampleModels() {
+        for path in Fixtures.sampleModels() {
             let input = String(path.dropLast(".onnx".count)) + ".input_0.npy"
             guard FileManager.default.fileExists(atPath: input) else { continue }
             let name = URL(fileURLWithPath: path).lastPathComponent

@@ -15,7 +15,6 @@ import XCTest
 /// interpreter of a debug build, so they run only in release test builds (`swift test -c release`)
 /// or with GLMC_FULL_EQUIVALENCE=1; `make bench-passes` checks all of them against ONNX Runtime.
 final class PipelineEquivalenceTests: XCTestCase {
-    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     static var runsLightModels: Bool {
         #if DEBUG
@@ -23,23 +22,6 @@ final class PipelineEquivalenceTests: XCTestCase {
         #else
         return true
         #endif
-    }
-
-    static func sampleModels() -> [String] {
-        let dir = packageRoot.appendingPathComponent("Models")
-        let files = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
-        return files.filter { $0.hasSuffix(".onnx") }.sorted().map { dir.appendingPathComponent($0).path }
-    }
-
-    static func lightModels() -> [String] {
-        let lib = packageRoot.appendingPathComponent(".venv/lib")
-        for python in (try? FileManager.default.contentsOfDirectory(atPath: lib.path)) ?? [] where python.hasPrefix("python") {
-            let dir = lib.appendingPathComponent("\(python)/site-packages/onnx/backend/test/data/light")
-            if let files = try? FileManager.default.contentsOfDirectory(atPath: dir.path) {
-                return files.filter { $0.hasSuffix(".onnx") }.sorted().map { dir.appendingPathComponent($0).path }
-            }
-        }
-        return []
     }
 
     /// Models/<name>.input_0.npy when it exists, else a seeded random tensor per input.
@@ -68,9 +50,9 @@ final class PipelineEquivalenceTests: XCTestCase {
     }
 
     func testO3MatchesO0() throws {
-        var models = Self.sampleModels()
+        var models = Fixtures.sampleModels()
         XCTAssertEqual(models.count, 3)
-        if Self.runsLightModels { models += Self.lightModels() }
+        if Self.runsLightModels { models += Fixtures.lightModels() }
         for path in models {
             let name = (path as NSString).lastPathComponent
             let module = try ModelLoader.load(path: path).module
@@ -113,7 +95,7 @@ final class PipelineEquivalenceTests: XCTestCase {
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("glmc-fused-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: scratch) }
-        for path in Self.sampleModels() {
+        for path in Fixtures.sampleModels() {
             let name = (path as NSString).lastPathComponent
             let module = try ModelLoader.load(path: path).module
             let inputs = try Self.inputs(for: path, module.main)
