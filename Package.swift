@@ -28,12 +28,14 @@ let package = Package(
         // The plan file format: manifest, sections, checksum, reader/writer, summary. Depends on nothing of the compiler.
         .target(name: "GLMCPlan"),
         // The code generator: the kernel IR, lowering of fusion groups to kernels, the C/OpenCL/CUDA renderer.
-        .target(name: "GLMCCodegen", dependencies: ["GLMCIR", "GLMCOps"]),
+        .target(name: "GLMCCodegen", dependencies: ["GLMCIR", "GLMCOps", "GLMCPasses", "GLMCPlan"]),
+        // Executors for plans (today: the CPU). Depends on the plan format only, never on the compiler.
+        .target(name: "GLMCRuntime", dependencies: ["GLMCPlan"]),
         // FileCheck-style checker and golden helpers for tests.
         .target(name: "GLMCTestSupport", dependencies: ["GLMCIR"]),
         // The command-line tool: the only target that imports ArgumentParser.
         .executableTarget(name: "glmc", dependencies: [
-            "GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCFrontends", "GLMCPasses", "GLMCPlan",
+            "GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCFrontends", "GLMCPasses", "GLMCPlan", "GLMCCodegen", "GLMCRuntime",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "GLMCIRTests", dependencies: ["GLMCIR", "GLMCOps", "GLMCTestSupport"]),
