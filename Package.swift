@@ -47,7 +47,7 @@ let package = Package(
         .testTarget(name: "GLMCCodegenTests", dependencies: ["GLMCIR", "GLMCOps", "GLMCCodegen", "GLMCInterpreter"],
                     exclude: ["Snapshots"]),
         // Runs the built `glmc` binary as a subprocess (so it depends on it) and round-trips .npy files.
-        .testTarget(name: "CLITests", dependencies: ["glmc", "GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCPlan", "GLMCTestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["glmc", "GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCPlan", "GLMCRuntime", "GLMCTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
