@@ -222,8 +222,14 @@ public enum CPUPlanBuilder {
 
         var nextSymbol: String { "glmc_step\(steps.count)" }
 
-        mutating func addStep(kind: String, code: String, arguments: [PlanArgument], range: Int) {
-            steps.append(PlanStep(kernel: nextSymbol, kind: kind, arguments: arguments, launch: ["range": range]))
+        /// Work (roughly, multiply-adds) below which a slice of a step's range is not worth a thread.
+        static let grainWork = 8192
+
+        /// `work`: the rough cost of one unit of the step's range; the step's `grain` is how many
+        /// units a thread should get at least.
+        mutating func addStep(kind: String, code: String, arguments: [PlanArgument], range: Int, work: Int = 1) {
+            let grain = max(1, Self.grainWork / max(1, work))
+            steps.append(PlanStep(kernel: nextSymbol, kind: kind, arguments: arguments, launch: ["range": range, "grain": grain]))
             source += "\n" + code
         }
 
@@ -252,13 +258,13 @@ public enum CPUPlanBuilder {
                 let planes = x[0] * x[1], size = x.dropFirst(2).reduce(1, *)
                 let args = [try argument(inst.operands[0]!, inst), .buffer(bufferOf[inst.results[0]]!)]
                 addStep(kind: "global_average_pool", code: CPUKernelLibrary.globalAveragePool(name: nextSymbol, planes: planes, size: size),
-                        arguments: args, range: planes)
+                        arguments: args, range: planes, work: size)
             case "Reshape", "Flatten", "Identity", "Squeeze", "Unsqueeze":
                 guard inst.results.count == 1, let x = inst.operands.first ?? nil else { throw unsupported(inst) }
                 let bytes = byteCount(inst.results[0])
                 guard byteCount(x) == bytes else { throw unsupported(inst, "that changes the byte count") }
                 let args = [try argument(x, inst), .buffer(bufferOf[inst.results[0]]!)]
-                addStep(kind: "copy", code: CPUKernelLibrary.copy(name: nextSymbol, bytes: bytes), arguments: args, range: bytes)
+                addStep(kind: "copy", code: CPUKernelLibrary.copy(name: nextSymbol, bytes: bytes), arguments: args, range: bytes, work: 1)
             default:
                 guard ElementwiseLowering.supportedOps.contains(op.type) else { throw unsupported(inst) }
                 try lowerElementwise(inst)
@@ -304,7 +310,7 @@ public enum CPUPlanBuilder {
             var code = Renderer(dialect: .c).render(kernel)
             let params = kernel.buffers.indices.map { "args[\($0)]" } + ["begin", "end"]
             code += "void \(symbol)(void **args, long begin, long end) { \(kernel.name)(\(params.joined(separator: ", "))); }\n"
-            addStep(kind: "elementwise", code: code, arguments: args, range: kernel.count)
+            addStep(kind: "elementwise", code: code, arguments: args, range: kernel.count, work: 2)
         }
 
         /// Gemm, MatMul or Conv, alone or as the head of a fusion group whose other members form
@@ -413,7 +419,7 @@ public enum CPUPlanBuilder {
                                                  alpha: isGemm ? float("alpha", 1) : 1, beta: isGemm ? float("beta", 1) : 1,
                                                  bias: biasStrides, epilogue: epilogue)
                 addStep(kind: epilogue.isEmpty ? producer.op.type.lowercased() : producer.op.type.lowercased() + "_epilogue",
-                        code: code, arguments: args, range: m * n)
+                        code: code, arguments: args, range: m * n, work: k)
             default:  // Conv
                 guard let x = producer.operands[0], let w = producer.operands[1] else { throw unsupported(inst) }
                 let xS = g.type(of: x).shape.staticSizes!, wS = g.type(of: w).shape.staticSizes!
@@ -432,7 +438,8 @@ public enum CPUPlanBuilder {
                                                    oh: ySizes[2], ow: ySizes[3], kh: wS[2], kw: wS[3], group: group,
                                                    padTop: pads[0], padLeft: pads[1], strideH: strides[0], strideW: strides[1],
                                                    dilationH: dilations[0], dilationW: dilations[1], hasBias: hasBias, epilogue: epilogue)
-                addStep(kind: epilogue.isEmpty ? "conv2d" : "conv2d_epilogue", code: code, arguments: args, range: ySizes[0] * ySizes[1])
+                addStep(kind: epilogue.isEmpty ? "conv2d" : "conv2d_epilogue", code: code, arguments: args, range: ySizes[0] * ySizes[1],
+                        work: ySizes[2] * ySizes[3] * wS[1] * wS[2] * wS[3])
             }
         }
 
@@ -474,7 +481,8 @@ public enum CPUPlanBuilder {
                                                oh: yS[2], ow: yS[3], kh: kernel[0], kw: kernel[1], padTop: pads[0], padLeft: pads[1],
                                                strideH: strides[0], strideW: strides[1], dilationH: dilations[0], dilationW: dilations[1],
                                                countIncludePad: countIncludePad)
-            addStep(kind: isMax ? "max_pool2d" : "average_pool2d", code: code, arguments: args, range: xS[0] * xS[1])
+            addStep(kind: isMax ? "max_pool2d" : "average_pool2d", code: code, arguments: args, range: xS[0] * xS[1],
+                    work: yS[2] * yS[3] * kernel[0] * kernel[1])
         }
     }
 }

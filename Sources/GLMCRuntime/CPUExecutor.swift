@@ -30,7 +30,8 @@ typealias CPUKernel = @convention(c) (UnsafeMutablePointer<UnsafeMutableRawPoint
 
 /// Runs a `--target cpu` plan: loads its `kernels.so`, resolves each step's kernel, allocates the
 /// one 64-byte aligned arena, binds the weights in place (the plan's mapped weights section) and
-/// runs the steps in order, splitting each step's range `[0, launch["range"])` across `threads`.
+/// runs the steps in order, splitting each step's range `[0, launch["range"])` across up to
+/// `threads` threads, each slice at least `launch["grain"]` long.
 ///
 /// An executor owns mutable state (the arena): one `run` at a time.
 public final class CPUExecutor {
@@ -44,6 +45,7 @@ public final class CPUExecutor {
     private let library: UnsafeMutableRawPointer
     private let kernels: [CPUKernel]
     private let ranges: [Int]
+    private let grains: [Int]
     private let arena: UnsafeMutableRawPointer
     private var weightsCopy: UnsafeMutableRawPointer?
     /// Per step, the argument pointers (arena slices and weights), fixed at load time.
@@ -61,7 +63,7 @@ public final class CPUExecutor {
         var template = Array((NSTemporaryDirectory() + "/glmc-kernels-XXXXXX.so").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemps($0.baseAddress!, 3) }
         guard fd >= 0 else { throw RuntimeError("cannot create a temporary file for the kernels: \(String(cString: strerror(errno)))") }
-        let path = String(cString: template)
+        let path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         defer { unlink(path) }
         let written = so.withUnsafeBytes { buf -> Bool in
             var offset = 0
@@ -80,6 +82,7 @@ public final class CPUExecutor {
         }
         var kernels: [CPUKernel] = []
         var ranges: [Int] = []
+        var grains: [Int] = []
         for (i, step) in m.steps.enumerated() {
             guard let sym = dlsym(handle, step.kernel) else {
                 dlclose(handle)
@@ -89,10 +92,12 @@ public final class CPUExecutor {
             let range = step.launch["range"] ?? 1
             guard range >= 0 else { dlclose(handle); throw RuntimeError("step \(i) (\(step.kernel)): negative range \(range)") }
             ranges.append(range)
+            grains.append(max(1, step.launch["grain"] ?? Self.defaultGrain))
         }
         library = handle
         self.kernels = kernels
         self.ranges = ranges
+        self.grains = grains
 
         var raw: UnsafeMutableRawPointer?
         guard posix_memalign(&raw, PlanLayout.alignment, max(m.arenaBytes, PlanLayout.alignment)) == 0, let arena = raw else {
@@ -169,12 +174,12 @@ public final class CPUExecutor {
         }
     }
 
-    /// Smallest slice worth a thread of its own.
-    static let minimumSlice = 64
+    /// Smallest slice worth a thread of its own when a step names no `grain`.
+    static let defaultGrain = 64
 
     private func execute(step i: Int) {
         let kernel = kernels[i], args = argumentTables[i], range = ranges[i]
-        let parts = min(threads, range / Self.minimumSlice)
+        let parts = min(threads, range / grains[i])
         if parts <= 1 {
             if range > 0 { kernel(args, 0, range) }
             return
