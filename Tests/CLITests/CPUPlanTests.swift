@@ -132,6 +132,85 @@ final class CPUPlanTests: XCTestCase {
         XCTAssertThrowsError(try CPUExecutor(plan: gpu)) { XCTAssertTrue("\($0)".contains("not cpu"), "\($0)") }
     }
 
+    /// Converts IR text to a plan, runs the plan and the interpreter on the same random inputs and
+    /// compares every output.
+    func checkAgainstInterpreter(_ ir: String, inputs shapes: [[Int]], seed: UInt64) throws {
+        var rng = SplitMix64(seed: seed)
+        let model = scratch + "/model.glmc", plan = scratch + "/model.plan"
+        try ir.write(toFile: model, atomically: true, encoding: .utf8)
+        assertSucceeds(try GLMC.run(["convert", model, "--target", "cpu", "-o", plan], timeout: 120), "convert")
+        var args: [String] = []
+        for (i, shape) in shapes.enumerated() {
+            let values = (0 ..< shape.reduce(1, *)).map { _ in Float(rng.unit() * 2 - 1) }
+            let path = scratch + "/in\(i).npy"
+            try NPY.write(encoded: try NPY.encode(Tensor(values, shape: shape)), to: path)
+            args += ["--input", path]
+        }
+        assertSucceeds(try GLMC.run(["run", plan, "--output-dir", scratch + "/p"] + args), "run plan")
+        assertSucceeds(try GLMC.run(["run", model, "--output-dir", scratch + "/i"] + args), "run interpreter")
+        let files = outputs(in: scratch + "/i").sorted()
+        XCTAssertFalse(files.isEmpty)
+        XCTAssertEqual(outputs(in: scratch + "/p").sorted(), files)
+        for file in files {
+            let got = try NPY.read(path: scratch + "/p/" + file), want = try NPY.read(path: scratch + "/i/" + file)
+            XCTAssertEqual(got.shape, want.shape, file)
+            let scale = want.doubles.map(abs).max() ?? 0
+            for (x, y) in zip(got.doubles, want.doubles) where abs(x - y) > 1e-5 * scale + 1e-4 * abs(y) {
+                XCTFail("\(file): \(x) vs interpreter \(y)")
+                break
+            }
+        }
+    }
+
+    static func constant(_ name: String, _ shape: [Int], _ rng: inout SplitMix64) -> String {
+        let values = (0 ..< shape.reduce(1, *)).map { _ in String(format: "%.4f", rng.unit() - 0.5) }
+        return "const dense<[\(values.joined(separator: ", "))]> : f32[\(shape.map(String.init).joined(separator: ","))] loc(\"\(name)\")"
+    }
+
+    /// Grouped, strided, padded Conv with a LeakyRelu epilogue; padded AveragePool (pads not
+    /// counted) and dilated MaxPool reading the same buffer; MatMul + bias + Relu (a gemm_relu group
+    /// after -O3); a value that is both an output and read by later steps.
+    func testWindowOpsAndMatMulGroupsMatchTheInterpreter() throws {
+        var rng = SplitMix64(seed: 7)
+        let ir = """
+        opsets {"" = 17}
+
+        func @mix(%0: f32[1,4,9,9] loc("x"), %20: f32[3,5] loc("m")) -> (f32[1,6,5,5] loc("y"), f32[1,6,3,3] loc("p"), f32[1,6,2,2] loc("q"), f32[3,4] loc("r")) {
+          %1 = \(Self.constant("w", [6, 2, 3, 3], &rng))
+          %2 = \(Self.constant("b", [6], &rng))
+          %3 = Conv(%0, %1, %2) {dilations = [1, 1], group = 2, kernel_shape = [3, 3], pads = [1, 1, 1, 1], strides = [2, 2]} : f32[1,6,5,5] loc("c")
+          %4 = LeakyRelu(%3) {alpha = 0.1} : f32[1,6,5,5] loc("y")
+          %5 = AveragePool(%4) {kernel_shape = [3, 3], pads = [1, 1, 1, 1], strides = [2, 2], count_include_pad = 0} : f32[1,6,3,3] loc("p")
+          %6 = MaxPool(%4) {kernel_shape = [2, 2], dilations = [2, 2], strides = [2, 2]} : f32[1,6,2,2] loc("q")
+          %21 = \(Self.constant("mw", [5, 4], &rng))
+          %22 = \(Self.constant("mbias", [4], &rng))
+          %23 = MatMul(%20, %21) : f32[3,4] loc("mm")
+          %24 = Add(%23, %22) : f32[3,4] loc("mb")
+          %25 = Relu(%24) : f32[3,4] loc("r")
+          return %4, %5, %6, %25
+        }
+        """
+        try checkAgainstInterpreter(ir, inputs: [[1, 4, 9, 9], [3, 5]], seed: 11)
+    }
+
+    /// A broadcast elementwise instruction and an elementwise fusion group with a scalar weight,
+    /// two outputs.
+    func testElementwiseKernelsMatchTheInterpreter() throws {
+        let ir = """
+        opsets {"" = 17}
+
+        func @ew(%0: f32[2,3,4] loc("x"), %1: f32[4] loc("y")) -> (f32[2,3,4] loc("z"), f32[2,3,4] loc("w")) {
+          %2 = const dense<[2.0]> : f32[] loc("two")
+          %3 = Add(%0, %1) : f32[2,3,4] loc("a")
+          %4 = Mul(%3, %2) : f32[2,3,4] loc("b")
+          %5 = Sigmoid(%4) : f32[2,3,4] loc("z")
+          %6 = Relu(%3) : f32[2,3,4] loc("w")
+          return %5, %6
+        }
+        """
+        try checkAgainstInterpreter(ir, inputs: [[2, 3, 4], [4]], seed: 3)
+    }
+
     func outputs(in dir: String) -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasPrefix("output_") }
     }
