@@ -75,6 +75,11 @@ public enum CPUKernelLibrary {
 
     /// 2-D convolution, NCHW, with groups, pads, strides and dilations. Parallel range: N*M output
     /// planes. Arguments: X, W, [B], Y.
+    ///
+    /// Per output plane: start from the bias, then for each input channel and kernel tap add
+    /// `w * x` over the output columns whose input column is inside the image (the range is computed
+    /// once per tap, so the inner loop has no bounds checks and walks memory with the stride), then
+    /// apply the epilogue.
     public static func conv2d(name: String, n: Int, c: Int, h: Int, w: Int, m: Int, oh: Int, ow: Int,
                               kh: Int, kw: Int, group: Int, padTop: Int, padLeft: Int,
                               strideH: Int, strideW: Int, dilationH: Int, dilationW: Int,
@@ -88,24 +93,31 @@ public enum CPUKernelLibrary {
         s += "  for (long plane = begin; plane < end; ++plane) {\n"
         s += "    long b = plane / \(m), oc = plane % \(m), g = oc / \(mg);\n"
         s += "    float *y = Y + plane * \(oh * ow);\n"
-        s += "    for (long oy = 0; oy < \(oh); ++oy) {\n"
-        s += "      for (long ox = 0; ox < \(ow); ++ox) {\n"
-        s += "        float acc = \(hasBias ? "B[oc]" : "0.0f");\n"
-        s += "        for (long ic = 0; ic < \(cg); ++ic) {\n"
-        s += "          const float *x = X + (b * \(c) + g * \(cg) + ic) * \(h * w);\n"
-        s += "          const float *wk = W + (oc * \(cg) + ic) * \(kh * kw);\n"
-        s += "          for (long ky = 0; ky < \(kh); ++ky) {\n"
+        s += "    float init = \(hasBias ? "B[oc]" : "0.0f");\n"
+        s += "    for (long j = 0; j < \(oh * ow); ++j) y[j] = init;\n"
+        s += "    for (long ic = 0; ic < \(cg); ++ic) {\n"
+        s += "      const float *x = X + (b * \(c) + g * \(cg) + ic) * \(h * w);\n"
+        s += "      const float *wk = W + (oc * \(cg) + ic) * \(kh * kw);\n"
+        s += "      for (long ky = 0; ky < \(kh); ++ky) {\n"
+        s += "        for (long kx = 0; kx < \(kw); ++kx) {\n"
+        s += "          float wv = wk[ky * \(kw) + kx];\n"
+        s += "          long shift = kx * \(dilationW) - \(padLeft);\n"
+        // ox * strideW + shift in [0, w): ox in [lo, hi).
+        s += "          long lo = shift >= 0 ? 0 : (-shift + \(strideW - 1)) / \(strideW);\n"
+        s += "          long hi = \(w) - shift <= 0 ? 0 : (\(w) - shift + \(strideW - 1)) / \(strideW);\n"
+        s += "          if (hi > \(ow)) hi = \(ow);\n"
+        s += "          for (long oy = 0; oy < \(oh); ++oy) {\n"
         s += "            long iy = oy * \(strideH) - \(padTop) + ky * \(dilationH);\n"
         s += "            if (iy < 0 || iy >= \(h)) continue;\n"
-        s += "            for (long kx = 0; kx < \(kw); ++kx) {\n"
-        s += "              long ix = ox * \(strideW) - \(padLeft) + kx * \(dilationW);\n"
-        s += "              if (ix < 0 || ix >= \(w)) continue;\n"
-        s += "              acc += x[iy * \(w) + ix] * wk[ky * \(kw) + kx];\n"
-        s += "            }\n          }\n        }\n"
-        s += "        float v = acc;\n"
-        if !epilogue.isEmpty { s += "        {\n" + epilogueCode(epilogue, "v") + "\n        }\n" }
-        s += "        y[oy * \(ow) + ox] = v;\n"
-        s += "      }\n    }\n  }\n}\n"
+        s += "            const float *restrict xr = x + iy * \(w) + shift;\n"
+        s += "            float *restrict yr = y + oy * \(ow);\n"
+        s += "            for (long ox = lo; ox < hi; ++ox) yr[ox] += wv * xr[ox * \(strideW)];\n"
+        s += "          }\n        }\n      }\n    }\n"
+        if !epilogue.isEmpty {
+            s += "    for (long j = 0; j < \(oh * ow); ++j) {\n      float v = y[j];\n"
+            s += epilogueCode(epilogue, "v") + "\n      y[j] = v;\n    }\n"
+        }
+        s += "  }\n}\n"
         return s
     }
 

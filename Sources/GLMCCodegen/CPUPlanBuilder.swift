@@ -84,7 +84,7 @@ public enum CPUPlanBuilder {
         try Data(source.utf8).write(to: src)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: cc)
-        process.arguments = ["-std=c99", "-O2", "-fPIC", "-shared", "-o", out.path, src.path, "-lm"]
+        process.arguments = ["-std=c99", "-O3", "-fPIC", "-shared", "-o", out.path, src.path, "-lm"]
         let errPipe = Pipe()
         process.standardError = errPipe
         process.standardOutput = errPipe
