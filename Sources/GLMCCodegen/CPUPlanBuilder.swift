@@ -400,10 +400,23 @@ public enum CPUPlanBuilder {
                 guard aS.count == 2, bS.count == 2, ySizes.count == 2 else {
                     throw unsupported(inst, "on operands of rank \(aS.count) and \(bS.count) (only 2-D)")
                 }
-                let transA = isGemm && int("transA", 0) != 0, transB = isGemm && int("transB", 0) != 0
+                let transA = isGemm && int("transA", 0) != 0
+                var transB = isGemm && int("transB", 0) != 0
                 let m = transA ? aS[1] : aS[0], k = transA ? aS[0] : aS[1], n = transB ? bS[0] : bS[1]
                 guard (transB ? bS[1] : bS[0]) == k, ySizes == [m, n] else { throw unsupported(inst, "with inconsistent shapes") }
-                var args = [try resolve(a), try resolve(b)]
+                var args = [try resolve(a)]
+                if !transB, let c = constant(b), c.dtype == .f32, !c.isElided {
+                    // A constant [K,N] right operand is stored transposed ([N,K]), so every output
+                    // is a dot product of two contiguous rows.
+                    let e = c.elements(as: Float.self)
+                    var t = [Float](repeating: 0, count: e.count)
+                    for p in 0 ..< k { for q in 0 ..< n { t[q * k + p] = e[p * n + q] } }
+                    let key = (bodyConstants[b] != nil ? "\(g.name)#\(b.index)" : "v\(outerValue(b)!.index)") + "#T"
+                    args.append(try weight(key: key, name: g.name(of: b) + ".T", TensorData(type: TensorType(.f32, static: [n, k]), elements: t), inst))
+                    transB = true
+                } else {
+                    args.append(try resolve(b))
+                }
                 var biasStrides: (rowStride: Int, colStride: Int)?
                 let c: ValueID? = isGemm ? (producer.operands.count > 2 ? producer.operands[2] : nil) : extraBias
                 if let c {
