@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GLMCCodegen
 import GLMCFrontends
 import GLMCInterpreter
 import GLMCIR
@@ -12,7 +13,8 @@ struct Run: ParsableCommand {
         abstract: "Run a model or a plan on .npy inputs and write output_<i>.npy files.",
         discussion: """
         A plan file (written by glmc convert --target cpu; recognized by its magic GLMCPLAN) runs on the \
-        CPU runtime; its inputs must have the dtypes and shapes it was compiled for.
+        CPU runtime; its inputs must have the dtypes and shapes it was compiled for. --engine cpu on a model \
+        builds such a plan in memory first (-O3 unless told otherwise; symbolic dimensions from the inputs).
         Inputs given as FILE.npy bind to the model's runtime inputs in order; NAME=FILE.npy binds by name.
         -O1..-O3 or --passes run the optimization pipeline first (default -O0: the imported graph).
         Outputs are written in graph-output order as output_0.npy, output_1.npy, ... only after the whole
@@ -56,6 +58,7 @@ struct Run: ParsableCommand {
     func run() throws {
         try reportingErrors {
             if Self.isPlan(path: model) { return try runPlan() }
+            if engine == .cpu { return try runModelOnCPU() }
             guard engine == .interpreter else {
                 throw GLMCError("unsupported: engine '\(engine.rawValue)' is not built yet; use --engine interpreter")
             }
@@ -128,21 +131,54 @@ struct Run: ParsableCommand {
         guard passOptions.level == nil, passOptions.passes == nil else {
             throw GLMCError("-O and --passes apply to models; a plan is already optimized")
         }
+        let plan: PlanFile
+        do { plan = try PlanReader.read(path: model) } catch let e as PlanError { throw GLMCError(e.message) }
+        guard plan.manifest.target == "cpu" else {
+            throw GLMCError("unsupported: this plan is for target '\(plan.manifest.target)'; only cpu plans run yet")
+        }
+        let names = plan.manifest.inputs.map(\.name)
+        let tensors = try bind(names: names) { i in
+            let t = plan.manifest.inputs[i]
+            return "\(t.dtype)[\(t.shape.map(String.init).joined(separator: ","))]"
+        }
+        try execute(plan, inputs: tensors)
+    }
+
+    /// `--engine cpu` on a model: optimizes it (-O3 unless told otherwise), fixes symbolic input
+    /// dimensions from the given inputs, builds a CPU plan in memory and runs it (timing covers plan
+    /// execution only, not compilation).
+    func runModelOnCPU() throws {
+        let modelBytes: Data
+        do { modelBytes = try Data(contentsOf: URL(fileURLWithPath: model), options: .mappedIfSafe) } catch {
+            throw GLMCError("cannot read \(model): \(error.localizedDescription)")
+        }
+        var module = try ModelLoader.load(path: model).module
+        try ModuleVerifier.verify(module)
+        let f = module.main
+        let tensors = try bindInputs(f)
+        var specs: [(name: String, sizes: [Int])] = []
+        for (a, t) in zip(f.arguments, tensors) where !f.type(of: a).shape.isStatic {
+            specs.append((f.name(of: a), t.shape))
+        }
+        if !specs.isEmpty {
+            try InputShapes.apply(specs, to: &module)
+            try ModuleVerifier.verify(module)
+        }
+        try passOptions.optimize(&module, defaultLevel: 3)
+        let options = CPUPlanOptions(sourceModelSha256: SHA256Digest.hex(SHA256Digest.hash(modelBytes)),
+                                     glmcVersion: GLMC.configuration.version,
+                                     pipeline: try passOptions.pipelineNames(defaultLevel: 3))
+        try execute(try CPUPlanBuilder.build(module, options: options), inputs: tensors)
+    }
+
+    /// Runs `plan` on the CPU runtime with `tensors` (in the plan's input order) and writes the outputs.
+    func execute(_ plan: PlanFile, inputs tensors: [Tensor]) throws {
         do {
-            let plan = try PlanReader.read(path: model)
-            guard plan.manifest.target == "cpu" else {
-                throw GLMCError("unsupported: this plan is for target '\(plan.manifest.target)'; only cpu plans run yet")
-            }
             let executor = try CPUExecutor(plan: plan, threads: threads)
-            let names = plan.manifest.inputs.map(\.name)
-            let tensors = try bind(names: names) { i in
-                let t = plan.manifest.inputs[i]
-                return "\(t.dtype)[\(t.shape.map(String.init).joined(separator: ","))]"
-            }
             var given: [String: HostTensor] = [:]
-            for (name, t) in zip(names, tensors) {
-                given[name] = HostTensor(name: name, dtype: t.dtype.rawValue, shape: t.shape,
-                                         bytes: t.tensorData.withRawBytes { Data($0) })
+            for (input, t) in zip(plan.manifest.inputs, tensors) {
+                given[input.name] = HostTensor(name: input.name, dtype: t.dtype.rawValue, shape: t.shape,
+                                               bytes: t.tensorData.withRawBytes { Data($0) })
             }
             for _ in 0 ..< warmup { _ = try executor.run(inputs: given) }
             var times: [Double] = []

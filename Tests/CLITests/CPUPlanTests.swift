@@ -78,6 +78,26 @@ final class CPUPlanTests: XCTestCase {
                        ["conv2d_epilogue", "max_pool2d", "conv2d_epilogue", "global_average_pool", "copy", "gemm"])
     }
 
+    /// `glmc run MODEL --engine cpu` builds the plan in memory (symbolic dimensions bound from the
+    /// inputs) and runs it.
+    func testRunModelOnTheCPUEngine() throws {
+        let out = scratch + "/engine"
+        let r = try GLMC.run(["run", RoundTripPaths.model("cnn.onnx"), "--engine", "cpu", "--input",
+                              RoundTripPaths.model("cnn.input_0.npy"), "--output-dir", out, "--json"], timeout: 120)
+        assertSucceeds(r, "run --engine cpu")
+        XCTAssertTrue(r.stdout.contains("\"engine\":\"cpu\""), r.stdout)
+        let got = try NPY.read(path: out + "/output_0.npy"), want = try NPY.read(path: RoundTripPaths.model("cnn.output_0.npy"))
+        XCTAssertEqual(got.shape, want.shape)
+        let scale = want.doubles.map(abs).max() ?? 0
+        for (x, y) in zip(got.doubles, want.doubles) where abs(x - y) > 1e-5 * scale + 1e-4 * abs(y) {
+            XCTFail("cnn --engine cpu: \(x) vs reference \(y)")
+            break
+        }
+        assertFails(try GLMC.run(["run", RoundTripPaths.model("transformer.onnx"), "--engine", "cpu", "--input",
+                                  RoundTripPaths.model("transformer.input_0.npy"), "--output-dir", scratch + "/t"], timeout: 120),
+                    containing: ["cannot compile Gather yet"])
+    }
+
     func testWrongInputShapeAndDamagedPlanAreRefused() throws {
         let plan = scratch + "/mlp.plan"
         assertSucceeds(try GLMC.run(["convert", RoundTripPaths.model("mlp.onnx"), "--target", "cpu", "-o", plan], timeout: 120))
