@@ -28,12 +28,14 @@ let package = Package(
         // The plan file format: manifest, sections, checksum, reader/writer, summary. Depends on nothing of the compiler.
         .target(name: "GLMCPlan"),
         // The code generator: the kernel IR, lowering of fusion groups to kernels, the C/OpenCL/CUDA renderer.
-        .target(name: "GLMCCodegen", dependencies: ["GLMCIR", "GLMCOps"]),
+        .target(name: "GLMCCodegen", dependencies: ["GLMCIR", "GLMCOps", "GLMCPasses", "GLMCPlan"]),
+        // Executors for plans (today: the CPU). Depends on the plan format only, never on the compiler.
+        .target(name: "GLMCRuntime", dependencies: ["GLMCPlan"]),
         // FileCheck-style checker and golden helpers for tests.
         .target(name: "GLMCTestSupport", dependencies: ["GLMCIR"]),
         // The command-line tool: the only target that imports ArgumentParser.
         .executableTarget(name: "glmc", dependencies: [
-            "GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCFrontends", "GLMCPasses", "GLMCPlan",
+            "GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCFrontends", "GLMCPasses", "GLMCPlan", "GLMCCodegen", "GLMCRuntime",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "GLMCIRTests", dependencies: ["GLMCIR", "GLMCOps", "GLMCTestSupport"]),
@@ -42,10 +44,10 @@ let package = Package(
         .testTarget(name: "GLMCPassesTests", dependencies: ["GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCPasses", "GLMCFrontends", "GLMCTestSupport"],
                     exclude: ["Inputs"]),
         .testTarget(name: "GLMCPlanTests", dependencies: ["GLMCPlan"]),
-        .testTarget(name: "GLMCCodegenTests", dependencies: ["GLMCIR", "GLMCOps", "GLMCCodegen", "GLMCInterpreter"],
+        .testTarget(name: "GLMCCodegenTests", dependencies: ["GLMCIR", "GLMCOps", "GLMCCodegen", "GLMCInterpreter", "GLMCPlan"],
                     exclude: ["Snapshots"]),
         // Runs the built `glmc` binary as a subprocess (so it depends on it) and round-trips .npy files.
-        .testTarget(name: "CLITests", dependencies: ["glmc", "GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCPlan", "GLMCTestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["glmc", "GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCPlan", "GLMCRuntime", "GLMCTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,8 +1,10 @@
 import ArgumentParser
 import Foundation
+import GLMCCodegen
 import GLMCFrontends
 import GLMCIR
 import GLMCOps
+import GLMCPlan
 
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -11,7 +13,12 @@ struct Convert: ParsableCommand {
         --target onnx imports the model, verifies it, runs the optimization pipeline (-O2 unless -O or \
         --passes says otherwise) and writes the result as an ONNX model. Fusion groups whose body \
         occurs more than once become model-local functions (domain glmc.fused); the others are \
-        expanded back into ONNX nodes. The plan targets (cpu, opencl, cuda) arrive with the back ends.
+        expanded back into ONNX nodes.
+        --target cpu runs the pipeline (-O3 unless -O or --passes says otherwise), needs static shapes \
+        (bind symbolic dimensions with --input-shape), generates one C kernel per instruction or fusion \
+        group, compiles them with $CC (or cc) into a shared object and writes a plan holding the code, \
+        the kernel source, the weights and the memory plan (see Docs/Backends.md). \
+        The opencl and cuda plan targets arrive with their back ends.
         """)
 
     enum Target: String, ExpressibleByArgument, CaseIterable { case cpu, opencl, cuda, onnx }
@@ -27,6 +34,7 @@ struct Convert: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            if target == .cpu { return try convertToCPUPlan() }
             guard target == .onnx else {
                 throw GLMCError("unsupported: glmc convert --target \(target.rawValue) is not built yet (it arrives with the back ends); use glmc dump or glmc run --engine interpreter")
             }
@@ -47,6 +55,33 @@ struct Convert: ParsableCommand {
             try passOptions.optimize(&module, defaultLevel: 2)
             try ONNXWriter.write(module, to: output)
         }
+    }
+}
+
+extension Convert {
+    /// `--target cpu`: optimize, generate and compile the kernels, write the plan.
+    func convertToCPUPlan() throws {
+        guard precision == .fp32, calibrationData == nil else {
+            throw GLMCError("unsupported: --target cpu builds fp32 plans only for now (--precision \(precision.rawValue)\(calibrationData == nil ? "" : ", --calibration-data"))")
+        }
+        let shapes = try inputShapes.map(InputShapes.parse)
+        let modelBytes: Data
+        do { modelBytes = try Data(contentsOf: URL(fileURLWithPath: model), options: .mappedIfSafe) } catch {
+            throw GLMCError("cannot read \(model): \(error.localizedDescription)")
+        }
+        var module = try ModelLoader.load(path: model).module
+        try ModuleVerifier.verify(module)
+        if !shapes.isEmpty {
+            try InputShapes.apply(shapes, to: &module)
+            try ModuleVerifier.verify(module)
+        }
+        let defaultLevel = 3
+        try passOptions.optimize(&module, defaultLevel: defaultLevel)
+        let options = CPUPlanOptions(sourceModelSha256: SHA256Digest.hex(SHA256Digest.hash(modelBytes)),
+                                     glmcVersion: GLMC.configuration.version,
+                                     pipeline: try passOptions.pipelineNames(defaultLevel: defaultLevel))
+        let plan = try CPUPlanBuilder.build(module, options: options)
+        do { try PlanWriter.write(plan, to: output) } catch let e as PlanError { throw GLMCError(e.message) }
     }
 }
 

@@ -40,6 +40,12 @@ struct PassOptions: ParsableArguments {
         }
     }
 
+    /// The names of the passes `optimize` runs, in order.
+    func pipelineNames(defaultLevel: Int) throws -> [String] {
+        let pipeline = try passes.map { try PassRegistry.pipeline(names: $0) } ?? PassRegistry.pipeline(level: level ?? defaultLevel)
+        return pipeline.map { $0.name }
+    }
+
     /// Runs the chosen pipeline on `module`, printing what the flags ask for to stderr.
     func optimize(_ module: inout Module, defaultLevel: Int) throws {
         let pipeline = try passes.map { try PassRegistry.pipeline(names: $0) } ?? PassRegistry.pipeline(level: level ?? defaultLevel)

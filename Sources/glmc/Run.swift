@@ -1,14 +1,20 @@
 import ArgumentParser
 import Foundation
+import GLMCCodegen
 import GLMCFrontends
 import GLMCInterpreter
 import GLMCIR
 import GLMCOps
+import GLMCPlan
+import GLMCRuntime
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a model (or, later, a plan) on .npy inputs and write output_<i>.npy files.",
+        abstract: "Run a model or a plan on .npy inputs and write output_<i>.npy files.",
         discussion: """
+        A plan file (written by glmc convert --target cpu; recognized by its magic GLMCPLAN) runs on the \
+        CPU runtime; its inputs must have the dtypes and shapes it was compiled for. --engine cpu on a model \
+        builds such a plan in memory first (-O3 unless told otherwise; symbolic dimensions from the inputs).
         Inputs given as FILE.npy bind to the model's runtime inputs in order; NAME=FILE.npy binds by name.
         -O1..-O3 or --passes run the optimization pipeline first (default -O0: the imported graph).
         Outputs are written in graph-output order as output_0.npy, output_1.npy, ... only after the whole
@@ -17,7 +23,7 @@ struct Run: ParsableCommand {
 
     enum Engine: String, ExpressibleByArgument, CaseIterable { case interpreter, cpu, opencl, cuda }
 
-    @Argument(help: "An ONNX model or glmc IR text.")
+    @Argument(help: "An ONNX model, glmc IR text, or a plan.")
     var model: String
 
     @Option(help: "Which engine runs the model.")
@@ -35,6 +41,9 @@ struct Run: ParsableCommand {
     @Option(help: "Untimed runs before the timed ones.")
     var warmup: Int = 0
 
+    @Option(help: "Threads a plan's steps are split across (plans only).")
+    var threads: Int = 1
+
     @Flag(help: "Print one JSON line with timing (median_ms, min_ms, p90_ms, runs).")
     var json = false
 
@@ -43,10 +52,13 @@ struct Run: ParsableCommand {
     func validate() throws {
         guard repeatCount >= 1 else { throw ValidationError("--repeat must be at least 1") }
         guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
     }
 
     func run() throws {
         try reportingErrors {
+            if Self.isPlan(path: model) { return try runPlan() }
+            if engine == .cpu { return try runModelOnCPU() }
             guard engine == .interpreter else {
                 throw GLMCError("unsupported: engine '\(engine.rawValue)' is not built yet; use --engine interpreter")
             }
@@ -63,64 +75,162 @@ struct Run: ParsableCommand {
                 outputs = try Interpreter.run(module, inputs: tensors)
                 times.append(nowMilliseconds() - start)
             }
-            // Encode every output before writing any, so a failure (e.g. a bfloat16 output, which
-            // .npy cannot hold) leaves no output files behind.
-            let encoded = try outputs.enumerated().map { i, t in
-                do { return try NPY.encode(t) } catch let e as GLMCError {
-                    throw GLMCError("output \(i) ('\(module.main.outputNames[i])'): \(e.message)")
-                }
+            try writeOutputs(outputs, names: module.main.outputNames)
+            printTiming(times, engine: engine.rawValue)
+        }
+    }
+
+    /// Encodes every output before writing any, so a failure (e.g. a bfloat16 output, which .npy
+    /// cannot hold) leaves no output files behind.
+    func writeOutputs(_ outputs: [Tensor], names: [String]) throws {
+        let encoded = try outputs.enumerated().map { i, t in
+            do { return try NPY.encode(t) } catch let e as GLMCError {
+                throw GLMCError("output \(i) ('\((i < names.count ? names[i] : ""))'): \(e.message)")
             }
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true)
+        } catch {
+            throw GLMCError("cannot create the output folder '\(outputDir)': \(error.localizedDescription)")
+        }
+        var written: [String] = []
+        for (i, bytes) in encoded.enumerated() {
+            let path = (outputDir as NSString).appendingPathComponent("output_\(i).npy")
             do {
-                try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true)
+                try NPY.write(encoded: bytes, to: path)
             } catch {
-                throw GLMCError("cannot create the output folder '\(outputDir)': \(error.localizedDescription)")
+                for w in written { unlink(w) }
+                throw error
             }
-            var written: [String] = []
-            for (i, bytes) in encoded.enumerated() {
-                let path = (outputDir as NSString).appendingPathComponent("output_\(i).npy")
-                do {
-                    try NPY.write(encoded: bytes, to: path)
-                } catch {
-                    for w in written { unlink(w) }
-                    throw error
-                }
-                written.append(path)
+            written.append(path)
+        }
+    }
+
+    func printTiming(_ times: [Double], engine: String) {
+        if json {
+            let sorted = times.sorted()
+            let median = sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+            let p90 = sorted[min(sorted.count - 1, Int((Double(sorted.count) * 0.9).rounded(.up)) - 1)]
+            print(String(format: "{\"engine\":\"%@\",\"median_ms\":%.4f,\"min_ms\":%.4f,\"p90_ms\":%.4f,\"runs\":%d,\"warmup\":%d}",
+                         engine, median, sorted[0], p90, sorted.count, warmup))
+        }
+    }
+
+    static func isPlan(path: String) -> Bool {
+        guard let h = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? h.close() }
+        let magic = (try? h.read(upToCount: 8)) ?? Data()
+        return magic == Data("GLMCPLAN".utf8)
+    }
+
+    /// Runs a plan on the CPU runtime (timing covers plan execution only).
+    func runPlan() throws {
+        guard engine == .interpreter || engine == .cpu else {
+            throw GLMCError("unsupported: engine '\(engine.rawValue)' cannot run plans yet; plans run on the cpu engine")
+        }
+        guard passOptions.level == nil, passOptions.passes == nil else {
+            throw GLMCError("-O and --passes apply to models; a plan is already optimized")
+        }
+        let plan: PlanFile
+        do { plan = try PlanReader.read(path: model) } catch let e as PlanError { throw GLMCError(e.message) }
+        guard plan.manifest.target == "cpu" else {
+            throw GLMCError("unsupported: this plan is for target '\(plan.manifest.target)'; only cpu plans run yet")
+        }
+        let names = plan.manifest.inputs.map(\.name)
+        let tensors = try bind(names: names) { i in
+            let t = plan.manifest.inputs[i]
+            return "\(t.dtype)[\(t.shape.map(String.init).joined(separator: ","))]"
+        }
+        try execute(plan, inputs: tensors)
+    }
+
+    /// `--engine cpu` on a model: optimizes it (-O3 unless told otherwise), fixes symbolic input
+    /// dimensions from the given inputs, builds a CPU plan in memory and runs it (timing covers plan
+    /// execution only, not compilation).
+    func runModelOnCPU() throws {
+        let modelBytes: Data
+        do { modelBytes = try Data(contentsOf: URL(fileURLWithPath: model), options: .mappedIfSafe) } catch {
+            throw GLMCError("cannot read \(model): \(error.localizedDescription)")
+        }
+        var module = try ModelLoader.load(path: model).module
+        try ModuleVerifier.verify(module)
+        let f = module.main
+        let tensors = try bindInputs(f)
+        var specs: [(name: String, sizes: [Int])] = []
+        for (a, t) in zip(f.arguments, tensors) where !f.type(of: a).shape.isStatic {
+            specs.append((f.name(of: a), t.shape))
+        }
+        if !specs.isEmpty {
+            try InputShapes.apply(specs, to: &module)
+            try ModuleVerifier.verify(module)
+        }
+        try passOptions.optimize(&module, defaultLevel: 3)
+        let options = CPUPlanOptions(sourceModelSha256: SHA256Digest.hex(SHA256Digest.hash(modelBytes)),
+                                     glmcVersion: GLMC.configuration.version,
+                                     pipeline: try passOptions.pipelineNames(defaultLevel: 3))
+        try execute(try CPUPlanBuilder.build(module, options: options), inputs: tensors)
+    }
+
+    /// Runs `plan` on the CPU runtime with `tensors` (in the plan's input order) and writes the outputs.
+    func execute(_ plan: PlanFile, inputs tensors: [Tensor]) throws {
+        do {
+            let executor = try CPUExecutor(plan: plan, threads: threads)
+            var given: [String: HostTensor] = [:]
+            for (input, t) in zip(plan.manifest.inputs, tensors) {
+                given[input.name] = HostTensor(name: input.name, dtype: t.dtype.rawValue, shape: t.shape,
+                                               bytes: t.tensorData.withRawBytes { Data($0) })
             }
-            if json {
-                let sorted = times.sorted()
-                let median = sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
-                let p90 = sorted[min(sorted.count - 1, Int((Double(sorted.count) * 0.9).rounded(.up)) - 1)]
-                print(String(format: "{\"engine\":\"%@\",\"median_ms\":%.4f,\"min_ms\":%.4f,\"p90_ms\":%.4f,\"runs\":%d,\"warmup\":%d}",
-                             engine.rawValue, median, sorted[0], p90, sorted.count, warmup))
+            for _ in 0 ..< warmup { _ = try executor.run(inputs: given) }
+            var times: [Double] = []
+            var results: [HostTensor] = []
+            for _ in 0 ..< repeatCount {
+                let start = nowMilliseconds()
+                results = try executor.run(inputs: given)
+                times.append(nowMilliseconds() - start)
             }
+            let outputs = try results.map { r -> Tensor in
+                guard let dtype = DType(rawValue: r.dtype) else { throw GLMCError("output '\(r.name)' has unknown dtype \(r.dtype)") }
+                return try r.bytes.withUnsafeBytes { try Tensor(TensorData(type: TensorType(dtype, static: r.shape), copying: $0)) }
+            }
+            try writeOutputs(outputs, names: results.map(\.name))
+            printTiming(times, engine: "cpu")
+        } catch let e as PlanError {
+            throw GLMCError(e.message)
+        } catch let e as RuntimeError {
+            throw GLMCError(e.message)
         }
     }
 
     /// Reads the `--input` files and orders them like the function's arguments.
     func bindInputs(_ f: Function) throws -> [Tensor] {
-        var bound = [Tensor?](repeating: nil, count: f.arguments.count)
+        try bind(names: f.arguments.map { f.name(of: $0) }) { i in "\(f.type(of: f.arguments[i]))" }
+    }
+
+    /// Reads the `--input` files and orders them like `names` (FILE.npy in order, NAME=FILE.npy by name).
+    func bind(names: [String], describe: (Int) -> String) throws -> [Tensor] {
+        var bound = [Tensor?](repeating: nil, count: names.count)
         var next = 0
         for spec in inputs {
             let index: Int, path: String
             if let eq = spec.firstIndex(of: "="), !FileManager.default.fileExists(atPath: spec) {
                 let name = String(spec[..<eq])
                 path = String(spec[spec.index(after: eq)...])
-                guard let i = f.arguments.firstIndex(where: { f.name(of: $0) == name }) else {
-                    let known = f.arguments.map { "'\(f.name(of: $0))'" }.joined(separator: ", ")
+                guard let i = names.firstIndex(of: name) else {
+                    let known = names.map { "'\($0)'" }.joined(separator: ", ")
                     throw GLMCError("--input \(spec): the model has no input named '\(name)' (inputs: \(known))")
                 }
                 index = i
             } else {
                 while next < bound.count && bound[next] != nil { next += 1 }
-                guard next < bound.count else { throw GLMCError("--input \(spec): the model has only \(f.arguments.count) inputs") }
+                guard next < bound.count else { throw GLMCError("--input \(spec): the model has only \(names.count) inputs") }
                 index = next
                 path = spec
             }
-            guard bound[index] == nil else { throw GLMCError("--input \(spec): input '\(f.name(of: f.arguments[index]))' is given twice") }
+            guard bound[index] == nil else { throw GLMCError("--input \(spec): input '\(names[index])' is given twice") }
             bound[index] = try NPY.read(path: path)
         }
         return try bound.enumerated().map { i, t in
-            guard let t else { throw GLMCError("missing --input for '\(f.name(of: f.arguments[i]))' (\(f.type(of: f.arguments[i])))") }
+            guard let t else { throw GLMCError("missing --input for '\(names[i])' (\(describe(i)))") }
             return t
         }
     }

@@ -1,0 +1,501 @@
+import Foundation
+import GLMCIR
+import GLMCOps
+import GLMCPasses
+import GLMCPlan
+
+/// What a CPU plan records about where it came from.
+public struct CPUPlanOptions: Sendable {
+    public var sourceModelSha256: String
+    public var glmcVersion: String
+    public var pipeline: [String]
+    /// The C compiler (a path or a name on PATH); nil: `$CC`, else `cc`, `gcc`, `clang`.
+    public var compiler: String?
+    public init(sourceModelSha256: String, glmcVersion: String, pipeline: [String] = [], compiler: String? = nil) {
+        self.sourceModelSha256 = sourceModelSha256; self.glmcVersion = glmcVersion
+        self.pipeline = pipeline; self.compiler = compiler
+    }
+}
+
+/// Builds a plan for `--target cpu` from an optimized module with static shapes: one arena (the
+/// memory planner's intermediates, then each input and output in a slot of its own), the constants
+/// as 64-byte aligned weights, and one step per instruction or fusion group, each calling a C
+/// kernel with the uniform ABI `void k(void **args, long begin, long end)` (see
+/// `CPUKernelLibrary`). All kernels form one C translation unit, compiled at build time into the
+/// plan's `code/kernels.so`; the source goes into `source/kernels.c`.
+public enum CPUPlanBuilder {
+    /// The generated part of a plan, before compilation.
+    public struct Generated: Sendable {
+        public var manifest: PlanManifest
+        public var weights: Data
+        public var source: String
+    }
+
+    /// Generates, compiles and assembles the plan.
+    public static func build(_ module: Module, options: CPUPlanOptions) throws -> PlanFile {
+        let generated = try generate(module, options: options)
+        let so = try compile(source: generated.source, compiler: options.compiler)
+        let plan = PlanFile(manifest: generated.manifest, sources: ["kernels.c": generated.source],
+                            code: ["kernels.so": so], weights: generated.weights)
+        try plan.validate()
+        return plan
+    }
+
+    /// Generates the manifest, weights and kernel source (no compiler needed).
+    public static func generate(_ module: Module, options: CPUPlanOptions) throws -> Generated {
+        var g = try Generator(function: module.main)
+        try g.run()
+        let manifest = PlanManifest(target: "cpu", cpuFeatures: [], sourceModelSha256: options.sourceModelSha256,
+                                    glmcVersion: options.glmcVersion, pipeline: options.pipeline,
+                                    inputs: g.inputs, outputs: g.outputs, arenaBytes: g.arenaBytes,
+                                    buffers: g.buffers, steps: g.steps, weights: g.weightsBuilder.table,
+                                    kernelSources: [PlanKernelSource(name: "kernels.c", language: "c")],
+                                    metadata: ["kernel_abi": "void k(void **args, long begin, long end)"])
+        return Generated(manifest: manifest, weights: g.weightsBuilder.blob, source: g.source)
+    }
+
+    // MARK: Compiling
+
+    /// The C compiler to use: `preferred`, else `$CC`, else the first of cc, gcc, clang on PATH.
+    public static func findCompiler(_ preferred: String? = nil) -> String? {
+        let env = ProcessInfo.processInfo.environment
+        var candidates: [String] = []
+        if let preferred, !preferred.isEmpty { candidates = [preferred] }
+        else if let cc = env["CC"], !cc.isEmpty { candidates = [cc] }
+        else { candidates = ["cc", "gcc", "clang"] }
+        let path = (env["PATH"] ?? "/usr/bin:/bin").split(separator: ":").map(String.init)
+        for c in candidates {
+            if c.contains("/") { if FileManager.default.isExecutableFile(atPath: c) { return c }; continue }
+            for dir in path where FileManager.default.isExecutableFile(atPath: dir + "/" + c) { return dir + "/" + c }
+        }
+        return nil
+    }
+
+    /// Compiles one C translation unit into a shared object and returns its bytes.
+    public static func compile(source: String, compiler: String? = nil) throws -> Data {
+        guard let cc = findCompiler(compiler) else {
+            let which = compiler ?? ProcessInfo.processInfo.environment["CC"] ?? "cc, gcc or clang"
+            throw GLMCError("--target cpu needs a C compiler to build the kernels, and none was found (looked for \(which); set CC)")
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("glmc-cpu-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let src = dir.appendingPathComponent("kernels.c"), out = dir.appendingPathComponent("kernels.so")
+        try Data(source.utf8).write(to: src)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: cc)
+        process.arguments = ["-std=c99", "-O3", "-fPIC", "-shared", "-o", out.path, src.path, "-lm"]
+        let errPipe = Pipe()
+        process.standardError = errPipe
+        process.standardOutput = errPipe
+        do { try process.run() } catch {
+            throw GLMCError("cannot run the C compiler \(cc): \(error.localizedDescription)")
+        }
+        let messages = errPipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            let text = String(decoding: messages, as: UTF8.self).split(separator: "\n").prefix(20).joined(separator: "\n")
+            throw GLMCError("the C compiler \(cc) failed on the generated kernels (status \(process.terminationStatus)):\n\(text)")
+        }
+        return try Data(contentsOf: out)
+    }
+
+    // MARK: Generation
+
+    struct Generator {
+        let f: Function
+        var inputs: [PlanTensor] = []
+        var outputs: [PlanTensor] = []
+        var buffers: [PlanBuffer] = []
+        var steps: [PlanStep] = []
+        var arenaBytes = 0
+        var weightsBuilder = PlanWeightsBuilder()
+        var source = CPUKernelLibrary.prelude
+        /// Arena buffer of each runtime value (arguments, intermediates, outputs).
+        var bufferOf: [ValueID: Int] = [:]
+        /// Weight names already laid out, by key (outer value or body constant).
+        var weightNames: [String: String] = [:]
+        var usedWeightNames = Set<String>()
+        var constants: [ValueID: TensorData] = [:]
+        var constantComputed = Set<ValueID>()
+
+        init(function: Function) throws {
+            f = function
+            for (kind, values) in [("input", f.arguments), ("output", f.outputs)] {
+                for v in values {
+                    let t = f.type(of: v)
+                    guard t.shape.staticSizes != nil else {
+                        let symbolic = (t.shape.dims ?? []).compactMap { d -> String? in
+                            if case .symbol(let s) = d { return "?\(s)" }
+                            return nil
+                        }
+                        let what = symbolic.isEmpty ? "a dynamic shape" : "the symbolic dimension \(symbolic.joined(separator: ", "))"
+                        throw GLMCError("--target cpu needs static shapes: \(kind) '\(f.name(of: v))' (\(t)) has \(what); bind it with --input-shape NAME=DxDx...")
+                    }
+                    guard t.dtype.byteSize > 0 else { throw GLMCError("unsupported: --target cpu cannot take \(kind) '\(f.name(of: v))' of type \(t.dtype)") }
+                }
+            }
+        }
+
+        mutating func run() throws {
+            for inst in f.body {
+                if let c = inst.constantValue { constants[inst.results[0]] = c; continue }
+                if inst.nestedFunctions.isEmpty,
+                   inst.operands.allSatisfy({ $0.map { constants[$0] != nil || constantComputed.contains($0) } ?? true }) {
+                    constantComputed.formUnion(inst.results)
+                }
+            }
+            // The arena: planned intermediates, then inputs and outputs in slots of their own.
+            let memory = MemoryPlanner.plan(f)
+            if let v = memory.unplanned.first {
+                throw GLMCError("--target cpu needs static shapes: '\(f.name(of: v))' is \(f.type(of: v)); bind symbolic inputs with --input-shape")
+            }
+            for (v, offset) in memory.offsets.sorted(by: { $0.key.index < $1.key.index }) {
+                bufferOf[v] = addBuffer(offset: offset, bytes: memory.sizes[v]!)
+            }
+            var end = memory.arenaBytes
+            func slot(_ v: ValueID) -> Int {
+                if let b = bufferOf[v] { return b }
+                let bytes = byteCount(v)
+                let offset = PlanLayout.align(end)
+                end = offset + PlanLayout.align(bytes)
+                let b = addBuffer(offset: offset, bytes: bytes)
+                bufferOf[v] = b
+                return b
+            }
+            for a in f.arguments {
+                let t = f.type(of: a)
+                inputs.append(PlanTensor(name: f.name(of: a), dtype: t.dtype.rawValue, shape: t.shape.staticSizes!, buffer: slot(a)))
+            }
+            let argumentSet = Set(f.arguments)
+            for (i, o) in f.outputs.enumerated() {
+                guard !argumentSet.contains(o), constants[o] == nil, !constantComputed.contains(o) else {
+                    throw GLMCError("unsupported: --target cpu cannot return input or constant '\(f.name(of: o))' as an output yet")
+                }
+                let t = f.type(of: o)
+                let name = i < f.outputNames.count ? f.outputNames[i] : f.name(of: o)
+                outputs.append(PlanTensor(name: name, dtype: t.dtype.rawValue, shape: t.shape.staticSizes!, buffer: slot(o)))
+            }
+            arenaBytes = PlanLayout.align(end)
+
+            for inst in f.body where inst.constantValue == nil {
+                if inst.results.allSatisfy({ constantComputed.contains($0) }) { continue }
+                try lower(inst)
+            }
+        }
+
+        mutating func addBuffer(offset: Int, bytes: Int) -> Int {
+            let id = buffers.count
+            buffers.append(PlanBuffer(id: id, offset: offset, bytes: bytes))
+            return id
+        }
+
+        func byteCount(_ v: ValueID) -> Int {
+            let t = f.type(of: v)
+            return (t.shape.staticSizes ?? []).reduce(1, *) * t.dtype.byteSize
+        }
+
+        func unsupported(_ inst: Instruction, _ why: String = "") -> GLMCError {
+            let node = inst.nodeName.isEmpty ? "" : " (node '\(inst.nodeName)')"
+            return GLMCError("unsupported: --target cpu cannot compile \(inst.op)\(why.isEmpty ? "" : " " + why) yet\(node)")
+        }
+
+        /// The plan argument for an outer value.
+        mutating func argument(_ v: ValueID, _ inst: Instruction) throws -> PlanArgument {
+            if let b = bufferOf[v] { return .buffer(b) }
+            if let c = constants[v] { return try weight(key: "v\(v.index)", name: f.name(of: v), c, inst) }
+            throw unsupported(inst, "with operand '\(f.name(of: v))' computed from constants only (run the constant folder: -O1 or more)")
+        }
+
+        mutating func weight(key: String, name: String, _ c: TensorData, _ inst: Instruction) throws -> PlanArgument {
+            if let n = weightNames[key] { return .weight(n) }
+            guard !c.isElided, c.dtype.byteSize > 0 else { throw unsupported(inst, "with an elided or string constant '\(name)'") }
+            var unique = name.isEmpty ? "const" : name
+            var k = 1
+            while usedWeightNames.contains(unique) { unique = "\(name.isEmpty ? "const" : name)_\(k)"; k += 1 }
+            usedWeightNames.insert(unique)
+            weightNames[key] = unique
+            let bytes = c.withRawBytes { Data($0) }
+            weightsBuilder.append(name: unique, dtype: c.dtype.rawValue, shape: c.sizes, bytes: bytes)
+            return .weight(unique)
+        }
+
+        var nextSymbol: String { "glmc_step\(steps.count)" }
+
+        /// Work (roughly, multiply-adds) below which a slice of a step's range is not worth a thread.
+        static let grainWork = 8192
+
+        /// `work`: the rough cost of one unit of the step's range; the step's `grain` is how many
+        /// units a thread should get at least.
+        mutating func addStep(kind: String, code: String, arguments: [PlanArgument], range: Int, work: Int = 1) {
+            let grain = max(1, Self.grainWork / max(1, work))
+            steps.append(PlanStep(kernel: nextSymbol, kind: kind, arguments: arguments, launch: ["range": range, "grain": grain]))
+            source += "\n" + code
+        }
+
+        // MARK: Lowering one instruction
+
+        mutating func lower(_ inst: Instruction) throws {
+            let op = inst.op
+            if op == FusedOps.fused {
+                guard case .graph(let body)? = inst.attributes["body"] else { throw unsupported(inst, "without a body graph") }
+                let members = body.body.filter { $0.constantValue == nil }
+                if let first = members.first, first.op.domain.isEmpty, ["Gemm", "MatMul", "Conv"].contains(first.op.type) {
+                    return try lowerProducer(inst, body: body)
+                }
+                return try lowerElementwise(inst)
+            }
+            guard op.domain.isEmpty || op.domain == "ai.onnx" else { throw unsupported(inst) }
+            switch op.type {
+            case "Gemm", "MatMul", "Conv":
+                return try lowerProducer(inst, body: nil)
+            case "MaxPool", "AveragePool":
+                return try lowerPool(inst)
+            case "GlobalAveragePool":
+                try requireF32(inst)
+                let x = f.type(of: inst.operands[0]!).shape.staticSizes!
+                guard x.count >= 3 else { throw unsupported(inst, "of rank \(x.count)") }
+                let planes = x[0] * x[1], size = x.dropFirst(2).reduce(1, *)
+                let args = [try argument(inst.operands[0]!, inst), .buffer(bufferOf[inst.results[0]]!)]
+                addStep(kind: "global_average_pool", code: CPUKernelLibrary.globalAveragePool(name: nextSymbol, planes: planes, size: size),
+                        arguments: args, range: planes, work: size)
+            case "Reshape", "Flatten", "Identity", "Squeeze", "Unsqueeze":
+                guard inst.results.count == 1, let x = inst.operands.first ?? nil else { throw unsupported(inst) }
+                let bytes = byteCount(inst.results[0])
+                guard byteCount(x) == bytes else { throw unsupported(inst, "that changes the byte count") }
+                let args = [try argument(x, inst), .buffer(bufferOf[inst.results[0]]!)]
+                addStep(kind: "copy", code: CPUKernelLibrary.copy(name: nextSymbol, bytes: bytes), arguments: args, range: bytes, work: 1)
+            default:
+                guard ElementwiseLowering.supportedOps.contains(op.type) else { throw unsupported(inst) }
+                try lowerElementwise(inst)
+            }
+        }
+
+        func requireF32(_ inst: Instruction) throws {
+            for case let v? in inst.operands + inst.results.map(Optional.some) where f.type(of: v).dtype != .f32 {
+                throw unsupported(inst, "on \(f.type(of: v).dtype) tensors")
+            }
+        }
+
+        /// An elementwise group or instruction: `ElementwiseLowering`, rendered as C and wrapped
+        /// into the plan's ABI.
+        mutating func lowerElementwise(_ inst: Instruction) throws {
+            var kernel: Kernel
+            do { kernel = try ElementwiseLowering.lower(inst, in: f) } catch let e as GLMCError {
+                let node = inst.nodeName.isEmpty ? "" : " (node '\(inst.nodeName)')"
+                throw GLMCError("unsupported: --target cpu cannot compile \(inst.op)\(node) yet: \(e.message)")
+            }
+            // The kernel's buffers: its arguments (the fused body's arguments in order; or the
+            // operands except one-element constants, each once), then its results.
+            var args: [PlanArgument] = []
+            if inst.op == FusedOps.fused {
+                for case let v? in inst.operands { args.append(try argument(v, inst)) }
+            } else {
+                var seen = Set<ValueID>()
+                for case let v? in inst.operands where !seen.contains(v) {
+                    seen.insert(v)
+                    if let c = constants[v], c.elementCount == 1, c.dtype == .f32 || c.dtype == .bool { continue }
+                    args.append(try argument(v, inst))
+                }
+            }
+            for r in inst.results {
+                guard let b = bufferOf[r] else { throw unsupported(inst, "whose result '\(f.name(of: r))' has no buffer") }
+                args.append(.buffer(b))
+            }
+            guard args.count == kernel.buffers.count else {
+                throw unsupported(inst, "(its kernel takes \(kernel.buffers.count) buffers, the step has \(args.count))")
+            }
+            let symbol = nextSymbol
+            kernel.name = symbol + "_body"
+            var code = Renderer(dialect: .c).render(kernel)
+            let params = kernel.buffers.indices.map { "args[\($0)]" } + ["begin", "end"]
+            code += "void \(symbol)(void **args, long begin, long end) { \(kernel.name)(\(params.joined(separator: ", "))); }\n"
+            addStep(kind: "elementwise", code: code, arguments: args, range: kernel.count, work: 2)
+        }
+
+        /// Gemm, MatMul or Conv, alone or as the head of a fusion group whose other members form
+        /// an elementwise epilogue on its result (Relu, LeakyRelu, Clip, Sigmoid, Tanh; after a
+        /// MatMul, an Add of a bias first).
+        mutating func lowerProducer(_ inst: Instruction, body: Function?) throws {
+            // Resolution of the producer's (and epilogue's) values to plan arguments.
+            let g = body ?? f
+            var bodyConstants: [ValueID: TensorData] = [:]
+            var members: [Instruction] = [inst]
+            if let body {
+                members = []
+                for m in body.body {
+                    if let c = m.constantValue { bodyConstants[m.results[0]] = c } else { members.append(m) }
+                }
+            }
+            func outerValue(_ v: ValueID) -> ValueID? {
+                guard let body else { return v }
+                guard let j = body.arguments.firstIndex(of: v) else { return nil }
+                return inst.operands[j]
+            }
+            func constant(_ v: ValueID) -> TensorData? {
+                if let c = bodyConstants[v] { return c }
+                return outerValue(v).flatMap { constants[$0] }
+            }
+            func resolve(_ v: ValueID) throws -> PlanArgument {
+                if let c = bodyConstants[v] { return try weight(key: "\(g.name)#\(v.index)", name: g.name(of: v), c, inst) }
+                guard let o = outerValue(v) else { throw unsupported(inst, "with a captured value") }
+                return try argument(o, inst)
+            }
+            func scalar(_ v: ValueID?) -> Float? {
+                guard let v, let c = constant(v), c.elementCount == 1, c.dtype == .f32 else { return nil }
+                return c.elements(as: Float.self)[0]
+            }
+            let producer = members[0]
+            for m in members {
+                for case let v? in m.operands + m.results.map(Optional.some) where g.type(of: v).dtype != .f32 {
+                    throw unsupported(inst, "on \(g.type(of: v).dtype) tensors")
+                }
+            }
+            // The epilogue.
+            var current = producer.results[0]
+            var epilogue: [CPUKernelLibrary.Epilogue] = []
+            var extraBias: ValueID?
+            for (n, m) in members.dropFirst().enumerated() {
+                guard m.op.domain.isEmpty, m.operands.first == current, m.results.count == 1 else {
+                    throw unsupported(inst, "group '\(g.name)' (member \(m.op) is not an elementwise epilogue of \(producer.op))")
+                }
+                switch m.op.type {
+                case "Relu": epilogue.append(.relu)
+                case "Sigmoid": epilogue.append(.sigmoid)
+                case "Tanh": epilogue.append(.tanh)
+                case "LeakyRelu":
+                    var alpha: Float = 0.01
+                    if case .float(let a)? = m.attributes["alpha"] { alpha = a }
+                    epilogue.append(.leakyRelu(alpha: alpha))
+                case "Clip":
+                    var lo = -Float.infinity, hi = Float.infinity
+                    if case .float(let a)? = m.attributes["min"] { lo = a }
+                    if case .float(let a)? = m.attributes["max"] { hi = a }
+                    if m.operands.count > 1, let v = m.operands[1] { guard let s = scalar(v) else { throw unsupported(inst, "with a non-constant Clip bound") }; lo = s }
+                    if m.operands.count > 2, let v = m.operands[2] { guard let s = scalar(v) else { throw unsupported(inst, "with a non-constant Clip bound") }; hi = s }
+                    epilogue.append(.clip(min: lo, max: hi))
+                case "Add" where n == 0 && producer.op.type == "MatMul" && m.operands.count == 2 && m.operands[1] != nil:
+                    extraBias = m.operands[1]
+                default:
+                    throw unsupported(inst, "group '\(g.name)' (member \(m.op) is not an elementwise epilogue of \(producer.op))")
+                }
+                current = m.results[0]
+            }
+            guard body == nil || body!.outputs == [current] else {
+                throw unsupported(inst, "group '\(g.name)' with more than its final result as output")
+            }
+            let y = inst.results[0]
+            guard let yBuffer = bufferOf[y] else { throw unsupported(inst, "whose result has no buffer") }
+            let ySizes = f.type(of: y).shape.staticSizes!
+            let symbol = nextSymbol
+            let attrs = producer.attributes
+            func int(_ name: String, _ d: Int) -> Int { if case .int(let v)? = attrs[name] { return v }; return d }
+            func float(_ name: String, _ d: Float) -> Float { if case .float(let v)? = attrs[name] { return v }; return d }
+
+            switch producer.op.type {
+            case "Gemm", "MatMul":
+                let isGemm = producer.op.type == "Gemm"
+                guard let a = producer.operands[0], let b = producer.operands[1] else { throw unsupported(inst) }
+                let aS = g.type(of: a).shape.staticSizes!, bS = g.type(of: b).shape.staticSizes!
+                guard aS.count == 2, bS.count == 2, ySizes.count == 2 else {
+                    throw unsupported(inst, "on operands of rank \(aS.count) and \(bS.count) (only 2-D)")
+                }
+                let transA = isGemm && int("transA", 0) != 0
+                var transB = isGemm && int("transB", 0) != 0
+                let m = transA ? aS[1] : aS[0], k = transA ? aS[0] : aS[1], n = transB ? bS[0] : bS[1]
+                guard (transB ? bS[1] : bS[0]) == k, ySizes == [m, n] else { throw unsupported(inst, "with inconsistent shapes") }
+                var args = [try resolve(a)]
+                if !transB, let c = constant(b), c.dtype == .f32, !c.isElided {
+                    // A constant [K,N] right operand is stored transposed ([N,K]), so every output
+                    // is a dot product of two contiguous rows.
+                    let e = c.elements(as: Float.self)
+                    var t = [Float](repeating: 0, count: e.count)
+                    for p in 0 ..< k { for q in 0 ..< n { t[q * k + p] = e[p * n + q] } }
+                    let key = (bodyConstants[b] != nil ? "\(g.name)#\(b.index)" : "v\(outerValue(b)!.index)") + "#T"
+                    args.append(try weight(key: key, name: g.name(of: b) + ".T", TensorData(type: TensorType(.f32, static: [n, k]), elements: t), inst))
+                    transB = true
+                } else {
+                    args.append(try resolve(b))
+                }
+                var biasStrides: (rowStride: Int, colStride: Int)?
+                let c: ValueID? = isGemm ? (producer.operands.count > 2 ? producer.operands[2] : nil) : extraBias
+                if let c {
+                    let cS = g.type(of: c).shape.staticSizes!
+                    guard cS.count <= 2 else { throw unsupported(inst, "with a bias of rank \(cS.count)") }
+                    let cm = cS.count == 2 ? cS[0] : 1, cn = cS.count >= 1 ? cS[cS.count - 1] : 1
+                    guard cm == 1 || cm == m, cn == 1 || cn == n else { throw unsupported(inst, "with a bias of shape \(cS)") }
+                    biasStrides = (cm == 1 ? 0 : cn, cn == 1 ? 0 : 1)
+                    args.append(try resolve(c))
+                }
+                args.append(.buffer(yBuffer))
+                let code = CPUKernelLibrary.gemm(name: symbol, m: m, n: n, k: k, transA: transA, transB: transB,
+                                                 alpha: isGemm ? float("alpha", 1) : 1, beta: isGemm ? float("beta", 1) : 1,
+                                                 bias: biasStrides, epilogue: epilogue)
+                addStep(kind: epilogue.isEmpty ? producer.op.type.lowercased() : producer.op.type.lowercased() + "_epilogue",
+                        code: code, arguments: args, range: m * n, work: k)
+            default:  // Conv
+                guard let x = producer.operands[0], let w = producer.operands[1] else { throw unsupported(inst) }
+                let xS = g.type(of: x).shape.staticSizes!, wS = g.type(of: w).shape.staticSizes!
+                guard xS.count == 4, wS.count == 4, ySizes.count == 4 else { throw unsupported(inst, "of rank \(xS.count) (only 2-D, NCHW)") }
+                let group = int("group", 1)
+                guard group >= 1, xS[1] % group == 0, ySizes[1] % group == 0, wS[1] == xS[1] / group else {
+                    throw unsupported(inst, "with inconsistent groups")
+                }
+                let (pads, strides, dilations) = try window(producer, input: Array(xS[2...]), output: Array(ySizes[2...]),
+                                                           kernel: Array(wS[2...]), inst)
+                var args = [try resolve(x), try resolve(w)]
+                let hasBias = producer.operands.count > 2 && producer.operands[2] != nil
+                if hasBias { args.append(try resolve(producer.operands[2]!)) }
+                args.append(.buffer(yBuffer))
+                let code = CPUKernelLibrary.conv2d(name: symbol, n: xS[0], c: xS[1], h: xS[2], w: xS[3], m: ySizes[1],
+                                                   oh: ySizes[2], ow: ySizes[3], kh: wS[2], kw: wS[3], group: group,
+                                                   padTop: pads[0], padLeft: pads[1], strideH: strides[0], strideW: strides[1],
+                                                   dilationH: dilations[0], dilationW: dilations[1], hasBias: hasBias, epilogue: epilogue)
+                addStep(kind: epilogue.isEmpty ? "conv2d" : "conv2d_epilogue", code: code, arguments: args, range: ySizes[0] * ySizes[1],
+                        work: ySizes[2] * ySizes[3] * wS[1] * wS[2] * wS[3])
+            }
+        }
+
+        /// Begin pads, strides and dilations of a 2-D window op, auto_pad resolved.
+        func window(_ inst: Instruction, input: [Int], output: [Int], kernel: [Int], _ outer: Instruction) throws
+            -> (pads: [Int], strides: [Int], dilations: [Int]) {
+            func ints(_ name: String, _ d: [Int]) -> [Int] { if case .ints(let v)? = inst.attributes[name] { return v }; return d }
+            let strides = ints("strides", [1, 1]), dilations = ints("dilations", [1, 1])
+            var pads = ints("pads", [0, 0, 0, 0])
+            guard strides.count == 2, dilations.count == 2, pads.count == 4 else { throw unsupported(outer, "with a window of the wrong rank") }
+            var autoPad = "NOTSET"
+            if case .string(let s)? = inst.attributes["auto_pad"] { autoPad = s }
+            switch autoPad {
+            case "NOTSET": break
+            case "VALID": pads = [0, 0, 0, 0]
+            case "SAME_UPPER", "SAME_LOWER":
+                for d in 0 ..< 2 {
+                    let total = max(0, (output[d] - 1) * strides[d] + (kernel[d] - 1) * dilations[d] + 1 - input[d])
+                    pads[d] = autoPad == "SAME_UPPER" ? total / 2 : total - total / 2
+                }
+            default: throw unsupported(outer, "with auto_pad \(autoPad)")
+            }
+            return ([pads[0], pads[1]], strides, dilations)
+        }
+
+        mutating func lowerPool(_ inst: Instruction) throws {
+            try requireF32(inst)
+            guard inst.results.count == 1, let x = inst.operands[0] else { throw unsupported(inst, "with an Indices output") }
+            let xS = f.type(of: x).shape.staticSizes!, yS = f.type(of: inst.results[0]).shape.staticSizes!
+            guard xS.count == 4, yS.count == 4 else { throw unsupported(inst, "of rank \(xS.count) (only 2-D, NCHW)") }
+            guard case .ints(let kernel)? = inst.attributes["kernel_shape"], kernel.count == 2 else { throw unsupported(inst, "without a 2-D kernel_shape") }
+            if case .int(let order)? = inst.attributes["storage_order"], order != 0 { throw unsupported(inst, "with storage_order \(order)") }
+            let (pads, strides, dilations) = try window(inst, input: Array(xS[2...]), output: Array(yS[2...]), kernel: kernel, inst)
+            var countIncludePad = false
+            if case .int(let v)? = inst.attributes["count_include_pad"] { countIncludePad = v != 0 }
+            let isMax = inst.op.type == "MaxPool"
+            let args = [try argument(x, inst), .buffer(bufferOf[inst.results[0]]!)]
+            let code = CPUKernelLibrary.pool2d(name: nextSymbol, max: isMax, planes: xS[0] * xS[1], h: xS[2], w: xS[3],
+                                               oh: yS[2], ow: yS[3], kh: kernel[0], kw: kernel[1], padTop: pads[0], padLeft: pads[1],
+                                               strideH: strides[0], strideW: strides[1], dilationH: dilations[0], dilationW: dilations[1],
+                                               countIncludePad: countIncludePad)
+            addStep(kind: isMax ? "max_pool2d" : "average_pool2d", code: code, arguments: args, range: xS[0] * xS[1],
+                    work: yS[2] * yS[3] * kernel[0] * kernel[1])
+        }
+    }
+}

@@ -1,0 +1,200 @@
+import Foundation
+import GLMCPlan
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A failure of loading or running a plan; `message` is one line.
+public struct RuntimeError: Error, CustomStringConvertible, Equatable, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// A tensor handed to or returned by an executor: element type ("f32", ...), shape and the raw
+/// little-endian row-major bytes.
+public struct HostTensor: Equatable, Sendable {
+    public var name: String
+    public var dtype: String
+    public var shape: [Int]
+    public var bytes: Data
+    public init(name: String = "", dtype: String, shape: [Int], bytes: Data) {
+        self.name = name; self.dtype = dtype; self.shape = shape; self.bytes = bytes
+    }
+}
+
+/// The plan's CPU kernel ABI: `void k(void **args, long begin, long end)`.
+typealias CPUKernel = @convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>?, Int, Int) -> Void
+
+/// Runs a `--target cpu` plan: loads its `kernels.so`, resolves each step's kernel, allocates the
+/// one 64-byte aligned arena, binds the weights in place (the plan's mapped weights section) and
+/// runs the steps in order, splitting each step's range `[0, launch["range"])` across up to
+/// `threads` threads, each slice at least `launch["grain"]` long.
+///
+/// An executor owns mutable state (the arena): one `run` at a time.
+public final class CPUExecutor {
+    public let plan: PlanFile
+    public var manifest: PlanManifest { plan.manifest }
+    /// Threads a step's range is split across (1: the calling thread only).
+    public let threads: Int
+    /// Whether the weights are used in place (true) or had to be copied to aligned memory.
+    public private(set) var weightsInPlace = false
+
+    private let library: UnsafeMutableRawPointer
+    private let kernels: [CPUKernel]
+    private let ranges: [Int]
+    private let grains: [Int]
+    private let arena: UnsafeMutableRawPointer
+    private var weightsCopy: UnsafeMutableRawPointer?
+    /// Per step, the argument pointers (arena slices and weights), fixed at load time.
+    private var argumentTables: [UnsafeMutablePointer<UnsafeMutableRawPointer?>] = []
+
+    public init(plan: PlanFile, threads: Int = 1) throws {
+        let m = plan.manifest
+        guard m.target == "cpu" else { throw RuntimeError("the plan is for target '\(m.target)', not cpu") }
+        try plan.validate()
+        guard let so = plan.code["kernels.so"], !so.isEmpty else { throw RuntimeError("the plan has no code section 'code/kernels.so'") }
+        self.plan = plan
+        self.threads = max(1, threads)
+
+        // The shared object: a private temporary file, opened and then removed.
+        var template = Array((NSTemporaryDirectory() + "/glmc-kernels-XXXXXX.so").utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemps($0.baseAddress!, 3) }
+        guard fd >= 0 else { throw RuntimeError("cannot create a temporary file for the kernels: \(String(cString: strerror(errno)))") }
+        let path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        defer { unlink(path) }
+        let written = so.withUnsafeBytes { buf -> Bool in
+            var offset = 0
+            while offset < buf.count {
+                let n = write(fd, buf.baseAddress! + offset, buf.count - offset)
+                if n <= 0 { return false }
+                offset += n
+            }
+            return true
+        }
+        close(fd)
+        guard written else { throw RuntimeError("cannot write the kernels to \(path)") }
+        guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
+            let why = dlerror().map { String(cString: $0) } ?? "unknown error"
+            throw RuntimeError("cannot load the plan's kernels.so: \(why)")
+        }
+        var kernels: [CPUKernel] = []
+        var ranges: [Int] = []
+        var grains: [Int] = []
+        for (i, step) in m.steps.enumerated() {
+            guard let sym = dlsym(handle, step.kernel) else {
+                dlclose(handle)
+                throw RuntimeError("step \(i): kernel '\(step.kernel)' is missing from the plan's kernels.so")
+            }
+            kernels.append(unsafeBitCast(sym, to: CPUKernel.self))
+            let range = step.launch["range"] ?? 1
+            guard range >= 0 else { dlclose(handle); throw RuntimeError("step \(i) (\(step.kernel)): negative range \(range)") }
+            ranges.append(range)
+            grains.append(max(1, step.launch["grain"] ?? Self.defaultGrain))
+        }
+        library = handle
+        self.kernels = kernels
+        self.ranges = ranges
+        self.grains = grains
+
+        var raw: UnsafeMutableRawPointer?
+        guard posix_memalign(&raw, PlanLayout.alignment, max(m.arenaBytes, PlanLayout.alignment)) == 0, let arena = raw else {
+            dlclose(handle)
+            throw RuntimeError("cannot allocate the \(m.arenaBytes)-byte arena")
+        }
+        memset(arena, 0, max(m.arenaBytes, PlanLayout.alignment))
+        self.arena = arena
+
+        // Weights: in place when the section is mapped and aligned; else one aligned copy.
+        var weightsBase: UnsafeMutableRawPointer?
+        let count = plan.weights.count
+        if count > 0 {
+            let mapped = plan.weights.withUnsafeBytes { UnsafeMutableRawPointer(mutating: $0.baseAddress) }
+            if count >= 64, let mapped, Int(bitPattern: mapped) % PlanLayout.alignment == 0 {
+                weightsBase = mapped
+                weightsInPlace = true
+            } else {
+                var copy: UnsafeMutableRawPointer?
+                guard posix_memalign(&copy, PlanLayout.alignment, count) == 0, let copy else {
+                    throw RuntimeError("cannot allocate \(count) bytes for the weights")
+                }
+                plan.weights.withUnsafeBytes { copy.copyMemory(from: $0.baseAddress!, byteCount: count) }
+                weightsCopy = copy
+                weightsBase = copy
+            }
+        }
+        let buffers = Dictionary(m.buffers.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        let weights = Dictionary(m.weights.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        for step in m.steps {
+            let table = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: max(1, step.arguments.count))
+            for (j, a) in step.arguments.enumerated() {
+                switch a {
+                case .buffer(let id): table[j] = arena + buffers[id]!.offset
+                case .weight(let name): table[j] = weightsBase.map { $0 + weights[name]!.offset }
+                }
+            }
+            argumentTables.append(table)
+        }
+    }
+
+    deinit {
+        for t in argumentTables { t.deallocate() }
+        free(arena)
+        if let weightsCopy { free(weightsCopy) }
+        dlclose(library)
+    }
+
+    /// Runs the plan on `inputs` (by input name; each must match the manifest's dtype and shape)
+    /// and returns the outputs in the manifest's order.
+    public func run(inputs given: [String: HostTensor]) throws -> [HostTensor] {
+        let m = manifest
+        let buffers = Dictionary(m.buffers.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        for name in given.keys where !m.inputs.contains(where: { $0.name == name }) {
+            throw RuntimeError("the plan has no input named '\(name)' (inputs: \(m.inputs.map { "'\($0.name)'" }.joined(separator: ", ")))")
+        }
+        for input in m.inputs {
+            guard let t = given[input.name] else {
+                throw RuntimeError("missing input '\(input.name)' (\(input.dtype)\(input.shape))")
+            }
+            guard t.dtype == input.dtype, t.shape == input.shape else {
+                throw RuntimeError("input '\(input.name)' is \(t.dtype)\(t.shape), but the plan was compiled for \(input.dtype)\(input.shape)")
+            }
+            let b = buffers[input.buffer]!
+            guard t.bytes.count == b.bytes else {
+                throw RuntimeError("input '\(input.name)' has \(t.bytes.count) bytes, expected \(b.bytes)")
+            }
+            if b.bytes > 0 { t.bytes.withUnsafeBytes { (arena + b.offset).copyMemory(from: $0.baseAddress!, byteCount: b.bytes) } }
+        }
+        for i in kernels.indices { execute(step: i) }
+        return m.outputs.map { o in
+            let b = buffers[o.buffer]!
+            return HostTensor(name: o.name, dtype: o.dtype, shape: o.shape, bytes: Data(bytes: arena + b.offset, count: b.bytes))
+        }
+    }
+
+    /// Smallest slice worth a thread of its own when a step names no `grain`.
+    static let defaultGrain = 64
+
+    private func execute(step i: Int) {
+        let kernel = kernels[i], args = argumentTables[i], range = ranges[i]
+        let parts = min(threads, range / grains[i])
+        if parts <= 1 {
+            if range > 0 { kernel(args, 0, range) }
+            return
+        }
+        let chunk = (range + parts - 1) / parts
+        let table = UncheckedPointer(args)
+        DispatchQueue.concurrentPerform(iterations: parts) { p in
+            let begin = p * chunk, end = min(range, begin + chunk)
+            if begin < end { kernel(table.pointer, begin, end) }
+        }
+    }
+}
+
+/// A pointer handed to worker threads; the kernels only read their argument tables.
+private struct UncheckedPointer: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+    init(_ p: UnsafeMutablePointer<UnsafeMutableRawPointer?>) { pointer = p }
+}

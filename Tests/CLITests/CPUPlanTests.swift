@@ -1,0 +1,241 @@
+import Foundation
+import GLMCInterpreter
+import GLMCIR
+import GLMCOps
+import GLMCPlan
+import GLMCRuntime
+import GLMCTestSupport
+import XCTest
+
+/// The CPU back end end to end: `glmc convert --target cpu` builds a plan (C kernels compiled by
+/// the system C compiler), `glmc run PLAN` executes it on GLMCRuntime's CPUExecutor, and the
+/// outputs match the reference outputs stored next to the models.
+final class CPUPlanTests: XCTestCase {
+    var scratch = ""
+
+    override func setUpWithError() throws {
+        guard Self.hasCCompiler else { throw XCTSkip("no C compiler ($CC, cc, gcc or clang) on PATH") }
+        scratch = try Fixtures.temporaryDirectory("glmc-cpu-plan")
+    }
+
+    override func tearDownWithError() throws {
+        if !scratch.isEmpty { try? FileManager.default.removeItem(atPath: scratch) }
+    }
+
+    static let hasCCompiler: Bool = {
+        let env = ProcessInfo.processInfo.environment
+        let names = env["CC"].map { [$0] } ?? ["cc", "gcc", "clang"]
+        let path = (env["PATH"] ?? "/usr/bin:/bin").split(separator: ":").map(String.init)
+        return names.contains { n in
+            n.contains("/") ? FileManager.default.isExecutableFile(atPath: n)
+                : path.contains { FileManager.default.isExecutableFile(atPath: $0 + "/" + n) }
+        }
+    }()
+
+    /// Converts `Models/<name>.onnx`, runs the plan on the stored input and compares with the
+    /// stored output (|a - b| <= 1e-5 * max|b| + 1e-4 * |b|).
+    func checkModel(_ name: String, extra: [String] = []) throws -> String {
+        let plan = scratch + "/\(name).plan"
+        let convert = try GLMC.run(["convert", RoundTripPaths.model("\(name).onnx"), "--target", "cpu", "-o", plan] + extra, timeout: 120)
+        assertSucceeds(convert, "convert \(name)")
+        for threads in ["1", "3"] {
+            let out = scratch + "/\(name)-out-\(threads)"
+            let run = try GLMC.run(["run", plan, "--input", RoundTripPaths.model("\(name).input_0.npy"),
+                                    "--output-dir", out, "--threads", threads, "--repeat", "3", "--json"], timeout: 60)
+            assertSucceeds(run, "run \(name) plan")
+            XCTAssertTrue(run.stdout.contains("\"engine\":\"cpu\""), run.stdout)
+            let got = try NPY.read(path: out + "/output_0.npy")
+            let want = try NPY.read(path: RoundTripPaths.model("\(name).output_0.npy"))
+            XCTAssertEqual(got.shape, want.shape)
+            XCTAssertEqual(got.dtype, want.dtype)
+            let a = got.doubles, b = want.doubles
+            let scale = b.map(abs).max() ?? 0
+            for (x, y) in zip(a, b) where abs(x - y) > 1e-5 * scale + 1e-4 * abs(y) {
+                XCTFail("\(name) (\(threads) threads): \(x) vs reference \(y)")
+                break
+            }
+        }
+        return plan
+    }
+
+    func testMLPPlanMatchesTheReference() throws {
+        let plan = try checkModel("mlp")
+        let r = try GLMC.run(["inspect", plan, "--json"])
+        assertSucceeds(r, "inspect")
+        let object = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(object?["target"] as? String, "cpu")
+        let file = try PlanReader.read(path: plan)
+        XCTAssertEqual(file.manifest.steps.map(\.kind), ["gemm_epilogue", "gemm_epilogue", "gemm"])
+        XCTAssertEqual(file.manifest.cpuFeatures, [])
+        XCTAssertNotNil(file.code["kernels.so"])
+        XCTAssertTrue(file.sources["kernels.c"]?.contains("void glmc_step0(void **args, long begin, long end)") ?? false)
+    }
+
+    func testCNNPlanMatchesTheReference() throws {
+        let plan = try checkModel("cnn")
+        let file = try PlanReader.read(path: plan)
+        XCTAssertEqual(file.manifest.steps.map(\.kind),
+                       ["conv2d_epilogue", "max_pool2d", "conv2d_epilogue", "global_average_pool", "copy", "gemm"])
+    }
+
+    /// `glmc run MODEL --engine cpu` builds the plan in memory (symbolic dimensions bound from the
+    /// inputs) and runs it.
+    func testRunModelOnTheCPUEngine() throws {
+        let out = scratch + "/engine"
+        let r = try GLMC.run(["run", RoundTripPaths.model("cnn.onnx"), "--engine", "cpu", "--input",
+                              RoundTripPaths.model("cnn.input_0.npy"), "--output-dir", out, "--json"], timeout: 120)
+        assertSucceeds(r, "run --engine cpu")
+        XCTAssertTrue(r.stdout.contains("\"engine\":\"cpu\""), r.stdout)
+        let got = try NPY.read(path: out + "/output_0.npy"), want = try NPY.read(path: RoundTripPaths.model("cnn.output_0.npy"))
+        XCTAssertEqual(got.shape, want.shape)
+        let scale = want.doubles.map(abs).max() ?? 0
+        for (x, y) in zip(got.doubles, want.doubles) where abs(x - y) > 1e-5 * scale + 1e-4 * abs(y) {
+            XCTFail("cnn --engine cpu: \(x) vs reference \(y)")
+            break
+        }
+        assertFails(try GLMC.run(["run", RoundTripPaths.model("transformer.onnx"), "--engine", "cpu", "--input",
+                                  RoundTripPaths.model("transformer.input_0.npy"), "--output-dir", scratch + "/t"], timeout: 120),
+                    containing: ["cannot compile Gather yet"])
+    }
+
+    func testWrongInputShapeAndDamagedPlanAreRefused() throws {
+        let plan = scratch + "/mlp.plan"
+        assertSucceeds(try GLMC.run(["convert", RoundTripPaths.model("mlp.onnx"), "--target", "cpu", "-o", plan], timeout: 120))
+        let wrong = scratch + "/wrong.npy"
+        try NPY.write(encoded: try NPY.encode(Tensor([Float](repeating: 0, count: 128), shape: [2, 64])), to: wrong)
+        assertFails(try GLMC.run(["run", plan, "--input", wrong, "--output-dir", scratch + "/o"]),
+                    containing: ["input 'input' is f32[2, 64]", "compiled for f32[1, 64]"])
+        XCTAssertEqual(outputs(in: scratch + "/o"), [])
+
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: plan))
+        bytes[bytes.count / 2] ^= 0xFF
+        let damaged = scratch + "/damaged.plan"
+        try bytes.write(to: URL(fileURLWithPath: damaged))
+        assertFails(try GLMC.run(["run", damaged, "--input", RoundTripPaths.model("mlp.input_0.npy"), "--output-dir", scratch + "/o"]),
+                    containing: ["checksum mismatch"])
+        assertFails(try GLMC.run(["inspect", damaged]), containing: ["checksum mismatch"])
+        let good = ["run", plan, "--input", RoundTripPaths.model("mlp.input_0.npy"), "--output-dir", scratch + "/o"]
+        assertFails(try GLMC.run(good + ["-O3"]), containing: ["a plan is already optimized"])
+        assertFails(try GLMC.run(good + ["--engine", "opencl"]), containing: ["plans run on the cpu engine"])
+        assertFails(try GLMC.run(["run", plan, "--output-dir", scratch + "/o"]), containing: ["missing --input for 'input' (f32[1,64])"])
+        XCTAssertEqual(outputs(in: scratch + "/o"), [])
+    }
+
+    func testSymbolicShapesAndUnsupportedOpsGiveClearErrors() throws {
+        let model = RoundTripPaths.model("transformer.onnx")
+        assertFails(try GLMC.run(["convert", model, "--target", "cpu", "-o", scratch + "/t.plan"], timeout: 120),
+                    containing: ["static shapes", "?batch", "--input-shape"])
+        assertFails(try GLMC.run(["convert", model, "--target", "cpu", "--input-shape", "input_ids=1x16", "-o", scratch + "/t.plan"], timeout: 120),
+                    containing: ["unsupported: --target cpu cannot compile", "(node '"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch + "/t.plan"))
+    }
+
+    func testExecutorRefusesMissingKernelsAndBadInputs() throws {
+        let path = scratch + "/mlp.plan"
+        assertSucceeds(try GLMC.run(["convert", RoundTripPaths.model("mlp.onnx"), "--target", "cpu", "-o", path], timeout: 120))
+        let plan = try PlanReader.read(path: path)
+        let executor = try CPUExecutor(plan: plan)
+        XCTAssertTrue(executor.weightsInPlace, "a mapped plan's weights are used in place")
+        let input = plan.manifest.inputs[0]
+        let zeros = HostTensor(dtype: "f32", shape: input.shape, bytes: Data(count: input.shape.reduce(4, *)))
+        let out = try executor.run(inputs: [input.name: zeros])
+        XCTAssertEqual(out.map(\.name), ["logits"])
+        XCTAssertEqual(out[0].shape, [1, 10])
+        XCTAssertThrowsError(try executor.run(inputs: [input.name: HostTensor(dtype: "f16", shape: input.shape, bytes: Data(count: 128))])) {
+            XCTAssertTrue("\($0)".contains("compiled for f32"), "\($0)")
+        }
+        XCTAssertThrowsError(try executor.run(inputs: [:])) { XCTAssertTrue("\($0)".contains("missing input 'input'"), "\($0)") }
+
+        var broken = plan
+        broken.manifest.steps[1].kernel = "glmc_no_such_kernel"
+        XCTAssertThrowsError(try CPUExecutor(plan: broken)) {
+            XCTAssertTrue("\($0)".contains("kernel 'glmc_no_such_kernel' is missing"), "\($0)")
+        }
+        var gpu = plan
+        gpu.manifest.target = "cuda"
+        XCTAssertThrowsError(try CPUExecutor(plan: gpu)) { XCTAssertTrue("\($0)".contains("not cpu"), "\($0)") }
+    }
+
+    /// Converts IR text to a plan, runs the plan and the interpreter on the same random inputs and
+    /// compares every output.
+    func checkAgainstInterpreter(_ ir: String, inputs shapes: [[Int]], seed: UInt64) throws {
+        var rng = SplitMix64(seed: seed)
+        let model = scratch + "/model.glmc", plan = scratch + "/model.plan"
+        try ir.write(toFile: model, atomically: true, encoding: .utf8)
+        assertSucceeds(try GLMC.run(["convert", model, "--target", "cpu", "-o", plan], timeout: 120), "convert")
+        var args: [String] = []
+        for (i, shape) in shapes.enumerated() {
+            let values = (0 ..< shape.reduce(1, *)).map { _ in Float(rng.unit() * 2 - 1) }
+            let path = scratch + "/in\(i).npy"
+            try NPY.write(encoded: try NPY.encode(Tensor(values, shape: shape)), to: path)
+            args += ["--input", path]
+        }
+        assertSucceeds(try GLMC.run(["run", plan, "--output-dir", scratch + "/p"] + args), "run plan")
+        assertSucceeds(try GLMC.run(["run", model, "--output-dir", scratch + "/i"] + args), "run interpreter")
+        let files = outputs(in: scratch + "/i").sorted()
+        XCTAssertFalse(files.isEmpty)
+        XCTAssertEqual(outputs(in: scratch + "/p").sorted(), files)
+        for file in files {
+            let got = try NPY.read(path: scratch + "/p/" + file), want = try NPY.read(path: scratch + "/i/" + file)
+            XCTAssertEqual(got.shape, want.shape, file)
+            let scale = want.doubles.map(abs).max() ?? 0
+            for (x, y) in zip(got.doubles, want.doubles) where abs(x - y) > 1e-5 * scale + 1e-4 * abs(y) {
+                XCTFail("\(file): \(x) vs interpreter \(y)")
+                break
+            }
+        }
+    }
+
+    static func constant(_ name: String, _ shape: [Int], _ rng: inout SplitMix64) -> String {
+        let values = (0 ..< shape.reduce(1, *)).map { _ in String(format: "%.4f", rng.unit() - 0.5) }
+        return "const dense<[\(values.joined(separator: ", "))]> : f32[\(shape.map(String.init).joined(separator: ","))] loc(\"\(name)\")"
+    }
+
+    /// Grouped, strided, padded Conv with a LeakyRelu epilogue; padded AveragePool (pads not
+    /// counted) and dilated MaxPool reading the same buffer; MatMul + bias + Relu (a gemm_relu group
+    /// after -O3); a value that is both an output and read by later steps.
+    func testWindowOpsAndMatMulGroupsMatchTheInterpreter() throws {
+        var rng = SplitMix64(seed: 7)
+        let ir = """
+        opsets {"" = 17}
+
+        func @mix(%0: f32[1,4,9,9] loc("x"), %20: f32[3,5] loc("m")) -> (f32[1,6,5,5] loc("y"), f32[1,6,3,3] loc("p"), f32[1,6,2,2] loc("q"), f32[3,4] loc("r")) {
+          %1 = \(Self.constant("w", [6, 2, 3, 3], &rng))
+          %2 = \(Self.constant("b", [6], &rng))
+          %3 = Conv(%0, %1, %2) {dilations = [1, 1], group = 2, kernel_shape = [3, 3], pads = [1, 1, 1, 1], strides = [2, 2]} : f32[1,6,5,5] loc("c")
+          %4 = LeakyRelu(%3) {alpha = 0.1} : f32[1,6,5,5] loc("y")
+          %5 = AveragePool(%4) {kernel_shape = [3, 3], pads = [1, 1, 1, 1], strides = [2, 2], count_include_pad = 0} : f32[1,6,3,3] loc("p")
+          %6 = MaxPool(%4) {kernel_shape = [2, 2], dilations = [2, 2], strides = [2, 2]} : f32[1,6,2,2] loc("q")
+          %21 = \(Self.constant("mw", [5, 4], &rng))
+          %22 = \(Self.constant("mbias", [4], &rng))
+          %23 = MatMul(%20, %21) : f32[3,4] loc("mm")
+          %24 = Add(%23, %22) : f32[3,4] loc("mb")
+          %25 = Relu(%24) : f32[3,4] loc("r")
+          return %4, %5, %6, %25
+        }
+        """
+        try checkAgainstInterpreter(ir, inputs: [[1, 4, 9, 9], [3, 5]], seed: 11)
+    }
+
+    /// A broadcast elementwise instruction and an elementwise fusion group with a scalar weight,
+    /// two outputs.
+    func testElementwiseKernelsMatchTheInterpreter() throws {
+        let ir = """
+        opsets {"" = 17}
+
+        func @ew(%0: f32[2,3,4] loc("x"), %1: f32[4] loc("y")) -> (f32[2,3,4] loc("z"), f32[2,3,4] loc("w")) {
+          %2 = const dense<[2.0]> : f32[] loc("two")
+          %3 = Add(%0, %1) : f32[2,3,4] loc("a")
+          %4 = Mul(%3, %2) : f32[2,3,4] loc("b")
+          %5 = Sigmoid(%4) : f32[2,3,4] loc("z")
+          %6 = Relu(%3) : f32[2,3,4] loc("w")
+          return %5, %6
+        }
+        """
+        try checkAgainstInterpreter(ir, inputs: [[2, 3, 4], [4]], seed: 3)
+    }
+
+    func outputs(in dir: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasPrefix("output_") }
+    }
+}

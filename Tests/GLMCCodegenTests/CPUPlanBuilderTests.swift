@@ -1,0 +1,70 @@
+import GLMCCodegen
+import GLMCIR
+import GLMCPlan
+import XCTest
+
+/// Plan generation for `--target cpu` (no C compiler needed: `generate` stops before compiling).
+final class CPUPlanBuilderTests: XCTestCase {
+    let options = CPUPlanOptions(sourceModelSha256: String(repeating: "0", count: 64), glmcVersion: "test")
+
+    func testGemmReluGroupAndElementwiseStep() throws {
+        let module = try Parser.parse("""
+        opsets {"" = 17, glmc = 1}
+        func @main(%x: f32[2,4] loc("x")) -> (f32[2,3] loc("y")) {
+          %w = const dense<[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0]> : f32[3,4] loc("w")
+          %b = const dense<[0.5, -0.5, 1.0]> : f32[3] loc("b")
+          %h = glmc.Fused(%x, %w, %b) {body = graph @gemm_relu_0(%p: f32[2,4], %q: f32[3,4], %r: f32[3]) -> (f32[2,3]) {
+            %g = Gemm(%p, %q, %r) {transB = 1} : f32[2,3]
+            %a = Relu(%g) : f32[2,3]
+            return %a
+          }, kind = "gemm_relu"} : f32[2,3] loc("h")
+          %y = Sigmoid(%h) : f32[2,3] loc("y")
+          return %y
+        }
+        """)
+        let g = try CPUPlanBuilder.generate(module, options: options)
+        let m = g.manifest
+        XCTAssertEqual(m.target, "cpu")
+        XCTAssertEqual(m.cpuFeatures, [])
+        XCTAssertEqual(m.steps.map(\.kind), ["gemm_epilogue", "elementwise"])
+        XCTAssertEqual(m.steps.map(\.kernel), ["glmc_step0", "glmc_step1"])
+        XCTAssertEqual(m.steps.map { $0.launch["range"] }, [6, 6])
+        XCTAssertEqual(m.weights.map(\.name), ["w", "b"])
+        XCTAssertTrue(m.weights.allSatisfy { $0.offset % 64 == 0 })
+        XCTAssertEqual(m.weights.map(\.bytes), [48, 12])
+        // Inputs and outputs have slots of their own, distinct from the intermediate's.
+        let buffers = Set(m.steps.flatMap(\.arguments).compactMap { a -> Int? in if case .buffer(let id) = a { return id }; return nil })
+        XCTAssertEqual(buffers.count, 3)
+        XCTAssertEqual(m.steps[0].arguments, [.buffer(m.inputs[0].buffer), .weight("w"), .weight("b"), m.steps[1].arguments[0]])
+        XCTAssertEqual(m.steps[1].arguments.last, .buffer(m.outputs[0].buffer))
+        XCTAssertTrue(m.buffers.allSatisfy { $0.offset % 64 == 0 && $0.offset + $0.bytes <= m.arenaBytes })
+        XCTAssertTrue(g.source.contains("void glmc_step0(void **args, long begin, long end)"), g.source)
+        XCTAssertTrue(g.source.contains("void glmc_step1(void **args, long begin, long end) { glmc_step1_body(args[0], args[1], begin, end); }"), g.source)
+        XCTAssertTrue(g.source.contains("v = v > 0.0f ? v : 0.0f;"), g.source)
+        let plan = PlanFile(manifest: m, sources: ["kernels.c": g.source], code: ["kernels.so": Data([1])], weights: g.weights)
+        XCTAssertNoThrow(try plan.validate())
+    }
+
+    func testUnsupportedOpsAndSymbolicShapesAreRefused() throws {
+        let softmax = try Parser.parse("""
+        opsets {"" = 17}
+        func @main(%x: f32[2,4]) -> (f32[2,4]) {
+          %y = Softmax(%x) {axis = 1} : f32[2,4] node("sm")
+          return %y
+        }
+        """)
+        XCTAssertThrowsError(try CPUPlanBuilder.generate(softmax, options: options)) {
+            XCTAssertEqual("\($0)", "unsupported: --target cpu cannot compile Softmax yet (node 'sm')")
+        }
+        let symbolic = try Parser.parse("""
+        opsets {"" = 17}
+        func @main(%x: f32[?n,4] loc("x")) -> (f32[?n,4]) {
+          %y = Relu(%x) : f32[?n,4]
+          return %y
+        }
+        """)
+        XCTAssertThrowsError(try CPUPlanBuilder.generate(symbolic, options: options)) {
+            XCTAssertTrue("\($0)".contains("input 'x'") && "\($0)".contains("?n") && "\($0)".contains("--input-shape"), "\($0)")
+        }
+    }
+}
