@@ -46,10 +46,13 @@ public struct PlanSummary: Encodable, Equatable, Sendable {
             if launches[s.kernel] == nil { order.append(s.kernel) }
             launches[s.kernel, default: 0] += 1
         }
-        for k in m.kernelSources where launches[k.name] == nil { order.append(k.name); launches[k.name] = 0 }
+        // A source that no step names is a translation unit holding many kernels (the CPU target's
+        // `kernels.c`), not a kernel itself; plans without steps still list their sources.
+        if m.steps.isEmpty { for k in m.kernelSources { order.append(k.name); launches[k.name] = 0 } }
         let languages = Dictionary(m.kernelSources.map { ($0.name, $0.language) }, uniquingKeysWith: { a, _ in a })
+        let sharedLanguage = Set(m.kernelSources.map(\.language)).count == 1 ? m.kernelSources.first?.language : nil
         kernels = order.map { name in
-            Kernel(name: name, language: languages[name], launches: launches[name] ?? 0,
+            Kernel(name: name, language: languages[name] ?? sharedLanguage, launches: launches[name] ?? 0,
                    ptx: m.target == "cuda" ? plan.code[name + ".ptx"] != nil : nil)
         }
         steps = m.steps.count; arenaBytes = m.arenaBytes; buffers = m.buffers.count
