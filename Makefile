@@ -46,8 +46,11 @@ conformance: build
 demo: build
 	$(GLMC) check Models/cnn.onnx
 	$(GLMC) dump Models/cnn.onnx -O3 --time-passes
-	$(GLMC) run Models/cnn.onnx --input Models/cnn.input_0.npy --output-dir out/demo
-	$(PYTHON) -c "import numpy as n; a=n.load('out/demo/output_0.npy'); b=n.load('Models/cnn.output_0.npy'); print('demo: glmc interpreter vs ONNX Runtime, max abs difference', float(abs(a-b).max()))"
+	mkdir -p out/demo
+	$(GLMC) convert Models/cnn.onnx --target cpu -o out/demo/cnn.plan
+	$(GLMC) inspect out/demo/cnn.plan
+	$(GLMC) run out/demo/cnn.plan --input Models/cnn.input_0.npy --output-dir out/demo
+	$(PYTHON) -c "import numpy as n; a=n.load('out/demo/output_0.npy')[0]; b=n.load('Models/cnn.output_0.npy')[0]; top=n.argsort(-a)[:3]; print('demo: top classes', [(int(i), round(float(a[i]), 4)) for i in top], '| max abs difference to ONNX Runtime', float(abs(a-b).max()))"
 
 bench-import: build
 	$(PYTHON) scripts/bench_import.py --glmc $(GLMC)
