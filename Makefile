@@ -3,6 +3,7 @@
 #   make demo          set up, build, run glmc on Models/cnn.onnx
 #   make test          set up, build, conformance, swift test
 #   make conformance   the ONNX node conformance suite through glmc run, at -O0 and -O3 (ENGINE=interpreter)
+#   make conformance-cpu  the same suite through CPU plans (--engine cpu --check; not part of make test)
 #   make bench-import  import benchmark (generates bench-data/ on first run)
 #   make bench-passes  node counts and optimize time: glmc -O3 vs onnx-simplifier vs ONNX Runtime
 #   make proto         regenerate the protoc-c sources in Sources/CONNXProto
@@ -24,7 +25,7 @@ PROTOC_C ?= protoc-c
 ONNX_PROTO ?= /usr/include/onnx/onnx.proto
 PROTO_DIR  := Sources/CONNXProto
 
-.PHONY: all setup build test conformance demo bench-import bench-passes proto models fixtures clean distclean
+.PHONY: all setup build test conformance conformance-cpu demo bench-import bench-passes proto models fixtures clean distclean
 
 all: build
 
@@ -42,6 +43,10 @@ test: build
 conformance: build
 	$(PYTHON) Tests/Conformance/run_conformance.py --glmc $(GLMC) --engine $(ENGINE) --check
 	$(PYTHON) Tests/Conformance/run_conformance.py --glmc $(GLMC) --engine $(ENGINE) -O3 --check --report Tests/Conformance/results/report-O3.txt
+
+# Each case compiles a CPU plan with the system C compiler, so this is slower than `conformance`.
+conformance-cpu: build
+	$(PYTHON) Tests/Conformance/run_conformance.py --glmc $(GLMC) --engine cpu --jobs 2 --timeout 60 --check --report Tests/Conformance/results/report-cpu.txt
 
 demo: build
 	$(GLMC) check Models/cnn.onnx

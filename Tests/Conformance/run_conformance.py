@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run the ONNX node conformance suite against glmc (or onnxruntime as a reference).
 
-    run_conformance.py --glmc PATH [--engine interpreter] [--jobs N] [--timeout S]
+    run_conformance.py --glmc PATH [--engine interpreter|cpu] [--jobs N] [--timeout S]
                        [--filter REGEX] [--check | --update] [--report FILE]
     run_conformance.py --reference onnxruntime [--jobs N] [--filter REGEX] [--report FILE]
 
@@ -48,10 +48,17 @@ CLASSES = ["pass", "unsupported", "mismatch", "error", "crash", "timeout"]
 _UNSUPPORTED_RE = re.compile(r"unsupported|not supported|not implemented", re.IGNORECASE)
 
 EXPECTATIONS_HEADER = """\
-# ONNX node conformance cases that must pass (one per line, sorted).
-# Checked by `make conformance` (run_conformance.py --check); regenerate with
-#   .venv/bin/python Tests/Conformance/run_conformance.py --glmc .build/release/glmc --update
+# ONNX node conformance cases that must pass, one column per engine.
+# One line per case, sorted by name:  <case name> <engines>
+# where <engines> is a comma-separated, sorted list of the glmc engines the case must pass on
+# (e.g. `test_abs cpu,interpreter`). A case pinned for no engine is not listed.
+# A line with only a name (the old format) means `interpreter`.
+# `run_conformance.py --engine E --check` checks only the E column; `--update` rewrites only
+# the E column and keeps the other engines' entries. Regenerate one column with
+#   .venv/bin/python Tests/Conformance/run_conformance.py --glmc .build/release/glmc --engine E --update
 """
+
+LEGACY_ENGINE = "interpreter"  # a name-only line (old format) is pinned for this engine
 
 
 @dataclass
@@ -264,19 +271,47 @@ def run_ort_case(meta: dict) -> Result:
 
 # --------------------------------------------------------------------------- expectations
 
-def read_expectations(path: Path) -> list[str]:
+def read_expectations_table(path: Path) -> dict[str, set[str]]:
+    """case name -> engines it is pinned for. Name-only lines (old format) mean LEGACY_ENGINE."""
+    table: dict[str, set[str]] = {}
     if not path.is_file():
-        return []
-    names = []
-    for line in path.read_text().splitlines():
+        return table
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
         line = line.split("#", 1)[0].strip()
-        if line:
-            names.append(line)
-    return names
+        if not line:
+            continue
+        fields = line.split()
+        if len(fields) == 1:
+            engines = {LEGACY_ENGINE}
+        elif len(fields) == 2:
+            engines = {e.strip() for e in fields[1].split(",") if e.strip()}
+        else:
+            raise ValueError(f"{path}:{lineno}: expected `<case> <engine,...>`, got {line!r}")
+        table.setdefault(fields[0], set()).update(engines)
+    return table
 
 
-def write_expectations(path: Path, names: list[str]) -> None:
-    path.write_text(EXPECTATIONS_HEADER + "".join(f"{n}\n" for n in sorted(set(names))))
+def read_expectations(path: Path, engine: str = LEGACY_ENGINE) -> list[str]:
+    """The cases pinned for one engine (its column), sorted."""
+    return sorted(n for n, engines in read_expectations_table(path).items() if engine in engines)
+
+
+def write_expectations_table(path: Path, table: dict[str, set[str]]) -> None:
+    lines = [f"{n} {','.join(sorted(engines))}\n" for n, engines in sorted(table.items()) if engines]
+    path.write_text(EXPECTATIONS_HEADER + "".join(lines))
+
+
+def write_expectations(path: Path, names: list[str], engine: str = LEGACY_ENGINE) -> None:
+    """Rewrite only `engine`'s column with exactly `names`; other engines' entries are kept."""
+    table = read_expectations_table(path)
+    wanted = set(names)
+    for n in set(table) | wanted:
+        engines = table.setdefault(n, set())
+        if n in wanted:
+            engines.add(engine)
+        else:
+            engines.discard(engine)
+    write_expectations_table(path, table)
 
 
 # --------------------------------------------------------------------------- main
@@ -300,9 +335,10 @@ def main(argv=None) -> int:
     parser.add_argument("--filter", metavar="REGEX", help="only cases whose name matches (re.search)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true",
-                      help="exit 1 if a case in the expectations file does not pass")
+                      help="exit 1 if a case pinned for --engine in the expectations file does not pass")
     mode.add_argument("--update", action="store_true",
-                      help="rewrite the expectations file with exactly the passing cases")
+                      help="rewrite the --engine column of the expectations file with exactly the "
+                           "passing cases (other engines' columns are kept)")
     parser.add_argument("--expectations", default=str(DEFAULT_EXPECTATIONS),
                         help="expectations file (default: %(default)s)")
     parser.add_argument("--report", default=str(DEFAULT_REPORT), help="per-case report (default: %(default)s)")
@@ -391,7 +427,7 @@ def main(argv=None) -> int:
     exp_path = Path(args.expectations)
     passing = {r.name for r in results if r.cls == "pass"}
     by_name = {r.name: r for r in results}
-    pinned = read_expectations(exp_path) if args.glmc else []
+    pinned = read_expectations(exp_path, args.engine) if args.glmc else []
     if pattern is not None:
         pinned_in_scope = [n for n in pinned if pattern.search(n)]
     else:
@@ -418,8 +454,8 @@ def main(argv=None) -> int:
         # With --filter only the filtered part of the file is rewritten.
         kept = [n for n in pinned if pattern is not None and not pattern.search(n)]
         new = sorted(set(kept) | passing)
-        write_expectations(exp_path, new)
-        print(f"updated {exp_path}: {len(new)} cases pinned "
+        write_expectations(exp_path, new, args.engine)
+        print(f"updated {exp_path} ({args.engine} column): {len(new)} cases pinned "
               f"(+{len(set(new) - set(pinned))}, -{len(set(pinned) - set(new))})")
         pinned, regressions = new, []
 
