@@ -43,8 +43,17 @@ public enum CPUPlanBuilder {
 
     /// Generates the manifest, weights and kernel source (no compiler needed).
     public static func generate(_ module: Module, options: CPUPlanOptions) throws -> Generated {
-        var g = try Generator(function: module.main)
-        try g.run()
+        // A fusion group that cannot be compiled as one kernel is replaced by its body's
+        // instructions (each then a step of its own, its intermediates planned like any other
+        // value), and generation starts again.
+        var function = module.main
+        var g: Generator
+        while true {
+            g = try Generator(function: function)
+            do { try g.run(); break } catch let failure as FusedGroupFailure {
+                guard inlineFusedGroup(at: failure.index, in: &function) else { throw failure.error }
+            }
+        }
         let manifest = PlanManifest(target: "cpu", cpuFeatures: [], sourceModelSha256: options.sourceModelSha256,
                                     glmcVersion: options.glmcVersion, pipeline: options.pipeline,
                                     inputs: g.inputs, outputs: g.outputs, arenaBytes: g.arenaBytes,
@@ -52,6 +61,41 @@ public enum CPUPlanBuilder {
                                     kernelSources: [PlanKernelSource(name: "kernels.c", language: "c")],
                                     metadata: ["kernel_abi": "void k(void **args, long begin, long end)"])
         return Generated(manifest: manifest, weights: g.weightsBuilder.blob, source: g.source)
+    }
+
+    /// A `glmc.Fused` group (body index `index`) the builder could not compile as one kernel.
+    struct FusedGroupFailure: Error {
+        var index: Int
+        var error: Error
+    }
+
+    /// Replaces the `glmc.Fused` instruction at `index` by its body's instructions: the body's
+    /// arguments become the operands, its outputs the instruction's results, its other values fresh
+    /// values of `f`. False if the body cannot be flattened that simply.
+    static func inlineFusedGroup(at index: Int, in f: inout Function) -> Bool {
+        let inst = f.body[index]
+        guard inst.op == FusedOps.fused, case .graph(let body)? = inst.attributes["body"],
+              body.captures.isEmpty, body.arguments.count == inst.operands.count, inst.operands.allSatisfy({ $0 != nil }),
+              body.outputs.count == inst.results.count, Set(body.outputs).count == body.outputs.count,
+              Set(body.outputs).isDisjoint(with: body.arguments) else { return false }
+        var rename: [ValueID: ValueID] = [:]
+        for (a, operand) in zip(body.arguments, inst.operands) { rename[a] = operand! }
+        for (o, r) in zip(body.outputs, inst.results) { rename[o] = r }
+        var members: [Instruction] = []
+        for var member in body.body {
+            guard member.nestedFunctions.isEmpty else { return false }
+            member.operands = member.operands.map { $0.map { rename[$0]! } }
+            member.results = member.results.map { r in
+                if let outer = rename[r] { return outer }
+                let fresh = f.addValue(body.type(of: r), name: body.name(of: r))
+                rename[r] = fresh
+                return fresh
+            }
+            if member.nodeName.isEmpty { member.nodeName = inst.nodeName }
+            members.append(member)
+        }
+        f.body.replaceSubrange(index ... index, with: members)
+        return true
     }
 
     // MARK: Compiling
@@ -178,9 +222,13 @@ public enum CPUPlanBuilder {
             }
             arenaBytes = PlanLayout.align(end)
 
-            for inst in f.body where inst.constantValue == nil {
+            for (index, inst) in f.body.enumerated() where inst.constantValue == nil {
                 if inst.results.allSatisfy({ constantComputed.contains($0) }) { continue }
-                try lower(inst)
+                if inst.op == FusedOps.fused {
+                    do { try lower(inst) } catch { throw FusedGroupFailure(index: index, error: error) }
+                } else {
+                    try lower(inst)
+                }
             }
         }
 

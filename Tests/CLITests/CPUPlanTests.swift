@@ -235,6 +235,27 @@ final class CPUPlanTests: XCTestCase {
         try checkAgainstInterpreter(ir, inputs: [[2, 3, 4], [4]], seed: 3)
     }
 
+    /// A fusion group the builder cannot compile as one kernel (MatMul, Relu, then an Add of a
+    /// residual) falls back to one step per member, its intermediates in the arena.
+    func testFusionGroupFallsBackToItsMembers() throws {
+        var rng = SplitMix64(seed: 5)
+        let ir = """
+        opsets {"" = 17, glmc = 1}
+
+        func @g(%0: f32[3,4] loc("x")) -> (f32[3,4] loc("y")) {
+          %1 = \(Self.constant("w", [4, 4], &rng))
+          %2 = glmc.Fused(%0, %1) {body = graph @mm_relu_add(%p: f32[3,4], %q: f32[4,4]) -> (f32[3,4]) {
+            %m = MatMul(%p, %q) : f32[3,4]
+            %r = Relu(%m) : f32[3,4]
+            %s = Add(%r, %p) : f32[3,4]
+            return %s
+          }, kind = "custom"} : f32[3,4] loc("y")
+          return %2
+        }
+        """
+        try checkAgainstInterpreter(ir, inputs: [[3, 4]], seed: 9)
+    }
+
     func outputs(in dir: String) -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasPrefix("output_") }
     }
