@@ -1,5 +1,6 @@
 import Foundation
 import GLMCIR
+import GLMCInterpreter
 import GLMCOps
 import GLMCPasses
 import GLMCPlan
@@ -47,6 +48,7 @@ public enum CPUPlanBuilder {
         // instructions (each then a step of its own, its intermediates planned like any other
         // value), and generation starts again.
         var function = module.main
+        evaluateConstantValues(in: &function, opset: module.opsets[""] ?? module.opsets["ai.onnx"] ?? OpRegistry.newestOpset)
         var g: Generator
         while true {
             g = try Generator(function: function)
@@ -61,6 +63,56 @@ public enum CPUPlanBuilder {
                                     kernelSources: [PlanKernelSource(name: "kernels.c", language: "c")],
                                     metadata: ["kernel_abi": "void k(void **args, long begin, long end)"])
         return Generated(manifest: manifest, weights: g.weightsBuilder.blob, source: g.source)
+    }
+
+    /// Evaluates, with the interpreter, every value computed from constants alone (e.g. a weight
+    /// made by ConstantOfShape over a constant shape) that a runtime instruction reads, and replaces
+    /// its defining instruction by `Constant`s, so it becomes a plan weight. Values the interpreter
+    /// cannot compute (elided constants, ...) are left as they are (and refused later if read).
+    static func evaluateConstantValues(in f: inout Function, opset: Int) {
+        var computed = Set<ValueID>(), isConstant = [Bool](repeating: false, count: f.body.count)
+        for (i, inst) in f.body.enumerated() {
+            if inst.constantValue != nil { isConstant[i] = true; computed.formUnion(inst.results); continue }
+            if inst.nestedFunctions.isEmpty, !inst.operands.isEmpty,
+               inst.operands.allSatisfy({ $0.map { computed.contains($0) } ?? true }) {
+                isConstant[i] = true
+                computed.formUnion(inst.results)
+            }
+        }
+        var needed: [ValueID] = [], neededSet = Set<ValueID>()
+        for (i, inst) in f.body.enumerated() where !isConstant[i] {
+            let read = inst.operands.compactMap { $0 } + inst.nestedFunctions.flatMap { $0.captures.map(\.outer) }
+            for v in read where computed.contains(v) && !neededSet.contains(v) { neededSet.insert(v); needed.append(v) }
+        }
+        let defining = f.definingInstructions()
+        needed = needed.filter { v in defining[v].map { f.body[$0].constantValue == nil } ?? false }
+        guard !needed.isEmpty else { return }
+        var g = f
+        g.body = f.body.indices.filter { isConstant[$0] }.map { f.body[$0] }
+        g.arguments = []
+        g.captures = []
+        g.outputs = needed
+        g.outputNames = []
+        guard let tensors = try? Interpreter.run(g, arguments: [], captured: []) else { return }
+        var replacement: [Int: [Instruction]] = [:]
+        for (v, t) in zip(needed, tensors) {
+            let i = defining[v]!
+            f.values[v.index].type = t.type
+            replacement[i, default: []].append(Instruction(op: .constant, opset: opset, operands: [], results: [v],
+                                                           attributes: ["value": .tensor(t.tensorData)], nodeName: f.body[i].nodeName))
+        }
+        var body: [Instruction] = []
+        for (i, inst) in f.body.enumerated() {
+            guard let r = replacement[i] else { body.append(inst); continue }
+            body += r
+            // Results of a multi-result instruction that no runtime instruction reads stay with it.
+            if inst.results.contains(where: { !neededSet.contains($0) }) {
+                var rest = inst
+                rest.results = inst.results.map { neededSet.contains($0) ? f.addValue(f.type(of: $0)) : $0 }
+                body.append(rest)
+            }
+        }
+        f.body = body
     }
 
     /// A `glmc.Fused` group (body index `index`) the builder could not compile as one kernel.

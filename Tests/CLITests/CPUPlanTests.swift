@@ -158,11 +158,11 @@ final class CPUPlanTests: XCTestCase {
 
     /// Converts IR text to a plan, runs the plan and the interpreter on the same random inputs and
     /// compares every output.
-    func checkAgainstInterpreter(_ ir: String, inputs shapes: [[Int]], seed: UInt64) throws {
+    func checkAgainstInterpreter(_ ir: String, inputs shapes: [[Int]], seed: UInt64, convert extra: [String] = []) throws {
         var rng = SplitMix64(seed: seed)
         let model = scratch + "/model.glmc", plan = scratch + "/model.plan"
         try ir.write(toFile: model, atomically: true, encoding: .utf8)
-        assertSucceeds(try GLMC.run(["convert", model, "--target", "cpu", "-o", plan], timeout: 120), "convert")
+        assertSucceeds(try GLMC.run(["convert", model, "--target", "cpu", "-o", plan] + extra, timeout: 120), "convert")
         var args: [String] = []
         for (i, shape) in shapes.enumerated() {
             let values = (0 ..< shape.reduce(1, *)).map { _ in Float(rng.unit() * 2 - 1) }
@@ -254,6 +254,25 @@ final class CPUPlanTests: XCTestCase {
         }
         """
         try checkAgainstInterpreter(ir, inputs: [[3, 4]], seed: 9)
+    }
+
+    /// At -O0 (no constant folder), a weight built by ConstantOfShape and an Add of two constants
+    /// are evaluated at convert time and stored as plan weights.
+    func testValuesComputedFromConstantsBecomeWeights() throws {
+        let ir = """
+        opsets {"" = 17}
+
+        func @c(%0: f32[3,4] loc("x")) -> (f32[3,4] loc("y")) {
+          %1 = const dense<[4, 4]> : i64[2] loc("shape")
+          %2 = ConstantOfShape(%1) {value = dense<[0.25]> : f32[1]} : f32[4,4] loc("w")
+          %3 = const dense<[1.0, 2.0, 3.0, 4.0]> : f32[4] loc("b0")
+          %4 = Add(%3, %3) : f32[4] loc("b")
+          %5 = MatMul(%0, %2) : f32[3,4] loc("m")
+          %6 = Add(%5, %4) : f32[3,4] loc("y")
+          return %6
+        }
+        """
+        try checkAgainstInterpreter(ir, inputs: [[3, 4]], seed: 4, convert: ["-O0"])
     }
 
     func outputs(in dir: String) -> [String] {

@@ -68,6 +68,22 @@ final class CPUPlanBuilderTests: XCTestCase {
         XCTAssertTrue(m.buffers.allSatisfy { $0.offset + $0.bytes <= m.arenaBytes })
     }
 
+    func testValuesComputedFromConstantsBecomeWeights() throws {
+        let module = try Parser.parse("""
+        opsets {"" = 17}
+        func @main(%x: f32[2,4] loc("x")) -> (f32[2,4] loc("y")) {
+          %s = const dense<[4, 4]> : i64[2] loc("shape")
+          %w = ConstantOfShape(%s) {value = dense<[0.5]> : f32[1]} : f32[4,4] loc("w")
+          %y = MatMul(%x, %w) : f32[2,4] loc("y")
+          return %y
+        }
+        """)
+        let g = try CPUPlanBuilder.generate(module, options: options)
+        XCTAssertEqual(g.manifest.steps.map(\.kind), ["matmul"])
+        XCTAssertEqual(g.manifest.weights.map(\.name), ["w.T"])
+        XCTAssertEqual(g.manifest.weights.map(\.bytes), [64])
+    }
+
     func testUnsupportedOpsAndSymbolicShapesAreRefused() throws {
         let softmax = try Parser.parse("""
         opsets {"" = 17}
