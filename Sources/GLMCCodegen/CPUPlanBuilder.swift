@@ -135,7 +135,7 @@ public enum CPUPlanBuilder {
         for (o, r) in zip(body.outputs, inst.results) { rename[o] = r }
         var members: [Instruction] = []
         for var member in body.body {
-            guard member.nestedFunctions.isEmpty else { return false }
+            guard member.nestedFunctions.allSatisfy({ $0.captures.isEmpty }) else { return false }
             member.operands = member.operands.map { $0.map { rename[$0]! } }
             member.results = member.results.map { r in
                 if let outer = rename[r] { return outer }
@@ -365,6 +365,8 @@ public enum CPUPlanBuilder {
                 guard byteCount(x) == bytes else { throw unsupported(inst, "that changes the byte count") }
                 let args = [try argument(x, inst), .buffer(bufferOf[inst.results[0]]!)]
                 addStep(kind: "copy", code: CPUKernelLibrary.copy(name: nextSymbol, bytes: bytes), arguments: args, range: bytes, work: 1)
+            case let t where Self.moreOps.contains(t):
+                return try lowerMore(inst)
             default:
                 guard ElementwiseLowering.supportedOps.contains(op.type) else { throw unsupported(inst) }
                 try lowerElementwise(inst)
@@ -497,6 +499,22 @@ public enum CPUPlanBuilder {
                 let isGemm = producer.op.type == "Gemm"
                 guard let a = producer.operands[0], let b = producer.operands[1] else { throw unsupported(inst) }
                 let aS = g.type(of: a).shape.staticSizes!, bS = g.type(of: b).shape.staticSizes!
+                if !isGemm, aS.count > 2, bS.count >= 2 {
+                    // Batched: [..., M, K] x [K, N] (B shared) or [..., M, K] x [..., K, N] (equal batch dims).
+                    guard extraBias == nil else { throw unsupported(inst, "batched with a bias") }
+                    let m = aS[aS.count - 2], k = aS[aS.count - 1], n = bS[bS.count - 1]
+                    let batchDims = Array(aS.dropLast(2))
+                    guard bS[bS.count - 2] == k, ySizes == batchDims + [m, n],
+                          bS.count == 2 || Array(bS.dropLast(2)) == batchDims else {
+                        throw unsupported(inst, "on operands of shapes \(aS) and \(bS) (batched: [..., M, K] x [K, N] or equal batch dimensions)")
+                    }
+                    let batch = batchDims.reduce(1, *)
+                    let args = [try resolve(a), try resolve(b), .buffer(yBuffer)]
+                    addStep(kind: epilogue.isEmpty ? "batched_matmul" : "batched_matmul_epilogue",
+                            code: CPUKernelLibrary.batchedMatMul(name: symbol, batch: batch, m: m, n: n, k: k, bBatched: bS.count > 2, epilogue: epilogue),
+                            arguments: args, range: batch * m * n, work: k)
+                    return
+                }
                 guard aS.count == 2, bS.count == 2, ySizes.count == 2 else {
                     throw unsupported(inst, "on operands of rank \(aS.count) and \(bS.count) (only 2-D)")
                 }

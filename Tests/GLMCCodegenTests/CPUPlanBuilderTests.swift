@@ -88,12 +88,12 @@ final class CPUPlanBuilderTests: XCTestCase {
         let softmax = try Parser.parse("""
         opsets {"" = 17}
         func @main(%x: f32[2,4]) -> (f32[2,4]) {
-          %y = Softmax(%x) {axis = 1} : f32[2,4] node("sm")
+          %y = Hardmax(%x) {axis = 1} : f32[2,4] node("sm")
           return %y
         }
         """)
         XCTAssertThrowsError(try CPUPlanBuilder.generate(softmax, options: options)) {
-            XCTAssertEqual("\($0)", "unsupported: --target cpu cannot compile Softmax yet (node 'sm')")
+            XCTAssertEqual("\($0)", "unsupported: --target cpu cannot compile Hardmax yet (node 'sm')")
         }
         let symbolic = try Parser.parse("""
         opsets {"" = 17}
