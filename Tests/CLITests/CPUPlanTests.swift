@@ -372,6 +372,43 @@ final class CPUPlanTests: XCTestCase {
         try checkAgainstInterpreter(ir, inputs: [[2, 3, 4, 5], [2, 3, 5, 6]], seed: 19)
     }
 
+    /// Every light model-zoo model (opset 9, f32[1,3,224,224]) converts to a CPU plan whose output
+    /// matches the interpreter's on a seeded input (|plan - interpreter| <= 1e-3 |interpreter| +
+    /// 1e-4 max |interpreter|). Release builds only, or with GLMC_FULL_EQUIVALENCE=1: the
+    /// interpreter is slow in debug builds.
+    func testLightModelZooPlansMatchTheInterpreter() throws {
+        #if DEBUG
+        guard ProcessInfo.processInfo.environment["GLMC_FULL_EQUIVALENCE"] == "1" else {
+            throw XCTSkip("runs in release builds or with GLMC_FULL_EQUIVALENCE=1")
+        }
+        #endif
+        let models = Fixtures.lightModels()
+        if models.isEmpty { throw XCTSkip("the onnx package's light models are not installed; run `make setup`") }
+        var rng = SplitMix64(seed: 2024)
+        let values = (0 ..< 3 * 224 * 224).map { _ in Float(rng.unit() * 2 - 1) }
+        let input = scratch + "/input.npy"
+        try NPY.write(encoded: try NPY.encode(Tensor(values, shape: [1, 3, 224, 224])), to: input)
+        for model in models {
+            let name = URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent
+            let plan = scratch + "/\(name).plan", p = scratch + "/\(name)-p", i = scratch + "/\(name)-i"
+            assertSucceeds(try GLMC.run(["convert", model, "--target", "cpu", "-o", plan], timeout: 600), "\(name): convert")
+            assertSucceeds(try GLMC.run(["run", plan, "--input", input, "--output-dir", p], timeout: 600), "\(name): run plan")
+            assertSucceeds(try GLMC.run(["run", model, "--input", input, "--output-dir", i], timeout: 1200), "\(name): run interpreter")
+            let files = outputs(in: i).sorted()
+            XCTAssertFalse(files.isEmpty, name)
+            XCTAssertEqual(outputs(in: p).sorted(), files, name)
+            for file in files {
+                let got = try NPY.read(path: p + "/" + file), want = try NPY.read(path: i + "/" + file)
+                XCTAssertEqual(got.shape, want.shape, "\(name) \(file)")
+                let scale = want.doubles.map(abs).max() ?? 0
+                var worst = 0.0
+                for (x, y) in zip(got.doubles, want.doubles) { worst = max(worst, abs(x - y) / (1e-3 * abs(y) + 1e-4 * scale)) }
+                XCTAssertLessThanOrEqual(worst, 1, "\(name) \(file): worst error \(worst) of the tolerance")
+                print("light model \(name) \(file): max|out| \(scale), worst error \(String(format: "%.3g", worst)) of the tolerance")
+            }
+        }
+    }
+
     func outputs(in dir: String) -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasPrefix("output_") }
     }
