@@ -28,7 +28,7 @@ let package = Package(
         // The plan file format: manifest, sections, checksum, reader/writer, summary. Depends on nothing of the compiler.
         .target(name: "GLMCPlan"),
         // The code generator: the kernel IR, lowering of fusion groups to kernels, the C/OpenCL/CUDA renderer.
-        .target(name: "GLMCCodegen", dependencies: ["GLMCIR", "GLMCOps", "GLMCPasses", "GLMCPlan"]),
+        .target(name: "GLMCCodegen", dependencies: ["GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCPasses", "GLMCPlan"]),
         // Executors for plans (today: the CPU). Depends on the plan format only, never on the compiler.
         .target(name: "GLMCRuntime", dependencies: ["GLMCPlan"]),
         // FileCheck-style checker and golden helpers for tests.

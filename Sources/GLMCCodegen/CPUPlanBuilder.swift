@@ -1,5 +1,6 @@
 import Foundation
 import GLMCIR
+import GLMCInterpreter
 import GLMCOps
 import GLMCPasses
 import GLMCPlan
@@ -43,8 +44,18 @@ public enum CPUPlanBuilder {
 
     /// Generates the manifest, weights and kernel source (no compiler needed).
     public static func generate(_ module: Module, options: CPUPlanOptions) throws -> Generated {
-        var g = try Generator(function: module.main)
-        try g.run()
+        // A fusion group that cannot be compiled as one kernel is replaced by its body's
+        // instructions (each then a step of its own, its intermediates planned like any other
+        // value), and generation starts again.
+        var function = module.main
+        evaluateConstantValues(in: &function, opset: module.opsets[""] ?? module.opsets["ai.onnx"] ?? OpRegistry.newestOpset)
+        var g: Generator
+        while true {
+            g = try Generator(function: function)
+            do { try g.run(); break } catch let failure as FusedGroupFailure {
+                guard inlineFusedGroup(at: failure.index, in: &function) else { throw failure.error }
+            }
+        }
         let manifest = PlanManifest(target: "cpu", cpuFeatures: [], sourceModelSha256: options.sourceModelSha256,
                                     glmcVersion: options.glmcVersion, pipeline: options.pipeline,
                                     inputs: g.inputs, outputs: g.outputs, arenaBytes: g.arenaBytes,
@@ -52,6 +63,91 @@ public enum CPUPlanBuilder {
                                     kernelSources: [PlanKernelSource(name: "kernels.c", language: "c")],
                                     metadata: ["kernel_abi": "void k(void **args, long begin, long end)"])
         return Generated(manifest: manifest, weights: g.weightsBuilder.blob, source: g.source)
+    }
+
+    /// Evaluates, with the interpreter, every value computed from constants alone (e.g. a weight
+    /// made by ConstantOfShape over a constant shape) that a runtime instruction reads, and replaces
+    /// its defining instruction by `Constant`s, so it becomes a plan weight. Values the interpreter
+    /// cannot compute (elided constants, ...) are left as they are (and refused later if read).
+    static func evaluateConstantValues(in f: inout Function, opset: Int) {
+        var computed = Set<ValueID>(), isConstant = [Bool](repeating: false, count: f.body.count)
+        for (i, inst) in f.body.enumerated() {
+            if inst.constantValue != nil { isConstant[i] = true; computed.formUnion(inst.results); continue }
+            if inst.nestedFunctions.isEmpty, !inst.operands.isEmpty,
+               inst.operands.allSatisfy({ $0.map { computed.contains($0) } ?? true }) {
+                isConstant[i] = true
+                computed.formUnion(inst.results)
+            }
+        }
+        var needed: [ValueID] = [], neededSet = Set<ValueID>()
+        for (i, inst) in f.body.enumerated() where !isConstant[i] {
+            let read = inst.operands.compactMap { $0 } + inst.nestedFunctions.flatMap { $0.captures.map(\.outer) }
+            for v in read where computed.contains(v) && !neededSet.contains(v) { neededSet.insert(v); needed.append(v) }
+        }
+        let defining = f.definingInstructions()
+        needed = needed.filter { v in defining[v].map { f.body[$0].constantValue == nil } ?? false }
+        guard !needed.isEmpty else { return }
+        var g = f
+        g.body = f.body.indices.filter { isConstant[$0] }.map { f.body[$0] }
+        g.arguments = []
+        g.captures = []
+        g.outputs = needed
+        g.outputNames = []
+        guard let tensors = try? Interpreter.run(g, arguments: [], captured: []) else { return }
+        var replacement: [Int: [Instruction]] = [:]
+        for (v, t) in zip(needed, tensors) {
+            let i = defining[v]!
+            f.values[v.index].type = t.type
+            replacement[i, default: []].append(Instruction(op: .constant, opset: opset, operands: [], results: [v],
+                                                           attributes: ["value": .tensor(t.tensorData)], nodeName: f.body[i].nodeName))
+        }
+        var body: [Instruction] = []
+        for (i, inst) in f.body.enumerated() {
+            guard let r = replacement[i] else { body.append(inst); continue }
+            body += r
+            // Results of a multi-result instruction that no runtime instruction reads stay with it.
+            if inst.results.contains(where: { !neededSet.contains($0) }) {
+                var rest = inst
+                rest.results = inst.results.map { neededSet.contains($0) ? f.addValue(f.type(of: $0)) : $0 }
+                body.append(rest)
+            }
+        }
+        f.body = body
+    }
+
+    /// A `glmc.Fused` group (body index `index`) the builder could not compile as one kernel.
+    struct FusedGroupFailure: Error {
+        var index: Int
+        var error: Error
+    }
+
+    /// Replaces the `glmc.Fused` instruction at `index` by its body's instructions: the body's
+    /// arguments become the operands, its outputs the instruction's results, its other values fresh
+    /// values of `f`. False if the body cannot be flattened that simply.
+    static func inlineFusedGroup(at index: Int, in f: inout Function) -> Bool {
+        let inst = f.body[index]
+        guard inst.op == FusedOps.fused, case .graph(let body)? = inst.attributes["body"],
+              body.captures.isEmpty, body.arguments.count == inst.operands.count, inst.operands.allSatisfy({ $0 != nil }),
+              body.outputs.count == inst.results.count, Set(body.outputs).count == body.outputs.count,
+              Set(body.outputs).isDisjoint(with: body.arguments) else { return false }
+        var rename: [ValueID: ValueID] = [:]
+        for (a, operand) in zip(body.arguments, inst.operands) { rename[a] = operand! }
+        for (o, r) in zip(body.outputs, inst.results) { rename[o] = r }
+        var members: [Instruction] = []
+        for var member in body.body {
+            guard member.nestedFunctions.allSatisfy({ $0.captures.isEmpty }) else { return false }
+            member.operands = member.operands.map { $0.map { rename[$0]! } }
+            member.results = member.results.map { r in
+                if let outer = rename[r] { return outer }
+                let fresh = f.addValue(body.type(of: r), name: body.name(of: r))
+                rename[r] = fresh
+                return fresh
+            }
+            if member.nodeName.isEmpty { member.nodeName = inst.nodeName }
+            members.append(member)
+        }
+        f.body.replaceSubrange(index ... index, with: members)
+        return true
     }
 
     // MARK: Compiling
@@ -178,9 +274,13 @@ public enum CPUPlanBuilder {
             }
             arenaBytes = PlanLayout.align(end)
 
-            for inst in f.body where inst.constantValue == nil {
+            for (index, inst) in f.body.enumerated() where inst.constantValue == nil {
                 if inst.results.allSatisfy({ constantComputed.contains($0) }) { continue }
-                try lower(inst)
+                if inst.op == FusedOps.fused {
+                    do { try lower(inst) } catch { throw FusedGroupFailure(index: index, error: error) }
+                } else {
+                    try lower(inst)
+                }
             }
         }
 
@@ -265,6 +365,8 @@ public enum CPUPlanBuilder {
                 guard byteCount(x) == bytes else { throw unsupported(inst, "that changes the byte count") }
                 let args = [try argument(x, inst), .buffer(bufferOf[inst.results[0]]!)]
                 addStep(kind: "copy", code: CPUKernelLibrary.copy(name: nextSymbol, bytes: bytes), arguments: args, range: bytes, work: 1)
+            case let t where Self.moreOps.contains(t):
+                return try lowerMore(inst)
             default:
                 guard ElementwiseLowering.supportedOps.contains(op.type) else { throw unsupported(inst) }
                 try lowerElementwise(inst)
@@ -397,6 +499,22 @@ public enum CPUPlanBuilder {
                 let isGemm = producer.op.type == "Gemm"
                 guard let a = producer.operands[0], let b = producer.operands[1] else { throw unsupported(inst) }
                 let aS = g.type(of: a).shape.staticSizes!, bS = g.type(of: b).shape.staticSizes!
+                if !isGemm, aS.count > 2, bS.count >= 2 {
+                    // Batched: [..., M, K] x [K, N] (B shared) or [..., M, K] x [..., K, N] (equal batch dims).
+                    guard extraBias == nil else { throw unsupported(inst, "batched with a bias") }
+                    let m = aS[aS.count - 2], k = aS[aS.count - 1], n = bS[bS.count - 1]
+                    let batchDims = Array(aS.dropLast(2))
+                    guard bS[bS.count - 2] == k, ySizes == batchDims + [m, n],
+                          bS.count == 2 || Array(bS.dropLast(2)) == batchDims else {
+                        throw unsupported(inst, "on operands of shapes \(aS) and \(bS) (batched: [..., M, K] x [K, N] or equal batch dimensions)")
+                    }
+                    let batch = batchDims.reduce(1, *)
+                    let args = [try resolve(a), try resolve(b), .buffer(yBuffer)]
+                    addStep(kind: epilogue.isEmpty ? "batched_matmul" : "batched_matmul_epilogue",
+                            code: CPUKernelLibrary.batchedMatMul(name: symbol, batch: batch, m: m, n: n, k: k, bBatched: bS.count > 2, epilogue: epilogue),
+                            arguments: args, range: batch * m * n, work: k)
+                    return
+                }
                 guard aS.count == 2, bS.count == 2, ySizes.count == 2 else {
                     throw unsupported(inst, "on operands of rank \(aS.count) and \(bS.count) (only 2-D)")
                 }

@@ -45,16 +45,55 @@ final class CPUPlanBuilderTests: XCTestCase {
         XCTAssertNoThrow(try plan.validate())
     }
 
+    func testFusionGroupFallsBackToItsMembers() throws {
+        let module = try Parser.parse("""
+        opsets {"" = 17, glmc = 1}
+        func @main(%x: f32[2,4] loc("x")) -> (f32[2,4] loc("y")) {
+          %w = const dense<[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0]> : f32[4,4] loc("w")
+          %h = glmc.Fused(%x, %w) {body = graph @g(%p: f32[2,4], %q: f32[4,4]) -> (f32[2,4]) {
+            %m = MatMul(%p, %q) : f32[2,4]
+            %r = Relu(%m) : f32[2,4]
+            %s = Add(%r, %p) : f32[2,4]
+            return %s
+          }, kind = "custom"} : f32[2,4] loc("y")
+          return %h
+        }
+        """)
+        let m = try CPUPlanBuilder.generate(module, options: options).manifest
+        XCTAssertEqual(m.steps.map(\.kind), ["matmul", "elementwise", "elementwise"])
+        // The members' intermediates have arena buffers distinct from the input and output slots.
+        let buffers = Set(m.steps.flatMap(\.arguments).compactMap { a -> Int? in if case .buffer(let id) = a { return id }; return nil })
+        XCTAssertTrue(buffers.count >= 3, "\(m.steps)")
+        XCTAssertEqual(m.steps.last?.arguments.last, .buffer(m.outputs[0].buffer))
+        XCTAssertTrue(m.buffers.allSatisfy { $0.offset + $0.bytes <= m.arenaBytes })
+    }
+
+    func testValuesComputedFromConstantsBecomeWeights() throws {
+        let module = try Parser.parse("""
+        opsets {"" = 17}
+        func @main(%x: f32[2,4] loc("x")) -> (f32[2,4] loc("y")) {
+          %s = const dense<[4, 4]> : i64[2] loc("shape")
+          %w = ConstantOfShape(%s) {value = dense<[0.5]> : f32[1]} : f32[4,4] loc("w")
+          %y = MatMul(%x, %w) : f32[2,4] loc("y")
+          return %y
+        }
+        """)
+        let g = try CPUPlanBuilder.generate(module, options: options)
+        XCTAssertEqual(g.manifest.steps.map(\.kind), ["matmul"])
+        XCTAssertEqual(g.manifest.weights.map(\.name), ["w.T"])
+        XCTAssertEqual(g.manifest.weights.map(\.bytes), [64])
+    }
+
     func testUnsupportedOpsAndSymbolicShapesAreRefused() throws {
         let softmax = try Parser.parse("""
         opsets {"" = 17}
         func @main(%x: f32[2,4]) -> (f32[2,4]) {
-          %y = Softmax(%x) {axis = 1} : f32[2,4] node("sm")
+          %y = Hardmax(%x) {axis = 1} : f32[2,4] node("sm")
           return %y
         }
         """)
         XCTAssertThrowsError(try CPUPlanBuilder.generate(softmax, options: options)) {
-            XCTAssertEqual("\($0)", "unsupported: --target cpu cannot compile Softmax yet (node 'sm')")
+            XCTAssertEqual("\($0)", "unsupported: --target cpu cannot compile Hardmax yet (node 'sm')")
         }
         let symbolic = try Parser.parse("""
         opsets {"" = 17}
