@@ -38,6 +38,7 @@ build: setup
 # build -> conformance -> swift test, so swift test's summary is the last thing printed.
 test: build
 	$(MAKE) conformance
+	$(MAKE) conformance-cpu
 	$(SWIFT) test --disable-swift-testing
 
 conformance: build
