@@ -36,7 +36,7 @@ struct Convert: ParsableCommand {
         try reportingErrors {
             if target == .cpu { return try convertToCPUPlan() }
             guard target == .onnx else {
-                throw GLMCError("unsupported: glmc convert --target \(target.rawValue) is not built yet (it arrives with the back ends); use glmc dump or glmc run --engine interpreter")
+                throw GLMCError("unsupported: glmc convert --target \(target.rawValue) is not built yet (it arrives with its back end); --target cpu and --target onnx work")
             }
             guard precision == .fp32, calibrationData == nil else {
                 throw GLMCError("unsupported: --precision and --calibration-data apply to plans, not to --target onnx")

@@ -60,7 +60,7 @@ struct Run: ParsableCommand {
             if Self.isPlan(path: model) { return try runPlan() }
             if engine == .cpu { return try runModelOnCPU() }
             guard engine == .interpreter else {
-                throw GLMCError("unsupported: engine '\(engine.rawValue)' is not built yet; use --engine interpreter")
+                throw GLMCError("unsupported: engine '\(engine.rawValue)' is not built yet; use --engine interpreter or cpu")
             }
             var module = try ModelLoader.load(path: model).module
             try ModuleVerifier.verify(module)
