@@ -126,26 +126,8 @@ public enum CPUPlanBuilder {
     /// values of `f`. False if the body cannot be flattened that simply.
     static func inlineFusedGroup(at index: Int, in f: inout Function) -> Bool {
         let inst = f.body[index]
-        guard inst.op == FusedOps.fused, case .graph(let body)? = inst.attributes["body"],
-              body.captures.isEmpty, body.arguments.count == inst.operands.count, inst.operands.allSatisfy({ $0 != nil }),
-              body.outputs.count == inst.results.count, Set(body.outputs).count == body.outputs.count,
-              Set(body.outputs).isDisjoint(with: body.arguments) else { return false }
-        var rename: [ValueID: ValueID] = [:]
-        for (a, operand) in zip(body.arguments, inst.operands) { rename[a] = operand! }
-        for (o, r) in zip(body.outputs, inst.results) { rename[o] = r }
-        var members: [Instruction] = []
-        for var member in body.body {
-            guard member.nestedFunctions.allSatisfy({ $0.captures.isEmpty }) else { return false }
-            member.operands = member.operands.map { $0.map { rename[$0]! } }
-            member.results = member.results.map { r in
-                if let outer = rename[r] { return outer }
-                let fresh = f.addValue(body.type(of: r), name: body.name(of: r))
-                rename[r] = fresh
-                return fresh
-            }
-            if member.nodeName.isEmpty { member.nodeName = inst.nodeName }
-            members.append(member)
-        }
+        guard var members = Fusion.flattenedBody(of: inst, into: &f) else { return false }
+        for i in members.indices where members[i].nodeName.isEmpty { members[i].nodeName = inst.nodeName }
         f.body.replaceSubrange(index ... index, with: members)
         return true
     }

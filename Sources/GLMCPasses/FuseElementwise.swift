@@ -135,25 +135,13 @@ public struct FuseElementwise: Pass {
         var newBody: [Instruction] = []
         newBody.reserveCapacity(f.body.count)
         for inst in f.body {
-            guard inst.op == FusedOps.fused, let p = planOf[inst.results[0]], case .graph(let body)? = inst.attributes["body"],
-                  body.arguments.count == inst.operands.count, inst.operands.allSatisfy({ $0 != nil }),
-                  body.outputs.count == inst.results.count, Set(body.outputs).count == body.outputs.count,
-                  Set(body.outputs).isDisjoint(with: body.arguments), body.body.allSatisfy({ $0.nestedFunctions.isEmpty })
-            else {
+            guard inst.op == FusedOps.fused, let p = planOf[inst.results[0]],
+                  case .graph(let body)? = inst.attributes["body"], body.body.allSatisfy({ $0.nestedFunctions.isEmpty }),
+                  let members = Fusion.flattenedBody(of: inst, into: &f) else {
                 newBody.append(inst)
                 continue
             }
-            var rename: [ValueID: ValueID] = [:]
-            for (a, operand) in zip(body.arguments, inst.operands) { rename[a] = operand! }
-            for (o, r) in zip(body.outputs, inst.results) { rename[o] = r }
-            for var member in body.body {
-                member.operands = member.operands.map { $0.map { rename[$0]! } }
-                member.results = member.results.map { r in
-                    if let outer = rename[r] { return outer }
-                    let fresh = f.addValue(body.type(of: r), name: body.name(of: r))
-                    rename[r] = fresh
-                    return fresh
-                }
+            for member in members {
                 plans[p].members.insert(member.results[0])
                 newBody.append(member)
             }

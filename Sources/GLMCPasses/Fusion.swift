@@ -60,6 +60,32 @@ public enum Fusion {
         return f.body.firstIndex { $0.results == results && $0.op == FusedOps.fused } ?? 0
     }
 
+    /// The body of the `glmc.Fused` instruction `inst`, rewritten to live in `f`: arguments become
+    /// the instruction's operands, outputs its results, every other value a fresh value of `f`.
+    /// Nil when the body cannot be flattened that simply (captures, an omitted operand, an output
+    /// that is an argument or returned twice, a member region that captures values).
+    public static func flattenedBody(of inst: Instruction, into f: inout Function) -> [Instruction]? {
+        guard inst.op == FusedOps.fused, case .graph(let body)? = inst.attributes["body"],
+              body.captures.isEmpty, body.arguments.count == inst.operands.count, inst.operands.allSatisfy({ $0 != nil }),
+              body.outputs.count == inst.results.count, Set(body.outputs).count == body.outputs.count,
+              Set(body.outputs).isDisjoint(with: body.arguments),
+              body.body.allSatisfy({ $0.nestedFunctions.allSatisfy { $0.captures.isEmpty } }) else { return nil }
+        var rename: [ValueID: ValueID] = [:]
+        for (a, operand) in zip(body.arguments, inst.operands) { rename[a] = operand! }
+        for (o, r) in zip(body.outputs, inst.results) { rename[o] = r }
+        return body.body.map { original in
+            var member = original
+            member.operands = member.operands.map { $0.map { rename[$0]! } }
+            member.results = member.results.map { r in
+                if let outer = rename[r] { return outer }
+                let fresh = f.addValue(body.type(of: r), name: body.name(of: r))
+                rename[r] = fresh
+                return fresh
+            }
+            return member
+        }
+    }
+
     /// True when no path leaves the group and comes back into it: fusing it cannot create a cycle.
     public static func isConvex(_ indices: [Int], in f: Function) -> Bool {
         let members = Set(indices)
