@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GLMCCalibration
 import GLMCCodegen
 import GLMCFrontends
 import GLMCIR
@@ -29,7 +30,8 @@ struct Convert: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output file.") var output: String
     @Option(name: .customLong("input-shape"), help: "NAME=1x3x224x224 to fix a symbolic input shape; repeatable.") var inputShapes: [String] = []
     @Option(help: "Numeric precision of the plan.") var precision: Precision = .fp32
-    @Option(help: "Folder of calibration samples for int8.") var calibrationData: String?
+    @Option(help: "Folder of calibration samples (or random:N): embeds an INT8 calibration table in the plan and writes <plan>.calib.cache.") var calibrationData: String?
+    @Option(help: "Calibration method with --calibration-data: minmax, entropy or percentile[:P].") var calibrationMethod: String = "entropy"
     @OptionGroup var passOptions: PassOptions
 
     func run() throws {
@@ -61,9 +63,11 @@ struct Convert: ParsableCommand {
 extension Convert {
     /// `--target cpu`: optimize, generate and compile the kernels, write the plan.
     func convertToCPUPlan() throws {
-        guard precision == .fp32, calibrationData == nil else {
-            throw GLMCError("unsupported: --target cpu builds fp32 plans only for now (--precision \(precision.rawValue)\(calibrationData == nil ? "" : ", --calibration-data"))")
+        guard precision == .fp32 else {
+            throw GLMCError("unsupported: --target cpu builds fp32 plans only for now (--precision \(precision.rawValue))")
         }
+        // Checked before the (slow) build, so a bad option fails fast.
+        let calibration = try calibrationData.map { (try CalibrationSamples.open($0), try CalibrationMethod.parse(calibrationMethod)) }
         let shapes = try inputShapes.map(InputShapes.parse)
         let modelBytes: Data
         do { modelBytes = try Data(contentsOf: URL(fileURLWithPath: model), options: .mappedIfSafe) } catch {
@@ -80,8 +84,17 @@ extension Convert {
         let options = CPUPlanOptions(sourceModelSha256: SHA256Digest.hex(SHA256Digest.hash(modelBytes)),
                                      glmcVersion: GLMC.configuration.version,
                                      pipeline: try passOptions.pipelineNames(defaultLevel: defaultLevel))
-        let plan = try CPUPlanBuilder.build(module, options: options)
+        var plan = try CPUPlanBuilder.build(module, options: options)
+        var cache: String?
+        if let (samples, method) = calibration {
+            let (table, _, _) = try CalibrationDriver.calibrate(model: model, samples: samples, method: method, inputShapes: inputShapes,
+                                                               passOptions: passOptions, threads: 1)
+            cache = table.tensorRTCache()
+            plan.calibration = cache
+            plan.manifest.metadata["calibration_method"] = method.description
+        }
         do { try PlanWriter.write(plan, to: output) } catch let e as PlanError { throw GLMCError(e.message) }
+        if let cache { try CalibrationDriver.write(cache, to: output + ".calib.cache") }
     }
 }
 
