@@ -9,7 +9,8 @@ import GLMCRuntime
 /// it saw into a `CalibrationTable`.
 ///
 /// Observed tensors are those of the *source* model, by source name: every float runtime input
-/// and every float result of a top-level instruction that is not computable from weights alone.
+/// and every float result of a top-level instruction that is not computable from weights alone
+/// and that something reads (another instruction or the model's outputs).
 /// Before optimization the activations become the function's outputs (its only outputs), so the
 /// passes keep each of them whatever they fuse; the plan then returns them on every run. A tap
 /// that optimization turned into an input (e.g. an Identity's result) is observed from the input,
@@ -36,6 +37,13 @@ public struct Calibrator {
         for a in f.arguments where ObservedElements.isObserved(f.type(of: a).dtype) {
             names.append(f.name(of: a)); seen.insert(f.name(of: a))
         }
+        // Results nothing reads (an inference Dropout's mask) are never computed by an engine
+        // that removes dead code: there is nothing to calibrate.
+        var read = Set(f.outputs)
+        for inst in f.body {
+            read.formUnion(inst.operands.compactMap { $0 })
+            read.formUnion(inst.nestedFunctions.flatMap { $0.captures.map(\.outer) })
+        }
         var fromWeights = Set<ValueID>()
         for inst in f.body {
             if inst.constantValue != nil || (inst.nestedFunctions.isEmpty && !inst.operands.isEmpty
@@ -45,7 +53,8 @@ public struct Calibrator {
             }
             for r in inst.results {
                 let name = f.name(of: r)
-                guard !name.isEmpty, ObservedElements.isObserved(f.type(of: r).dtype), seen.insert(name).inserted else { continue }
+                guard !name.isEmpty, read.contains(r), ObservedElements.isObserved(f.type(of: r).dtype),
+                      seen.insert(name).inserted else { continue }
                 names.append(name)
                 activations.append(r)
             }
@@ -82,7 +91,7 @@ public struct Calibrator {
         plan = try CPUPlanBuilder.build(tapped, options: options)
     }
 
-    /// How long calibration took.
+    /// How long running the samples took (plan building excluded).
     public struct Timing: Sendable {
         public var seconds: Double
         /// Sample runs (samples times passes over them).
@@ -92,28 +101,53 @@ public struct Calibrator {
     }
 
     /// Streams the samples through the plan (twice for methods that need a histogram: once for
-    /// the range, once for the histogram over [0, amax]) and computes the table.
+    /// the range, once for the histogram over [0, amax]) and computes the table, one sample per run.
     public func run(_ samples: CalibrationSamples, method: CalibrationMethod, threads: Int = 1,
                     progress: ((_ pass: Int, _ passes: Int, _ done: Int, _ total: Int) -> Void)? = nil) throws -> (CalibrationTable, Timing) {
-        let executor: CPUExecutor
-        do { executor = try CPUExecutor(plan: plan, threads: threads) } catch let e as RuntimeError { throw GLMCError(e.message) }
+        try Self.run(samples, method: method, batch: 1, threads: threads, plans: { _ in self }, progress: progress)
+    }
+
+    /// The same with `batch` samples per run, concatenated along the first axis: `plans(n)` is
+    /// the calibrator for runs of n samples (`batch`, and the remainder for the last run).
+    public static func run(_ samples: CalibrationSamples, method: CalibrationMethod, batch: Int, threads: Int = 1,
+                           plans: (Int) throws -> Calibrator,
+                           progress: ((_ pass: Int, _ passes: Int, _ done: Int, _ total: Int) -> Void)? = nil) throws -> (CalibrationTable, Timing) {
+        // Building a plan (compiling its kernels) is not running samples: its time is left out.
+        var executors: [Int: (Calibrator, CPUExecutor)] = [:], buildSeconds = 0.0
+        func runner(_ size: Int) throws -> (Calibrator, CPUExecutor) {
+            if let r = executors[size] { return r }
+            let buildStart = nowSeconds()
+            defer { buildSeconds += nowSeconds() - buildStart }
+            let c = try plans(size)
+            do {
+                let r = (c, try CPUExecutor(plan: c.plan, threads: threads))
+                executors[size] = r
+                return r
+            } catch let e as RuntimeError { throw GLMCError(e.message) }
+        }
+        let names = try runner(Swift.min(batch, samples.count)).0.names
         let start = nowSeconds()
+        buildSeconds = 0
         let passes = method.needsHistogram ? 2 : 1
         var stats = [TensorStatistics](repeating: TensorStatistics(), count: names.count)
         var histograms: [AbsHistogram] = []
         for pass in 1 ... passes {
             if pass == 2 { histograms = stats.map { AbsHistogram(range: $0.amax) } }
-            for i in 0 ..< samples.count {
-                try observeSample(i, samples: samples, executor: executor) { k, values in
+            for first in stride(from: 0, to: samples.count, by: batch) {
+                let group = first ..< Swift.min(first + batch, samples.count)
+                let (calibrator, executor) = try runner(group.count)
+                let label = group.count == 1 ? samples.label(first)
+                    : "\(samples.label(first)) to \(samples.label(group.upperBound - 1)) (one batch)"
+                try calibrator.observe(group, samples: samples, executor: executor) { k, values in
                     if pass == 1 {
-                        if let bad = stats[k].observe(values) {
-                            throw GLMCError("\(samples.label(i)): tensor '\(names[k])' has a non-finite value (\(values[bad])) at element \(bad)")
+                        if let bad = stats[k].observe(values, samples: group.count) {
+                            throw GLMCError("\(label): tensor '\(names[k])' has a non-finite value (\(values[bad])) at element \(bad)")
                         }
                     } else {
                         histograms[k].add(values)
                     }
                 }
-                progress?(pass, passes, i + 1, samples.count)
+                progress?(pass, passes, group.upperBound, samples.count)
             }
         }
         let entries = names.indices.map { k in
@@ -121,24 +155,29 @@ public struct Calibrator {
                                    amax: method.amax(stats[k], histogram: histograms.isEmpty ? nil : histograms[k]),
                                    samples: stats[k].sampleCount)
         }
-        let timing = Timing(seconds: nowSeconds() - start, runs: samples.count * passes, passes: passes)
+        let timing = Timing(seconds: nowSeconds() - start - buildSeconds, runs: samples.count * passes, passes: passes)
         return (CalibrationTable(method: method, sampleCount: samples.count, entries: entries), timing)
     }
 
-    /// Runs sample `i` and hands every observed tensor's values to `observe(k, values)`.
-    func observeSample(_ i: Int, samples: CalibrationSamples, executor: CPUExecutor,
-                       _ observe: (Int, UnsafeBufferPointer<Float>) throws -> Void) throws {
-        let tensors = try samples.sample(i, inputs: inputs)
+    /// Runs the samples `group` (as many as the plan takes, concatenated along the first axis)
+    /// and hands every observed tensor's values to `observe(k, values)`.
+    func observe(_ group: Range<Int>, samples: CalibrationSamples, executor: CPUExecutor,
+                 _ observe: (Int, UnsafeBufferPointer<Float>) throws -> Void) throws {
+        let perSample = try sampleInputs(batch: group.count)
+        var inputBytes = [Data](repeating: Data(), count: inputs.count)
+        for i in group {
+            for (j, t) in try samples.sample(i, inputs: perSample).enumerated() {
+                inputBytes[j].append(t.tensorData.withRawBytes { Data($0) })
+            }
+        }
         var given: [String: HostTensor] = [:]
-        var inputBytes: [Data] = []
-        for (input, t) in zip(inputs, tensors) {
-            let bytes = t.tensorData.withRawBytes { Data($0) }
-            inputBytes.append(bytes)
-            given[input.name] = HostTensor(name: input.name, dtype: t.dtype.rawValue, shape: t.shape, bytes: bytes)
+        for (input, bytes) in zip(inputs, inputBytes) {
+            given[input.name] = HostTensor(name: input.name, dtype: input.type.dtype.rawValue,
+                                           shape: input.type.shape.staticSizes ?? [], bytes: bytes)
         }
         let results: [HostTensor]
         do { results = try executor.run(inputs: given) } catch let e as RuntimeError {
-            throw GLMCError("\(samples.label(i)): \(e.message)")
+            throw GLMCError("\(samples.label(group.lowerBound)): \(e.message)")
         }
         for (k, source) in sources.enumerated() {
             let dtype: DType, bytes: Data
@@ -150,6 +189,19 @@ public struct Calibrator {
             try bytes.withUnsafeBytes { raw in
                 _ = try ObservedElements.withFloats(raw, dtype: dtype) { try observe(k, $0) }
             }
+        }
+    }
+
+    /// What one sample of a run of `batch` samples looks like: the plan's inputs with the first
+    /// dimension divided by `batch`.
+    func sampleInputs(batch: Int) throws -> [CalibrationInput] {
+        guard batch > 1 else { return inputs }
+        return try inputs.map { input in
+            guard var sizes = input.type.shape.staticSizes, let first = sizes.first, first % batch == 0 else {
+                throw GLMCError("--batch \(batch): input '\(input.name)' (\(input.type)) cannot hold \(batch) samples along its first axis")
+            }
+            sizes[0] = first / batch
+            return CalibrationInput(name: input.name, type: TensorType(input.type.dtype, static: sizes))
         }
     }
 }

@@ -15,9 +15,9 @@ public struct TensorStatistics: Sendable, Equatable {
     /// max |x| over everything seen (0 before anything was seen).
     public var amax: Float { elementCount == 0 ? 0 : Swift.max(abs(min), abs(max)) }
 
-    /// Adds one sample's values. Returns the index of the first non-finite value (and adds
-    /// nothing), or nil.
-    public mutating func observe(_ values: UnsafeBufferPointer<Float>) -> Int? {
+    /// Adds the values of one run (`samples` samples batched together). Returns the index of the
+    /// first non-finite value (and adds nothing), or nil.
+    public mutating func observe(_ values: UnsafeBufferPointer<Float>, samples: Int = 1) -> Int? {
         var lo = min, hi = max
         for (i, x) in values.enumerated() {
             guard x.isFinite else { return i }
@@ -25,7 +25,7 @@ public struct TensorStatistics: Sendable, Equatable {
             if x > hi { hi = x }
         }
         min = lo; max = hi
-        sampleCount += 1
+        sampleCount += samples
         elementCount += values.count
         return nil
     }

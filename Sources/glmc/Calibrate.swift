@@ -27,11 +27,13 @@ struct Calibrate: ParsableCommand {
     @Option(help: "Also write the table as JSON (per tensor min, max, amax, scale).") var json: String?
     @Option(name: .customLong("input-shape"), help: "NAME=1x3x224x224 to fix a symbolic input shape; repeatable (else the first sample's shape).")
     var inputShapes: [String] = []
+    @Option(help: "Samples per run, concatenated along the first axis (inputs need a symbolic first dimension).") var batch: Int = 1
     @Option(help: "Threads a plan's steps are split across.") var threads: Int = 1
     @OptionGroup var passOptions: PassOptions
 
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
     }
 
     func run() throws {
@@ -40,13 +42,13 @@ struct Calibrate: ParsableCommand {
             let samples = try CalibrationSamples.open(data)
             let (table, timing, tensors) = try CalibrationDriver.calibrate(
                 model: model, samples: samples, method: method, inputShapes: inputShapes,
-                passOptions: passOptions, threads: threads)
+                passOptions: passOptions, batch: batch, threads: threads)
             // Both files are produced before either is written.
             let cache = table.tensorRTCache()
             let jsonText = try json.map { _ in try table.json() }
             try CalibrationDriver.write(cache, to: output)
             if let json, let jsonText { try CalibrationDriver.write(jsonText, to: json) }
-            print(String(format: "calibrated %d tensors (%@) over %d samples in %.2f s: %.1f samples/s (%d pass%@)",
+            print(String(format: "calibrated %d tensors (%@) over %d samples: ran them in %.2f s, %.1f samples/s (%d pass%@)",
                          tensors, method.description, samples.count, timing.seconds, timing.samplesPerSecond,
                          timing.passes, timing.passes == 1 ? "" : "es"))
         }
@@ -55,11 +57,11 @@ struct Calibrate: ParsableCommand {
 
 /// Calibration as `glmc calibrate` and `glmc convert --calibration-data` run it.
 enum CalibrationDriver {
-    /// Loads the model, binds its input shapes (from `--input-shape`, else from the first sample),
-    /// builds the tapped plan and runs the samples through it. Returns the table, the timing and
-    /// the number of observed tensors.
+    /// Loads the model, binds its input shapes (from `--input-shape`, else from the first sample;
+    /// with `batch` > 1 the first dimension holds `batch` samples), builds the tapped plan and runs
+    /// the samples through it. Returns the table, the timing and the number of observed tensors.
     static func calibrate(model: String, samples: CalibrationSamples, method: CalibrationMethod, inputShapes: [String],
-                          passOptions: PassOptions, threads: Int) throws -> (CalibrationTable, Calibrator.Timing, Int) {
+                          passOptions: PassOptions, batch: Int = 1, threads: Int) throws -> (CalibrationTable, Calibrator.Timing, Int) {
         if samples.isRandom {
             printWarning("calibrating on random samples (--data \(samplesSpec(samples))): real data calibrates better")
         }
@@ -67,32 +69,51 @@ enum CalibrationDriver {
         do { modelBytes = try Data(contentsOf: URL(fileURLWithPath: model), options: .mappedIfSafe) } catch {
             throw GLMCError("cannot read \(model): \(error.localizedDescription)")
         }
-        var module = try ModelLoader.load(path: model).module
+        let module = try ModelLoader.load(path: model).module
         try ModuleVerifier.verify(module)
-        var specs = try inputShapes.map(InputShapes.parse)
+        let specs = try inputShapes.map(InputShapes.parse)
         let f = module.main
         let given = Set(specs.map(\.name))
-        if f.arguments.contains(where: { !f.type(of: $0).shape.isStatic && !given.contains(f.name(of: $0)) }) {
-            let inputs = f.arguments.map { CalibrationInput(name: f.name(of: $0), type: f.type(of: $0)) }
-            let first = try samples.sample(0, inputs: inputs)
-            for (a, t) in zip(f.arguments, first) where !f.type(of: a).shape.isStatic && !given.contains(f.name(of: a)) {
-                specs.append((f.name(of: a), t.shape))
+        if batch > 1 {
+            for a in f.arguments {
+                let t = f.type(of: a)
+                guard let d = t.shape.dims?.first, case .symbol = d, !given.contains(f.name(of: a)) else {
+                    throw GLMCError("--batch \(batch): input '\(f.name(of: a))' is \(t); batching needs a symbolic first dimension not fixed by --input-shape")
+                }
             }
         }
-        if !specs.isEmpty {
-            try InputShapes.apply(specs, to: &module)
-            try ModuleVerifier.verify(module)
-        }
+        let modelInputs = f.arguments.map { CalibrationInput(name: f.name(of: $0), type: f.type(of: $0)) }
+        let needsSample = batch > 1 || f.arguments.contains { !f.type(of: $0).shape.isStatic && !given.contains(f.name(of: $0)) }
+        let first = needsSample ? try samples.sample(0, inputs: modelInputs) : []
         let options = CPUPlanOptions(sourceModelSha256: SHA256Digest.hex(SHA256Digest.hash(modelBytes)),
                                      glmcVersion: GLMC.configuration.version,
                                      pipeline: try passOptions.pipelineNames(defaultLevel: 3))
-        let calibrator = try Calibrator(module, options: options) { try passOptions.optimize(&$0, defaultLevel: 3) }
+        // The tapped plan for runs of `size` samples.
+        func calibrator(_ size: Int) throws -> Calibrator {
+            var m = module, bound = specs
+            for (a, t) in zip(f.arguments, first) where !f.type(of: a).shape.isStatic && !given.contains(f.name(of: a)) {
+                var sizes = t.shape
+                if batch > 1 { sizes[0] *= size }
+                bound.append((f.name(of: a), sizes))
+            }
+            if !bound.isEmpty {
+                try InputShapes.apply(bound, to: &m)
+                try ModuleVerifier.verify(m)
+            }
+            return try Calibrator(m, options: options) { try passOptions.optimize(&$0, defaultLevel: 3) }
+        }
+        var calibrators: [Int: Calibrator] = [:]
         let bar = ProgressBar()
-        let (table, timing) = try calibrator.run(samples, method: method, threads: threads) { pass, passes, done, total in
+        let (table, timing) = try Calibrator.run(samples, method: method, batch: batch, threads: threads, plans: { size in
+            if let c = calibrators[size] { return c }
+            let c = try calibrator(size)
+            calibrators[size] = c
+            return c
+        }) { pass, passes, done, total in
             bar?.update(pass: pass, passes: passes, done: done, total: total)
         }
         bar?.finish()
-        return (table, timing, calibrator.names.count)
+        return (table, timing, table.entries.count)
     }
 
     static func samplesSpec(_ samples: CalibrationSamples) -> String {

@@ -116,4 +116,35 @@ final class CalibrateTests: XCTestCase {
         assertFails(try GLMC.run(["calibrate", model, "--data", scratch + "/none", "-o", out]), containing: ["no such folder"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
+
+    func testBatchesGiveTheSameTableAsSingleSamples() throws {
+        let model = scratch + "/b.glmc"
+        try """
+        opsets {"" = 17}
+        func @b(%x: f32[?n,3] loc("x")) -> (f32[?n,3] loc("y")) {
+          %r = Relu(%x) : f32[?n,3] loc("r")
+          %y = Sub(%r, %x) : f32[?n,3] loc("y")
+          return %y
+        }
+        """.write(toFile: model, atomically: true, encoding: .utf8)
+        let data = scratch + "/data"
+        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+        for (i, row) in [[1, -2, 3], [-4, 5, 0.5], [7, -0.25, -9]].enumerated() {
+            try NPY.write(Tensor(row.map { Float($0) }, shape: [1, 3]), to: data + "/s\(i).npy")
+        }
+        var tables: [String] = []
+        for batch in ["1", "2"] {
+            let json = scratch + "/b\(batch).json"
+            let r = try GLMC.run(["calibrate", model, "--data", data, "--method", "minmax", "--batch", batch,
+                                  "-o", scratch + "/b\(batch).cache", "--json", json], timeout: 120)
+            assertSucceeds(r, "--batch \(batch)")
+            tables.append(try String(contentsOfFile: json, encoding: .utf8))
+        }
+        XCTAssertEqual(tables[0], tables[1], "3 samples in runs of 2 and 1 see what runs of 1 see")
+        XCTAssertTrue(tables[0].contains("\"samples\" : 3"), tables[0])
+        let cache = try String(contentsOfFile: scratch + "/b2.cache", encoding: .utf8)
+        XCTAssertEqual(cache.split(separator: "\n").map { String($0.split(separator: ":")[0]) }, ["TRT-8601-MinMaxCalibration", "x", "r", "y"])
+        assertFails(try GLMC.run(["calibrate", RoundTripPaths.model("cnn.onnx"), "--data", data, "--batch", "2", "-o", scratch + "/c.cache"]),
+                    containing: ["--batch 2", "input 'image'", "symbolic first dimension"])
+    }
 }
