@@ -83,8 +83,9 @@ enum CalibrationDriver {
             }
         }
         let modelInputs = f.arguments.map { CalibrationInput(name: f.name(of: $0), type: f.type(of: $0)) }
-        let needsSample = batch > 1 || f.arguments.contains { !f.type(of: $0).shape.isStatic && !given.contains(f.name(of: $0)) }
-        let first = needsSample ? try samples.sample(0, inputs: modelInputs) : []
+        // Read before the (slow) plan build: it binds symbolic dimensions, and a sample of the wrong
+        // type or shape fails fast.
+        let first = try samples.sample(0, inputs: modelInputs)
         let options = CPUPlanOptions(sourceModelSha256: SHA256Digest.hex(SHA256Digest.hash(modelBytes)),
                                      glmcVersion: GLMC.configuration.version,
                                      pipeline: try passOptions.pipelineNames(defaultLevel: 3))
