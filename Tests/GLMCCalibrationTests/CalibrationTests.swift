@@ -141,6 +141,13 @@ final class CalibrationSamplesTests: XCTestCase {
         let wrongType = [CalibrationInput(name: "x", type: TensorType(.f16, static: [2, 3])), inputs[1]]
         XCTAssertThrowsError(try npz.sample(0, inputs: wrongType)) { XCTAssertTrue("\($0)".contains("input 'x' is f16[2,3]"), "\($0)") }
         XCTAssertThrowsError(try npz.sample(0, inputs: [inputs[0]])) { XCTAssertTrue("\($0)".contains("no input named 'y'"), "\($0)") }
+        // A sample folder whose .pb file is not a TensorProto.
+        let pbRoot = scratch + "/pb"
+        try FileManager.default.createDirectory(atPath: pbRoot + "/s0", withIntermediateDirectories: true)
+        try Data("not a tensor".utf8).write(to: URL(fileURLWithPath: pbRoot + "/s0/input_0.pb"))
+        XCTAssertThrowsError(try CalibrationSamples.open(pbRoot).sample(0, inputs: [inputs[0]])) {
+            XCTAssertTrue("\($0)".contains("input_0.pb"), "\($0)")
+        }
         XCTAssertThrowsError(try CalibrationSamples.open("random:2").sample(0, inputs: [CalibrationInput(name: "ids", type: TensorType(.i64, static: [2]))])) {
             XCTAssertTrue("\($0)".contains("ids"), "\($0)")
         }
