@@ -150,12 +150,13 @@ public struct Calibrator {
                 progress?(pass, passes, group.upperBound, samples.count)
             }
         }
+        // Timed up to here: the threshold searches below are per tensor, not per sample.
+        let timing = Timing(seconds: nowSeconds() - start - buildSeconds, runs: samples.count * passes, passes: passes)
         let entries = names.indices.map { k in
             CalibrationTable.Entry(name: names[k], min: stats[k].min, max: stats[k].max,
                                    amax: method.amax(stats[k], histogram: histograms.isEmpty ? nil : histograms[k]),
                                    samples: stats[k].sampleCount)
         }
-        let timing = Timing(seconds: nowSeconds() - start - buildSeconds, runs: samples.count * passes, passes: passes)
         return (CalibrationTable(method: method, sampleCount: samples.count, entries: entries), timing)
     }
 

@@ -69,15 +69,18 @@ enum CalibrationDriver {
         do { modelBytes = try Data(contentsOf: URL(fileURLWithPath: model), options: .mappedIfSafe) } catch {
             throw GLMCError("cannot read \(model): \(error.localizedDescription)")
         }
-        let module = try ModelLoader.load(path: model).module
+        var module = try ModelLoader.load(path: model).module
         try ModuleVerifier.verify(module)
         let specs = try inputShapes.map(InputShapes.parse)
+        if !specs.isEmpty {
+            try InputShapes.apply(specs, to: &module)
+            try ModuleVerifier.verify(module)
+        }
         let f = module.main
-        let given = Set(specs.map(\.name))
         if batch > 1 {
             for a in f.arguments {
                 let t = f.type(of: a)
-                guard let d = t.shape.dims?.first, case .symbol = d, !given.contains(f.name(of: a)) else {
+                guard let d = t.shape.dims?.first, case .symbol = d else {
                     throw GLMCError("--batch \(batch): input '\(f.name(of: a))' is \(t); batching needs a symbolic first dimension not fixed by --input-shape")
                 }
             }
@@ -91,8 +94,8 @@ enum CalibrationDriver {
                                      pipeline: try passOptions.pipelineNames(defaultLevel: 3))
         // The tapped plan for runs of `size` samples.
         func calibrator(_ size: Int) throws -> Calibrator {
-            var m = module, bound = specs
-            for (a, t) in zip(f.arguments, first) where !f.type(of: a).shape.isStatic && !given.contains(f.name(of: a)) {
+            var m = module, bound: [(name: String, sizes: [Int])] = []
+            for (a, t) in zip(f.arguments, first) where !f.type(of: a).shape.isStatic {
                 var sizes = t.shape
                 if batch > 1 { sizes[0] *= size }
                 bound.append((f.name(of: a), sizes))
