@@ -52,7 +52,9 @@ public struct Calibrator {
                 continue
             }
             for r in inst.results {
-                let name = f.name(of: r)
+                // A value without a name of its own goes by the model output name it has, if any.
+                let name = f.name(of: r).isEmpty ? (f.outputs.firstIndex(of: r).flatMap { $0 < f.outputNames.count ? f.outputNames[$0] : nil } ?? "")
+                    : f.name(of: r)
                 guard !name.isEmpty, read.contains(r), ObservedElements.isObserved(f.type(of: r).dtype),
                       seen.insert(name).inserted else { continue }
                 names.append(name)
@@ -61,7 +63,7 @@ public struct Calibrator {
         }
         var tapped = module
         tapped.main.outputs = activations
-        tapped.main.outputNames = activations.map { f.name(of: $0) }
+        tapped.main.outputNames = Array(names.suffix(activations.count))
         try optimize(&tapped)
 
         // Map each tap (in order: optimization keeps the function's outputs) to where it is read.
@@ -88,7 +90,9 @@ public struct Calibrator {
         self.names = names
         self.sources = sources
         inputs = g.arguments.map { CalibrationInput(name: g.name(of: $0), type: g.type(of: $0)) }
-        plan = try CPUPlanBuilder.build(tapped, options: options)
+        do { plan = try CPUPlanBuilder.build(tapped, options: options) } catch let e as GLMCError {
+            throw GLMCError("calibration runs the model as a CPU plan: \(e.message)")
+        }
     }
 
     /// How long running the samples took (plan building excluded).
