@@ -78,6 +78,50 @@ final class CPUPlanTests: XCTestCase {
                        ["conv2d_epilogue", "max_pool2d", "conv2d_epilogue", "global_average_pool", "copy", "gemm"])
     }
 
+    /// `glmc run MODEL --engine cpu` keeps the plan it builds in the plan cache and reuses it; a
+    /// corrupt cached plan is rebuilt with a warning; `--no-cache` neither reads nor writes it.
+    func testRunModelOnTheCPUEngineCachesThePlan() throws {
+        let cache = scratch + "/cache", plans = cache + "/plans"
+        func run(_ out: String, _ extra: [String] = []) throws -> CLIResult {
+            try GLMC.run(["run", RoundTripPaths.model("mlp.onnx"), "--engine", "cpu", "--input",
+                          RoundTripPaths.model("mlp.input_0.npy"), "--output-dir", scratch + "/" + out] + extra,
+                         timeout: 120, environment: ["GLMC_CACHE_DIR": cache])
+        }
+        func cached() throws -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: plans)) ?? []).sorted() }
+        func output(_ out: String) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: scratch + "/\(out)/output_0.npy")) }
+
+        assertSucceeds(try run("first"), "first run")
+        let files = try cached()
+        XCTAssertEqual(files.count, 1, "one plan cached: \(files)")
+        XCTAssertTrue(files.allSatisfy { $0.hasSuffix(".plan") })
+        let plan = plans + "/" + files[0]
+        let written = try FileManager.default.attributesOfItem(atPath: plan)[.modificationDate] as? Date
+
+        let second = try run("second")
+        assertSucceeds(second, "cached run")
+        XCTAssertEqual(second.stderr, "")
+        XCTAssertEqual(try cached(), files)
+        XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: plan)[.modificationDate] as? Date, written,
+                       "a cache hit does not rewrite the plan")
+        XCTAssertEqual(try output("second"), try output("first"))
+
+        // Corrupt the cached plan: the checksum catches it and the plan is rebuilt.
+        let handle = try XCTUnwrap(FileHandle(forUpdatingAtPath: plan))
+        try handle.seek(toOffset: 200)
+        try handle.write(contentsOf: Data([0xde, 0xad, 0xbe, 0xef]))
+        try handle.close()
+        let third = try run("third")
+        XCTAssertEqual(third.status, 0, third.stderr)
+        XCTAssertTrue(third.stderr.contains("warning: ignoring unreadable cached plan"), third.stderr)
+        XCTAssertEqual(try output("third"), try output("first"))
+        XCTAssertNoThrow(try PlanReader.read(path: plan), "the rebuilt plan is valid again")
+
+        try FileManager.default.removeItem(atPath: plans)
+        assertSucceeds(try run("fourth", ["--no-cache"]), "--no-cache")
+        XCTAssertEqual(try cached(), [], "--no-cache stores nothing")
+        XCTAssertEqual(try output("fourth"), try output("first"))
+    }
+
     /// `glmc run MODEL --engine cpu` builds the plan in memory (symbolic dimensions bound from the
     /// inputs) and runs it.
     func testRunModelOnTheCPUEngine() throws {
