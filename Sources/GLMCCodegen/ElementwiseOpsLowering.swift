@@ -200,7 +200,8 @@ extension ElementwiseLowering.Builder {
             guard let to = ElementwiseLowering.scalarType(target), let from = inst.operands[0].flatMap({ ElementwiseLowering.scalarType(function.type(of: $0).dtype) }) else {
                 throw unsupported("to \(target)")
             }
-            return from == to ? x : .cast(x, to: to)
+            // Halves are computed as f32 already: widening them is no conversion.
+            return from == to || (to == .f32 && from.computed == .f32) ? x : .cast(x, to: to)
         default:
             return try activation(inst)
         }

@@ -303,9 +303,14 @@ public struct Renderer: Sendable {
             case .temp(let t):
                 return "t\(t)"
             case .unary(let op, let a):
-                s = unary(op, a, type(a))
+                let t = type(a)
+                s = unary(op, a, t)
+                // A function call needs no parentheses.
+                if t.isFloat && op != .neg { return s }
             case .binary(let op, let a, let b):
-                s = binary(op, a, b, type(a))
+                let t = type(a)
+                s = binary(op, a, b, t)
+                if t.isFloat && (op == .rem || op == .pow) { return s }
             case .select(let c, let a, let b):
                 s = "\(expr(c)) ? \(expr(a)) : \(expr(b))"
             case .compare(let op, let a, let b):
