@@ -245,6 +245,25 @@ final class ElementwiseTypesTests: XCTestCase {
         XCTAssertEqual(Literal.of(.nan, .i16), .int(0, .i16))
     }
 
+    /// Ops on types they are not defined for are refused with an "unsupported" error naming the op
+    /// (the renderer never sees them).
+    func testIllTypedOperationsAreRefused() throws {
+        let cases: [(String, String, String)] = [
+            ("%a = Exp(%p)", "i32[2,3,4]", "Exp on i32"),
+            ("%a = And(%p, %p)", "i32[2,3,4]", "And on i32"),
+            ("%a = Sum(%p, %p)", "i32[2,3,4]", "Sum on i32"),
+            ("%a = BitShift(%p, %p)", "i32[2,3,4]", "BitShift without direction LEFT or RIGHT"),
+            ("%a = Not(%p)", "i32[2,3,4]", "Not on i32"),
+            ("%a = Gelu(%p) {approximate = \"cubic\"}", "f32[2,3,4]", "Gelu with approximate = \"cubic\""),
+        ]
+        for (member, type, message) in cases {
+            let module = try Parser.parse(Self.group([("p", type)], [(member, type)]))
+            XCTAssertThrowsError(try ElementwiseLowering.lower(module.main.body[0], in: module.main), member) { error in
+                XCTAssertEqual("\(error)", "unsupported: cannot lower \(message) to an elementwise kernel yet")
+            }
+        }
+    }
+
     func testStringsAreRefused() throws {
         let module = try Parser.parse(Self.group([("p", "f32[2,3,4]")], [("%a = Cast(%p) {to = 8}", "string[2,3,4]")]))
         XCTAssertThrowsError(try ElementwiseLowering.lower(module.main.body[0], in: module.main)) { error in
