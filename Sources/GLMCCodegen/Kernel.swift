@@ -70,6 +70,25 @@ public enum Literal: Hashable, Sendable {
         }
     }
 
+    // Floats compare by bit pattern: -0 and 0 are different constants (x + -0 keeps a -0 that
+    // x + 0 does not), and a NaN constant equals itself, so that expressions are shared right.
+    public static func == (a: Literal, b: Literal) -> Bool {
+        switch (a, b) {
+        case (.float(let x, let s), .float(let y, let t)): return x.bitPattern == y.bitPattern && s == t
+        case (.int(let x, let s), .int(let y, let t)): return x == y && s == t
+        case (.uint(let x, let s), .uint(let y, let t)): return x == y && s == t
+        default: return false
+        }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        switch self {
+        case .float(let x, let t): hasher.combine(0); hasher.combine(x.bitPattern); hasher.combine(t)
+        case .int(let x, let t): hasher.combine(1); hasher.combine(x); hasher.combine(t)
+        case .uint(let x, let t): hasher.combine(2); hasher.combine(x); hasher.combine(t)
+        }
+    }
+
     /// `x` as a constant of the computed type `type` (a float, integer or bool type); integers
     /// truncate toward zero and saturate.
     public static func of(_ x: Double, _ type: ScalarType) -> Literal {

@@ -83,7 +83,8 @@ final class ElementwiseTypesTests: XCTestCase {
         let source = Renderer(dialect: .c).render(kernel) + "\n" + CodegenTests.harness(for: kernel)
         try source.write(to: dir.appendingPathComponent("kernel.c"), atomically: true, encoding: .utf8)
         let exe = dir.appendingPathComponent("kernel").path
-        let compiled = try CodegenTests.run(cc, ["-std=c99", "-O2", "-Wall", "-Werror", "-Wno-unknown-pragmas", "-o", exe,
+        // -O3 as the CPU plan builder compiles.
+        let compiled = try CodegenTests.run(cc, ["-std=c99", "-O3", "-Wall", "-Werror", "-Wno-unknown-pragmas", "-o", exe,
                                                  dir.appendingPathComponent("kernel.c").path, "-lm"])
         XCTAssertEqual(compiled.status, 0, "compiling failed:\n\(compiled.output)\n\(source)", file: file, line: line)
         guard compiled.status == 0 else { return }
@@ -110,7 +111,10 @@ final class ElementwiseTypesTests: XCTestCase {
             }
             let tolerance = want.dtype == .bf16 ? 8e-3 : want.dtype == .f16 ? 1e-3 : 1e-5
             for (i, (a, w)) in zip(got.doubles, want.doubles).enumerated() {
-                let same = a == w || (a.isNaN && w.isNaN) || abs(a - w) <= tolerance * max(1, abs(w))
+                // Zeros must have the interpreter's sign, except in f16: there GCC 12 (-O2) and clang
+                // (-O2/-O3) turn `x < 0 ? 0 : x` of a -0 half into +0 in large kernels (not yet
+                // understood; see Docs/Codegen.md).
+                let same = a == 0 && w == 0 && want.dtype != .f16 ? a.sign == w.sign : a == w || (a.isNaN && w.isNaN) || abs(a - w) <= tolerance * max(1, abs(w))
                 if !same {
                     XCTFail("\(member): element \(i) is \(a), expected \(w) (inputs \(inputs.map { $0.doubles[min(i, $0.doubles.count - 1)] }))",
                             file: file, line: line)
@@ -231,6 +235,24 @@ final class ElementwiseTypesTests: XCTestCase {
             ], "\(t)")
         }
         try compileAndRun(Self.group(arguments, all))
+    }
+
+    /// `x + -0` and `x + 0` differ for x = -0; the kernel must not take one for the other.
+    func testSignedZeroConstantsAreDistinct() throws {
+        let v = "f32[2,3,4]"
+        try compileAndRun("""
+        opsets {"" = 17, glmc = 1}
+        func @main(%x: f32[2,3,4]) -> (f32[2,3,4], f32[2,3,4]) {
+          %r0, %r1 = glmc.Fused(%x) {body = graph @g(%p: \(v)) -> (\(v), \(v)) {
+            %n = const dense<[-0.0]> : f32[]
+            %z = const dense<[0.0]> : f32[]
+            %a = Add(%p, %n) : \(v)
+            %b = Add(%p, %z) : \(v)
+            return %a, %b
+          }, kind = "elementwise"} : \(v), \(v)
+          return %r0, %r1
+        }
+        """)
     }
 
     func testLiteralsOfEveryType() throws {
