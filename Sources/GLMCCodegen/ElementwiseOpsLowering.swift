@@ -167,9 +167,9 @@ extension ElementwiseLowering.Builder {
             let combine: BinaryOp = op == "Max" ? .max : op == "Min" ? .min : .add
             guard t.isFloat || (t.isInteger && (op == "Max" || op == "Min")) else { throw unsupported("on \(t)") }
             // A left fold, rounding each partial result of a half type as the interpreter does.
-            let half = function.type(of: inst.results[0]).dtype
+            let resultType = try scalarType(inst.results[0])
             var acc = xs[0]
-            for x in xs.dropFirst() { acc = roundedIfHalf(.binary(combine, acc, x), ElementwiseLowering.scalarType(half) ?? t) }
+            for x in xs.dropFirst() { acc = roundedIfHalf(.binary(combine, acc, x), resultType) }
             if op == "Mean" && xs.count > 1 { acc = .binary(.div, acc, c(Double(xs.count), t)) }
             return acc
         case "Where":

@@ -369,6 +369,7 @@ public struct Renderer: Sendable {
                 // NaN propagates from either operand, as the interpreter's (NumPy's) maximum/minimum.
                 case .max: return "\(x) != \(x) || \(x) > \(y) ? \(x) : \(y)"
                 case .min: return "\(x) != \(x) || \(x) < \(y) ? \(x) : \(y)"
+                // Not operations of floats; the lowering never builds them (it checks the types).
                 case .and, .or, .xor, .shl, .shr: preconditionFailure("\(op) of \(t) values")
                 }
             }
