@@ -303,6 +303,31 @@ final class CPUPlanTests: XCTestCase {
         try checkAgainstInterpreter(ir, inputs: [[2, 3, 4], [4]], seed: 3)
     }
 
+    /// Integer arithmetic (division and remainder by zero and negative values), casts between
+    /// integers, floats, halves and bools, and a bool select, through the whole plan path.
+    func testIntegerAndCastKernelsMatchTheInterpreter() throws {
+        let ir = """
+        opsets {"" = 17}
+
+        func @ints(%0: i64[2,3,4] loc("x"), %1: i64[4] loc("y")) -> (i32[2,3,4] loc("q"), f32[2,3,4] loc("f"), i64[2,3,4] loc("w")) {
+          %2 = Div(%0, %1) : i64[2,3,4] loc("d")
+          %3 = Mod(%0, %1) : i64[2,3,4] loc("m")
+          %4 = Add(%2, %3) : i64[2,3,4] loc("s")
+          %5 = Cast(%4) {to = 6} : i32[2,3,4] loc("q")
+          %6 = Cast(%0) {to = 10} : f16[2,3,4] loc("h")
+          %7 = Cast(%6) {to = 1} : f32[2,3,4] loc("hf")
+          %8 = Cast(%1) {to = 1} : f32[4] loc("yf")
+          %12 = const dense<[0.5]> : f32[] loc("half")
+          %13 = Add(%8, %12) : f32[4] loc("nonzero")
+          %9 = Div(%7, %13) : f32[2,3,4] loc("f")
+          %10 = Less(%0, %1) : bool[2,3,4] loc("l")
+          %11 = Where(%10, %2, %3) : i64[2,3,4] loc("w")
+          return %5, %9, %11
+        }
+        """
+        try checkAgainstInterpreter(ir, inputs: [[2, 3, 4], [4]], seed: 5, indexInputs: [0: 50, 1: 3])
+    }
+
     /// A fusion group the builder cannot compile as one kernel (MatMul, Relu, then an Add of a
     /// residual) falls back to one step per member, its intermediates in the arena.
     func testFusionGroupFallsBackToItsMembers() throws {
