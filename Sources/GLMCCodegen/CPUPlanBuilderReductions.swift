@@ -27,11 +27,11 @@ extension CPUPlanBuilder.Generator {
 
     /// Integer values of a constant operand (axes, axis, ...).
     func constantIntegers(_ v: ValueID, _ inst: Instruction, what: String) throws -> [Int] {
-        guard let c = constants[v], !c.isElided else { throw unsupported(inst, "with \(what) that are not a constant") }
+        guard let c = constants[v], !c.isElided else { throw unsupported(inst, "whose '\(what)' operand is not a constant") }
         switch c.dtype {
         case .i64: return c.elements(as: Int64.self).map { Int($0) }
         case .i32: return c.elements(as: Int32.self).map { Int($0) }
-        default: throw unsupported(inst, "with \(what) of type \(c.dtype)")
+        default: throw unsupported(inst, "whose '\(what)' operand is \(c.dtype)")
         }
     }
 
@@ -182,7 +182,7 @@ extension CPUPlanBuilder.Generator {
                     arguments: io, range: outer * inner, work: n)
         case "CumSum", "CumProd":
             guard inst.operands.count > 1, let av = inst.operands[1] else { throw unsupported(inst, "without an axis") }
-            let axisValues = try constantIntegers(av, inst, what: "an axis")
+            let axisValues = try constantIntegers(av, inst, what: "axis")
             guard axisValues.count == 1, !x.isEmpty else { throw unsupported(inst, "with axis \(axisValues) on rank \(x.count)") }
             if xs.dtype == .bool { throw unsupported(inst, "on bool tensors") }
             let axis = try normalizedAxis(axisValues[0], rank: x.count, inst)

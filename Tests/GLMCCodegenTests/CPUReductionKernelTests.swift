@@ -138,7 +138,7 @@ final class CPUReductionKernelTests: XCTestCase {
           %last = ArgMax(%i) {axis = 0, keepdims = 0, select_last_index = 1} : i64[5,2] loc("last")
           %ax = const dense<[1]> : i64[1]
           %cs = CumSum(%x, %ax) {exclusive = 1, reverse = 1} : f32[3,5,2] loc("cs")
-          %ax0 = const dense<0> : i32[]
+          %ax0 = const dense<[0]> : i32[]
           %ci = CumSum(%i, %ax0) : i32[3,5,2] loc("ci")
           %cp = CumSum(%x, %ax0) {reverse = 1} : f32[3,5,2] loc("cp")
           return %amax, %amin, %last, %cs, %ci, %cp
@@ -172,7 +172,7 @@ final class CPUReductionKernelTests: XCTestCase {
             (f32[2,4,3,2] loc("y"), f32[2,1,1,1] loc("mean"), f32[2,1,1,1] loc("inv"), f32[2,4,3,2] loc("rms"), f32[2,4,3,2] loc("in"),
              f32[2,4,3,2] loc("gn"), f32[2,4,3,2] loc("lp"), f32[2,4,3,2] loc("mvn"), f32[2,4,1,1] loc("gmp"), f32[2,4,1,1] loc("glp"), f32[2,4,3,2] loc("lpp")) {
           %ls = const dense<[0.5, 1.5, -1.0, 2.0, 1.0, 0.25, 0.5, 1.5, -1.0, 2.0, 1.0, 0.25, 0.5, 1.5, -1.0, 2.0, 1.0, 0.25, 0.5, 1.5, -1.0, 2.0, 1.0, 0.25]> : f32[4,3,2]
-          %y, %mean, %inv = LayerNormalization(%x, %ls) {axis = 1, epsilon = 0.01} : f32[2,4,3,2], f32[2,1,1,1], f32[2,1,1,1] loc("y")
+          %y, %mean, %inv = LayerNormalization(%x, %ls) {axis = 1, epsilon = 0.01} : f32[2,4,3,2], f32[2,1,1,1], f32[2,1,1,1] loc("y", "mean", "inv")
           %rms = RMSNormalization(%x, %s) {axis = 2} : f32[2,4,3,2] loc("rms")
           %in = InstanceNormalization(%x, %c, %cb) {epsilon = 0.001} : f32[2,4,3,2] loc("in")
           %gn = GroupNormalization(%x, %c, %cb) {num_groups = 2} : f32[2,4,3,2] loc("gn")
@@ -192,7 +192,7 @@ final class CPUReductionKernelTests: XCTestCase {
         try check("""
         opsets {"" = 13}
         func @l(%x: f32[3,4,2] loc("x"), %t: i64[3,2] loc("t"), %w: f32[4] loc("w")) -> (f32[] loc("sce"), f32[3,4,2] loc("lp"), f32[3,2] loc("nll"), f32[] loc("sum")) {
-          %sce, %lp = SoftmaxCrossEntropyLoss(%x, %t, %w) {ignore_index = 1} : f32[], f32[3,4,2] loc("sce")
+          %sce, %lp = SoftmaxCrossEntropyLoss(%x, %t, %w) {ignore_index = 1} : f32[], f32[3,4,2] loc("sce", "lp")
           %nll = NegativeLogLikelihoodLoss(%x, %t) {reduction = "none"} : f32[3,2] loc("nll")
           %sum = NegativeLogLikelihoodLoss(%x, %t, %w) {reduction = "sum", ignore_index = 3} : f32[] loc("sum")
           return %sce, %lp, %nll, %sum
@@ -208,7 +208,7 @@ final class CPUReductionKernelTests: XCTestCase {
         func @a(%q: f32[2,4,3,5] loc("q"), %k: f32[2,2,3,5] loc("k"), %v: f32[2,2,3,6] loc("v"), %m: bool[3,5] loc("m"),
                 %pk: f32[2,2,2,5] loc("pk"), %pv: f32[2,2,2,6] loc("pv")) ->
             (f32[2,4,3,6] loc("y"), f32[2,2,5,5] loc("present_k"), f32[2,2,5,6] loc("present_v"), f32[2,4,3,5] loc("qk")) {
-          %y, %pk2, %pv2, %qk = Attention(%q, %k, %v, %m, %pk, %pv) {is_causal = 1, qk_matmul_output_mode = 2} : f32[2,4,3,6], f32[2,2,5,5], f32[2,2,5,6], f32[2,4,3,5] loc("y")
+          %y, %pk2, %pv2, %qk = Attention(%q, %k, %v, %m, %pk, %pv) {is_causal = 1, qk_matmul_output_mode = 2} : f32[2,4,3,6], f32[2,2,5,5], f32[2,2,5,6], f32[2,4,3,5] loc("y", "pk2", "pv2", "qk")
           return %y, %pk2, %pv2, %qk
         }
         """, kinds: ["attention", "attention_present"])
@@ -232,8 +232,8 @@ final class CPUReductionKernelTests: XCTestCase {
           %r = RotaryEmbedding(%x, %c, %s, %p) {num_heads = 2} : f32[2,3,8] loc("r")
           %r4 = RotaryEmbedding(%y4, %c3, %s3) {interleaved = 1} : f32[1,2,3,4] loc("r4")
           %k = const dense<[2]> : i64[1]
-          %tv, %ti = TopK(%t, %k) {axis = 1} : i32[3,2], i64[3,2] loc("tv")
-          %fv, %fi = TopK(%x, %k) {axis = 1, largest = 0} : f32[2,2,8], i64[2,2,8] loc("fv")
+          %tv, %ti = TopK(%t, %k) {axis = 1} : i32[3,2], i64[3,2] loc("tv", "ti")
+          %fv, %fi = TopK(%x, %k) {axis = 1, largest = 0} : f32[2,2,8], i64[2,2,8] loc("fv", "fi")
           return %r, %r4, %tv, %ti, %fv
         }
         """, bound: 3, nonNegative: [3])
@@ -249,7 +249,7 @@ final class CPUReductionKernelTests: XCTestCase {
         }
         """)
         XCTAssertThrowsError(try CPUPlanBuilder.generate(module, options: options)) {
-            XCTAssertEqual("\($0)", "unsupported: --target cpu cannot compile ReduceMax with axes that are not a constant yet (node 'rm')")
+            XCTAssertEqual("\($0)", "unsupported: --target cpu cannot compile ReduceMax whose 'axes' operand is not a constant yet (node 'rm')")
         }
     }
 }
