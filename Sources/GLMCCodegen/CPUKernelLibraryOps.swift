@@ -1,5 +1,5 @@
 /// More hand-written CPU kernels (same ABI and conventions as the rest of `CPUKernelLibrary`):
-/// normalizations, softmax, data movement, batched MatMul and last-axis reductions.
+/// BatchNormalization, LRN, data movement and batched MatMul.
 extension CPUKernelLibrary {
     static func longArray(_ name: String, _ values: [Int]) -> String {
         "  static const long \(name)[\(max(1, values.count))] = {\(values.isEmpty ? "0" : values.map(String.init).joined(separator: ", "))};\n"

@@ -64,6 +64,13 @@ struct CScalar: Equatable {
         }
     }
 
+    /// C expression: exp(`value`) rounded to this (floating-point) type, as a double. Types
+    /// narrower than double use expf: the interpreter rounds the exponential to the element type
+    /// anyway, and expf is several times cheaper than exp.
+    func roundedExp(_ value: String) -> String {
+        dtype == .f64 ? "exp(\(value))" : round("expf((float)(\(value)))")
+    }
+
     /// The smallest and largest value, as C literals (integer types and bool).
     var range: (String, String) {
         switch dtype {
@@ -87,7 +94,8 @@ struct CScalar: Equatable {
 
 /// Reductions, scans, the softmax family, normalizations, losses and attention. Every kernel has
 /// the plan's ABI; shapes are baked in. Helpers shared by these kernels (half-float conversions,
-/// double-to-integer stores) are emitted once per translation unit behind an include guard.
+/// double-to-integer stores) go into the translation unit once, before the first of these kernels
+/// (`includeReductionHelpers`).
 extension CPUKernelLibrary {
     static let reductionHelpers = """
     #ifndef GLMCR_HELPERS
@@ -172,7 +180,7 @@ extension CPUKernelLibrary {
     static func reduce(name: String, kind: ReductionKind, input: CScalar, output: CScalar, keptSizes: [Int], keptStrides: [Int],
                        reducedSizes: [Int], reducedStrides: [Int]) -> String {
         let groupSize = reducedSizes.reduce(1, *)
-        var s = reductionHelpers + "// \(name): reduce \(kind) of \(input.dtype) over \(reducedSizes) (kept \(keptSizes))\n"
+        var s = "// \(name): reduce \(kind) of \(input.dtype) over \(reducedSizes) (kept \(keptSizes))\n"
         s += "void \(name)(void **args, long begin, long end) {\n" + input.pointer("X", 0) + output.pointer("Y", 1, const: false)
         s += "  for (long o = begin; o < end; ++o) {\n"
         s += offsetCode("o", sizes: keptSizes, strides: keptStrides, into: "base")
@@ -238,7 +246,7 @@ extension CPUKernelLibrary {
     /// ties go to the first (or, with `selectLast`, the last) index. Parallel range: outer*inner.
     /// Arguments: X, Y (int64).
     static func argReduce(name: String, findMax: Bool, input: CScalar, outer: Int, n: Int, inner: Int, selectLast: Bool) -> String {
-        var s = reductionHelpers + "// \(name): arg\(findMax ? "max" : "min") over \(n)\n"
+        var s = "// \(name): arg\(findMax ? "max" : "min") over \(n)\n"
         s += "void \(name)(void **args, long begin, long end) {\n" + input.pointer("X", 0) + "  long long *Y = (long long *)args[1];\n"
         s += "  for (long idx = begin; idx < end; ++idx) {\n"
         s += "    long base = (idx / \(inner)) * \(n * inner) + idx % \(inner), best = 0;\n"
@@ -261,7 +269,7 @@ extension CPUKernelLibrary {
     /// double, integers in wrapping 64-bit arithmetic. Parallel range: outer*inner. Arguments: X, Y.
     static func cumulative(name: String, product: Bool, scalar: CScalar, outer: Int, n: Int, inner: Int,
                            exclusive: Bool, reverse: Bool) -> String {
-        var s = reductionHelpers + "// \(name): cum\(product ? "prod" : "sum") over \(n)\n"
+        var s = "// \(name): cum\(product ? "prod" : "sum") over \(n)\n"
         s += "void \(name)(void **args, long begin, long end) {\n" + scalar.pointer("X", 0) + scalar.pointer("Y", 1, const: false)
         s += "  for (long idx = begin; idx < end; ++idx) {\n"
         s += "    long base = (idx / \(inner)) * \(n * inner) + idx % \(inner);\n"
@@ -282,22 +290,29 @@ extension CPUKernelLibrary {
     /// exponentials and their sum rounded to the element type (as the interpreter does). Parallel
     /// range: outer*inner. Arguments: X, Y.
     static func softmaxFamily(name: String, kind: SoftmaxKind, scalar: CScalar, outer: Int, n: Int, inner: Int) -> String {
-        var s = reductionHelpers + "// \(name): \(kind) over \(n)\n"
+        var s = "// \(name): \(kind) over \(n)\n"
         s += "void \(name)(void **args, long begin, long end) {\n" + scalar.pointer("X", 0) + scalar.pointer("Y", 1, const: false)
         s += "  for (long idx = begin; idx < end; ++idx) {\n"
+        let at = "base + j * \(inner)"
         s += "    long base = (idx / \(inner)) * \(n * inner) + idx % \(inner), arg = 0;\n"
-        s += "    double m = -INFINITY;\n"
-        s += "    for (long j = 0; j < \(n); ++j) { double v = \(scalar.load("X", "base + j * \(inner)")); if (v > m || j == 0) { m = v; arg = j; } }\n"
+        // The maximum (its first index for hardmax); exponents are shifted by it to stay finite.
+        s += "    double m = \(scalar.load("X", "base"));\n"
+        s += "    for (long j = 1; j < \(n); ++j) { double v = \(scalar.load("X", at)); if (v > m) { m = v; arg = j; } }\n"
         switch kind {
         case .hardmax:
-            s += "    for (long j = 0; j < \(n); ++j) \(scalar.store("Y", "base + j * \(inner)", "j == arg ? 1.0 : 0.0"))\n"
-        case .softmax, .logSoftmax:
+            s += "    for (long j = 0; j < \(n); ++j) \(scalar.store("Y", at, "j == arg ? 1.0 : 0.0"))\n"
+        case .softmax:
+            // The exponentials, rounded to the element type as the interpreter rounds them, are
+            // stored, summed, then scaled in place: one exponential per element.
             s += "    double sum = 0.0;\n"
-            s += "    for (long j = 0; j < \(n); ++j) sum += \(scalar.round("exp(\(scalar.load("X", "base + j * \(inner)")) - m)"));\n"
-            s += "    sum = \(scalar.round("sum"));\n    double logSum = log(sum);\n"
-            s += "    for (long j = 0; j < \(n); ++j) {\n      double shifted = \(scalar.load("X", "base + j * \(inner)")) - m;\n"
-            let value = kind == .softmax ? "\(scalar.round("exp(shifted)")) / sum" : "shifted - logSum"
-            s += "      \(scalar.store("Y", "base + j * \(inner)", value))\n    }\n"
+            s += "    for (long j = 0; j < \(n); ++j) { double e = \(scalar.roundedExp("\(scalar.load("X", at)) - m")); \(scalar.store("Y", at, "e")) sum += e; }\n"
+            s += "    sum = \(scalar.round("sum"));\n"
+            s += "    for (long j = 0; j < \(n); ++j) \(scalar.store("Y", at, "\(scalar.load("Y", at)) / sum"))\n"
+        case .logSoftmax:
+            s += "    double sum = 0.0;\n"
+            s += "    for (long j = 0; j < \(n); ++j) sum += \(scalar.roundedExp("\(scalar.load("X", at)) - m"));\n"
+            s += "    double logSum = log(\(scalar.round("sum")));\n"
+            s += "    for (long j = 0; j < \(n); ++j) \(scalar.store("Y", at, "\(scalar.load("X", at)) - m - logSum"))\n"
         }
         return s + "  }\n}\n"
     }
@@ -315,6 +330,17 @@ extension CPUKernelLibrary {
     struct Parameter {
         var scalar: CScalar
         var strides: [Int]
+
+        /// Whether the parameter is indexed by the position in the row alone (its strides are 0
+        /// on the leading axes and row-major over trailing axes that make up one row): the
+        /// common case of a scale with the normalized shape, read without index arithmetic.
+        func isRowShaped(viewSizes: [Int], rowLength: Int) -> Bool {
+            let rowMajor = CPUPlanBuilder.Generator.rowMajorStrides(viewSizes)
+            return (0 ... viewSizes.count).contains { k in
+                viewSizes[k...].reduce(1, *) == rowLength
+                    && viewSizes.indices.allSatisfy { d in viewSizes[d] == 1 || strides[d] == (d < k ? 0 : rowMajor[d]) }
+            }
+        }
     }
 
     /// Normalizes each contiguous row of `rowLength` elements (LayerNormalization,
@@ -322,7 +348,7 @@ extension CPUKernelLibrary {
     /// passes. Parallel range: rows. Arguments: X, [scale], [bias], Y, [Mean], [InvStdDev].
     static func normalizeRows(name: String, kind: RowNormalization, scalar: CScalar, rows: Int, rowLength: Int,
                               viewSizes: [Int], scale: Parameter?, bias: Parameter?, stash: CScalar) -> String {
-        var s = reductionHelpers + "// \(name): \(kind) of \(rows) rows of \(rowLength)\n"
+        var s = "// \(name): \(kind) of \(rows) rows of \(rowLength)\n"
         s += "void \(name)(void **args, long begin, long end) {\n" + scalar.pointer("X", 0)
         var next = 1
         if let scale { s += scale.scalar.pointer("S", next); next += 1 }
@@ -336,7 +362,10 @@ extension CPUKernelLibrary {
         s += "  for (long r = begin; r < end; ++r) {\n    long base = r * \(rowLength);\n"
         let x = scalar.load("X", "base + j")
         func param(_ p: Parameter, _ pointer: String) -> String {
-            "\n" + offsetCode("base + j", sizes: viewSizes, strides: p.strides, into: "o\(pointer)", indent: "      ")
+            if p.isRowShaped(viewSizes: viewSizes, rowLength: rowLength) {
+                return "      double \(pointer.lowercased())v = \(p.scalar.load(pointer, "j"));\n"
+            }
+            return offsetCode("base + j", sizes: viewSizes, strides: p.strides, into: "o\(pointer)", indent: "      ")
                 + "      double \(pointer.lowercased())v = \(p.scalar.load(pointer, "o\(pointer)"));\n"
         }
         var body = "      double v = \(x);\n"
@@ -357,6 +386,16 @@ extension CPUKernelLibrary {
             s += "    double inv = 1.0 / sqrt(ms / \(rowLength).0 + \(eps));\n"
             body += "      double y = v * inv\(scale == nil ? "" : " * sv")\(bias == nil ? "" : " + bv");\n"
         }
+        let parameters = [scale, bias].compactMap { $0 }
+        if scalar.dtype == .f32, parameters.allSatisfy({ $0.scalar.dtype == .f32 && $0.isRowShaped(viewSizes: viewSizes, rowLength: rowLength) }) {
+            // f32 with parameters of the row's shape: the centred value in double, the scaling in
+            // float, which vectorizes twice as wide (a few float ulps from the all-double result).
+            var centred = "(float)((double)X[base + j] - mean)"
+            if case .rms = kind { centred = "X[base + j]" }
+            s += "    float finv = (float)inv;\n"
+            s += "    for (long j = 0; j < \(rowLength); ++j) Y[base + j] = \(centred) * finv\(scale == nil ? "" : " * S[j]")\(bias == nil ? "" : " + B[j]");\n"
+            return s + "  }\n}\n"
+        }
         body += "      \(scalar.store("Y", "base + j", "y"))\n"
         s += "    for (long j = 0; j < \(rowLength); ++j) {\n" + body + "    }\n"
         return s + "  }\n}\n"
@@ -375,7 +414,7 @@ extension CPUKernelLibrary {
     static func normalizeGroups(name: String, kind: GroupNormalization, scalar: CScalar, keptSizes: [Int], keptStrides: [Int],
                                 reducedSizes: [Int], reducedStrides: [Int]) -> String {
         let n = reducedSizes.reduce(1, *)
-        var s = reductionHelpers + "// \(name): \(kind) over \(reducedSizes)\n"
+        var s = "// \(name): \(kind) over \(reducedSizes)\n"
         s += "void \(name)(void **args, long begin, long end) {\n" + scalar.pointer("X", 0) + scalar.pointer("Y", 1, const: false)
         s += "  for (long o = begin; o < end; ++o) {\n" + offsetCode("o", sizes: keptSizes, strides: keptStrides, into: "base")
         func loop(_ body: String) -> String {
@@ -402,7 +441,7 @@ extension CPUKernelLibrary {
     /// Arguments: X, target, [weight], loss, [LogProb].
     static func classificationLoss(name: String, scalar: CScalar, target: CScalar, weight: CScalar?, batch: Int, classes: Int, inner: Int,
                                    logSoftmax: Bool, logProbOutput: Bool, ignoreIndex: Int?, reduction: String) -> String {
-        var s = reductionHelpers + "// \(name): \(logSoftmax ? "softmax cross-entropy" : "negative log-likelihood") loss, \(reduction)\n"
+        var s = "// \(name): \(logSoftmax ? "softmax cross-entropy" : "negative log-likelihood") loss, \(reduction)\n"
         s += "void \(name)(void **args, long begin, long end) {\n" + scalar.pointer("X", 0) + target.pointer("T", 1)
         var next = 2
         if let weight { s += weight.pointer("W", next); next += 1 }
@@ -415,7 +454,7 @@ extension CPUKernelLibrary {
             s += "  for (long n = 0; n < \(batch); ++n) for (long d = 0; d < \(inner); ++d) {\n"
             s += "    long base = n * \(classes * inner) + d;\n    double m = -INFINITY, sum = 0.0;\n"
             s += "    for (long c = 0; c < \(classes); ++c) { double v = \(scalar.load("X", "base + c * \(inner)")); if (v > m || c == 0) m = v; }\n"
-            s += "    for (long c = 0; c < \(classes); ++c) sum += \(scalar.round("exp(\(scalar.load("X", "base + c * \(inner)")) - m)"));\n"
+            s += "    for (long c = 0; c < \(classes); ++c) sum += \(scalar.roundedExp("\(scalar.load("X", "base + c * \(inner)")) - m"));\n"
             s += "    double logSum = log(\(scalar.round("sum")));\n"
             s += "    for (long c = 0; c < \(classes); ++c) {\n      long p = base + c * \(inner);\n"
             s += "      lp[p] = \(scalar.load("X", "p")) - m - logSum;\n"
@@ -451,7 +490,7 @@ extension CPUKernelLibrary {
                        first: [[Int]], count: [[Int]], p: Double) -> String {
         let rank = inSizes.count
         let inPlane = inSizes.reduce(1, *), outPlane = outSizes.reduce(1, *)
-        var s = reductionHelpers + "// \(name): lp_pool p=\(p) \(inSizes) -> \(outSizes)\n"
+        var s = "// \(name): lp_pool p=\(p) \(inSizes) -> \(outSizes)\n"
         s += "void \(name)(void **args, long begin, long end) {\n" + scalar.pointer("X", 0) + scalar.pointer("Y", 1, const: false)
         for d in 0 ..< rank {
             s += longArray("first\(d)", first[d]) + longArray("count\(d)", count[d])

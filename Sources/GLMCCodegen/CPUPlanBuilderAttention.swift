@@ -8,6 +8,7 @@ extension CPUPlanBuilder.Generator {
     static let attentionOps: Set<String> = ["Attention", "RotaryEmbedding", "TopK"]
 
     mutating func lowerAttentionFamily(_ inst: Instruction) throws {
+        includeReductionHelpers()
         switch inst.op.type {
         case "Attention": try lowerAttention(inst)
         case "RotaryEmbedding": try lowerRotaryEmbedding(inst)
@@ -199,7 +200,7 @@ extension CPUKernelLibrary {
     static func attention(name: String, _ d: AttentionShape, q: CScalar, k: CScalar, v: CScalar, y: CScalar, mask: AttentionMask?,
                           hasPast: Bool, nonpad: CScalar?, qkOutput: Bool, options o: AttentionOptions) -> String {
         let total = d.pastLen + d.kvLen, group = d.qHeads / d.kvHeads
-        var s = reductionHelpers + "// \(name): attention B=\(d.batch) Hq=\(d.qHeads) Hkv=\(d.kvHeads) S=\(d.qLen) T=\(total) D=\(d.headSize) Dv=\(d.vHeadSize)\n"
+        var s = "// \(name): attention B=\(d.batch) Hq=\(d.qHeads) Hkv=\(d.kvHeads) S=\(d.qLen) T=\(total) D=\(d.headSize) Dv=\(d.vHeadSize)\n"
         s += "void \(name)(void **args, long begin, long end) {\n" + q.pointer("Q", 0) + k.pointer("K", 1) + v.pointer("V", 2)
         var next = 3
         if let mask { s += mask.scalar.pointer("Mk", next); next += 1 }
@@ -276,7 +277,7 @@ extension CPUKernelLibrary {
     /// [present_key], [present_value].
     static func attentionPresent(name: String, _ d: AttentionShape, k: CScalar, v: CScalar, hasPast: Bool, key: Bool, value: Bool) -> String {
         let total = d.pastLen + d.kvLen
-        var s = reductionHelpers + "// \(name): attention present key/value, T=\(total)\n"
+        var s = "// \(name): attention present key/value, T=\(total)\n"
         s += "void \(name)(void **args, long begin, long end) {\n" + k.pointer("K", 0) + v.pointer("V", 1)
         var next = 2
         if hasPast { s += k.pointer("PK", 2) + v.pointer("PV", 3); next = 4 }
@@ -304,7 +305,7 @@ extension CPUKernelLibrary {
     static func rotaryEmbedding(name: String, x: CScalar, cache: CScalar, sin: CScalar, positions: CScalar?, cacheRows: Int, batch: Int,
                                 heads: Int, seq: Int, headSize: Int, rotary: Int, headsFirst: Bool, interleaved: Bool) -> String {
         let half = rotary / 2
-        var s = reductionHelpers + "// \(name): rotary embedding, \(heads) heads of \(headSize), rotary \(rotary)\n"
+        var s = "// \(name): rotary embedding, \(heads) heads of \(headSize), rotary \(rotary)\n"
         s += "void \(name)(void **args, long begin, long end) {\n" + x.pointer("X", 0) + cache.pointer("C", 1) + sin.pointer("Sn", 2)
         if let positions { s += positions.pointer("P", 3) }
         s += x.pointer("Y", positions == nil ? 3 : 4, const: false)
@@ -330,7 +331,7 @@ extension CPUKernelLibrary {
     /// (NaN above every number; equal values keep index order), then the first k. Parallel range:
     /// outer*inner. Arguments: X, [Values], [Indices].
     static func topK(name: String, scalar: CScalar, outer: Int, n: Int, inner: Int, k: Int, largest: Bool, values: Bool, indices: Bool) -> String {
-        var s = reductionHelpers + "// \(name): top \(k) of \(n), \(largest ? "largest" : "smallest")\n"
+        var s = "// \(name): top \(k) of \(n), \(largest ? "largest" : "smallest")\n"
         s += "void \(name)(void **args, long begin, long end) {\n" + scalar.pointer("X", 0)
         var next = 1
         if values { s += scalar.pointer("Yv", next, const: false); next += 1 }

@@ -84,7 +84,14 @@ extension CPUPlanBuilder.Generator {
         return bufferOf[inst.results[k]]
     }
 
+    /// Adds the helpers the kernels of `CPUKernelLibraryReductions.swift` share to the translation
+    /// unit, once.
+    mutating func includeReductionHelpers() {
+        if !source.contains("#define GLMCR_HELPERS") { source += "\n" + CPUKernelLibrary.reductionHelpers }
+    }
+
     mutating func lowerReduction(_ inst: Instruction) throws {
+        includeReductionHelpers()
         let op = inst.op.type
         guard let xv = inst.operands.first ?? nil else { throw unsupported(inst, "without an input") }
         let x = try sizes(xv, inst), xs = try scalar(xv, inst)
@@ -200,7 +207,7 @@ extension CPUPlanBuilder.Generator {
             let kind: CPUKernelLibrary.SoftmaxKind = op == "Softmax" ? .softmax : op == "LogSoftmax" ? .logSoftmax : .hardmax
             addStep(kind: op == "Softmax" ? "softmax" : op == "LogSoftmax" ? "log_softmax" : "hardmax",
                     code: CPUKernelLibrary.softmaxFamily(name: symbol, kind: kind, scalar: xs, outer: outer, n: n, inner: inner),
-                    arguments: io, range: outer * inner, work: n * 4)
+                    arguments: io, range: n == 0 ? 0 : outer * inner, work: n * 4)
         case "LayerNormalization", "RMSNormalization":
             guard xs.isFloat, inst.operands.count >= 2, let sv = inst.operands[1] else { throw unsupported(inst) }
             let axis = try normalizedAxis(intAttr(inst, "axis", -1), rank: x.count, inst)
