@@ -162,15 +162,15 @@ final class CPUReductionKernelTests: XCTestCase {
         }
     }
 
-    /// LayerNormalization with its Mean/InvStdDev outputs on axis 1, RMSNormalization with a
-    /// broadcast scale, Instance/Group normalization, LpNormalization, MeanVarianceNormalization,
+    /// LayerNormalization with its Mean/InvStdDev outputs on axis 1 and with a scale broadcast
+    /// within the row, RMSNormalization, Instance/Group normalization, LpNormalization, MeanVarianceNormalization,
     /// GlobalMaxPool, GlobalLpPool and a padded LpPool.
     func testNormalizationsMatchTheInterpreter() throws {
         try check("""
         opsets {"" = 23}
-        func @n(%x: f32[2,4,3,2] loc("x"), %s: f32[3,2] loc("s"), %b: f32[3,2] loc("b"), %c: f32[4] loc("c"), %cb: f32[4] loc("cb")) ->
+        func @n(%x: f32[2,4,3,2] loc("x"), %s: f32[3,2] loc("s"), %b: f32[3,2] loc("b"), %c: f32[4] loc("c"), %cb: f32[4] loc("cb"), %s1: f32[1,2] loc("s1")) ->
             (f32[2,4,3,2] loc("y"), f32[2,1,1,1] loc("mean"), f32[2,1,1,1] loc("inv"), f32[2,4,3,2] loc("rms"), f32[2,4,3,2] loc("in"),
-             f32[2,4,3,2] loc("gn"), f32[2,4,3,2] loc("lp"), f32[2,4,3,2] loc("mvn"), f32[2,4,1,1] loc("gmp"), f32[2,4,1,1] loc("glp"), f32[2,4,3,2] loc("lpp")) {
+             f32[2,4,3,2] loc("gn"), f32[2,4,3,2] loc("lp"), f32[2,4,3,2] loc("mvn"), f32[2,4,1,1] loc("gmp"), f32[2,4,1,1] loc("glp"), f32[2,4,3,2] loc("lpp"), f32[2,4,3,2] loc("lnb")) {
           %ls = const dense<[0.5, 1.5, -1.0, 2.0, 1.0, 0.25, 0.5, 1.5, -1.0, 2.0, 1.0, 0.25, 0.5, 1.5, -1.0, 2.0, 1.0, 0.25, 0.5, 1.5, -1.0, 2.0, 1.0, 0.25]> : f32[4,3,2]
           %y, %mean, %inv = LayerNormalization(%x, %ls) {axis = 1, epsilon = 0.01} : f32[2,4,3,2], f32[2,1,1,1], f32[2,1,1,1] loc("y", "mean", "inv")
           %rms = RMSNormalization(%x, %s) {axis = 2} : f32[2,4,3,2] loc("rms")
@@ -181,9 +181,10 @@ final class CPUReductionKernelTests: XCTestCase {
           %gmp = GlobalMaxPool(%x) : f32[2,4,1,1] loc("gmp")
           %glp = GlobalLpPool(%x) {p = 3.0} : f32[2,4,1,1] loc("glp")
           %lpp = LpPool(%x) {kernel_shape = [2, 2], p = 3, pads = [1, 0, 0, 1]} : f32[2,4,3,2] loc("lpp")
-          return %y, %mean, %inv, %rms, %in, %gn, %lp, %mvn, %gmp, %glp, %lpp
+          %lnb = LayerNormalization(%x, %s1, %b) {axis = 2} : f32[2,4,3,2] loc("lnb")
+          return %y, %mean, %inv, %rms, %in, %gn, %lp, %mvn, %gmp, %glp, %lpp, %lnb
         }
-        """, kinds: ["layer_norm", "rms_norm", "instance_norm", "group_norm", "lp_norm", "mean_variance_norm", "reduce", "reduce", "lp_pool"])
+        """, kinds: ["layer_norm", "rms_norm", "instance_norm", "group_norm", "lp_norm", "mean_variance_norm", "reduce", "reduce", "lp_pool", "layer_norm"])
     }
 
     /// SoftmaxCrossEntropyLoss with weights, ignore_index and its log_prob output; NLL with no
