@@ -465,9 +465,10 @@ extension CPUKernelLibrary {
         s += "  double total = 0.0, weights = 0.0;\n"
         s += "  for (long i = 0; i < \(batch * inner); ++i) {\n    long n = i / \(inner), d = i % \(inner);\n"
         s += "    long long t = (long long)T[i];\n    double loss = 0.0;\n"
-        var cond = "t >= 0 && t < \(classes)"
-        if let ignoreIndex { cond = "t != \(ignoreIndex)LL && " + cond }
-        s += "    if (\(cond)) {\n      double w = \(weight.map { $0.load("W", "t") } ?? "1.0");\n"
+        // A target outside [0, C) (an error in the interpreter) makes the loss NaN.
+        s += "    if (\(ignoreIndex.map { "t == \($0)LL" } ?? "0")) loss = 0.0;\n"
+        s += "    else if (t < 0 || t >= \(classes)) loss = NAN;\n"
+        s += "    else {\n      double w = \(weight.map { $0.load("W", "t") } ?? "1.0");\n"
         s += "      loss = -\(logProb) * w;\n      weights += w;\n    }\n"
         if reduction == "none" { s += "    \(scalar.store("L", "i", "loss"))\n" }
         s += "    total += loss;\n  }\n"

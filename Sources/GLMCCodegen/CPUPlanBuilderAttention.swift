@@ -313,13 +313,14 @@ extension CPUKernelLibrary {
         s += "    long h = u % \(heads), sq = (u / \(heads)) % \(seq), b = u / \(heads * seq);\n"
         s += "    long base = \(headsFirst ? "((b * \(heads) + h) * \(seq) + sq) * \(headSize)" : "((b * \(seq) + sq) * \(heads) + h) * \(headSize)");\n"
         if positions != nil {
-            // Out-of-range position ids are rejected by the interpreter; here they leave the row unrotated.
+            // A position id outside the cache (an error in the interpreter) makes the rotated features NaN.
             s += "    long p = (long)P[b * \(seq) + sq];\n    int valid = p >= 0 && p < \(cacheRows);\n    long row = valid ? p * \(half) : 0;\n"
         } else {
             s += "    int valid = 1;\n    long row = (b * \(seq) + sq) * \(half);\n"
         }
         s += "    for (long t = 0; t < \(headSize); ++t) \(x.store("Y", "base + t", x.load("X", "base + t")))\n"
-        s += "    if (!valid) continue;\n"
+        // The rotated features are the first `rotary` of the head, interleaved or not.
+        s += "    if (!valid) { for (long t = 0; t < \(rotary); ++t) \(x.store("Y", "base + t", "NAN")) continue; }\n"
         s += "    for (long t = 0; t < \(half); ++t) {\n"
         s += interleaved ? "      long a = base + 2 * t, c = base + 2 * t + 1;\n" : "      long a = base + t, c = base + t + \(half);\n"
         s += "      double x1 = \(x.load("X", "a")), x2 = \(x.load("X", "c")), co = \(cache.load("C", "row + t")), si = \(sin.load("Sn", "row + t"));\n"

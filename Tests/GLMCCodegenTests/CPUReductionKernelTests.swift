@@ -240,6 +240,35 @@ final class CPUReductionKernelTests: XCTestCase {
         """, bound: 3, nonNegative: [3])
     }
 
+    /// A loss target outside [0, C) and a rotary position id outside the cache are errors in the
+    /// interpreter; a plan cannot stop, so it makes them visible as NaN.
+    func testDataErrorsGiveNaN() throws {
+        let module = try Parser.parse("""
+        opsets {"" = 23}
+        func @d(%x: f32[2,4] loc("x"), %t: i64[2] loc("t"), %r: f32[1,2,4] loc("r"), %c: f32[3,2] loc("c"), %p: i64[1,2] loc("p")) ->
+            (f32[2] loc("none"), f32[] loc("mean"), f32[1,2,4] loc("rot")) {
+          %none = NegativeLogLikelihoodLoss(%x, %t) {reduction = "none"} : f32[2] loc("none")
+          %mean = NegativeLogLikelihoodLoss(%x, %t) : f32[] loc("mean")
+          %rot = RotaryEmbedding(%r, %c, %c, %p) {num_heads = 1} : f32[1,2,4] loc("rot")
+          return %none, %mean, %rot
+        }
+        """)
+        let executor = try CPUExecutor(plan: try CPUPlanBuilder.build(module, options: options))
+        func host(_ name: String, _ t: Tensor) -> HostTensor {
+            HostTensor(name: name, dtype: t.dtype.rawValue, shape: t.shape, bytes: t.tensorData.withRawBytes { Data($0) })
+        }
+        let out = try executor.run(inputs: [
+            "x": host("x", Tensor([Float](repeating: 0.5, count: 8), shape: [2, 4])), "t": host("t", Tensor([Int64(1), 7], shape: [2])),
+            "r": host("r", Tensor([Float](repeating: 1, count: 8), shape: [1, 2, 4])), "c": host("c", Tensor([Float](repeating: 1, count: 6), shape: [3, 2])),
+            "p": host("p", Tensor([Int64(2), 3], shape: [1, 2])),
+        ])
+        let floats = out.map { o in o.bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) } }
+        XCTAssertEqual(floats[0][0], -0.5)
+        XCTAssertTrue(floats[0][1].isNaN && floats[1][0].isNaN, "\(floats)")
+        XCTAssertEqual(Array(floats[2][0 ..< 4]), [0, 0, 2, 2])  // position 2: cos = sin = 1, pairs (x[i], x[i + 2])
+        XCTAssertTrue(floats[2][4 ..< 8].allSatisfy(\.isNaN), "\(floats[2])")
+    }
+
     /// Shape-determining operands must be constants; the refusal names the op and the node.
     func testRuntimeAxesAreRefused() throws {
         let module = try Parser.parse("""
