@@ -294,10 +294,11 @@ extension CPUKernelLibrary {
         s += "void \(name)(void **args, long begin, long end) {\n" + scalar.pointer("X", 0) + scalar.pointer("Y", 1, const: false)
         s += "  for (long idx = begin; idx < end; ++idx) {\n"
         let at = "base + j * \(inner)"
-        s += "    long base = (idx / \(inner)) * \(n * inner) + idx % \(inner), arg = 0;\n"
+        s += "    long base = (idx / \(inner)) * \(n * inner) + idx % \(inner);\n"
         // The maximum (its first index for hardmax); exponents are shifted by it to stay finite.
-        s += "    double m = \(scalar.load("X", "base"));\n"
-        s += "    for (long j = 1; j < \(n); ++j) { double v = \(scalar.load("X", at)); if (v > m) { m = v; arg = j; } }\n"
+        let trackArg = kind == .hardmax
+        s += "    double m = \(scalar.load("X", "base"));\(trackArg ? " long arg = 0;" : "")\n"
+        s += "    for (long j = 1; j < \(n); ++j) { double v = \(scalar.load("X", at)); if (v > m) { m = v;\(trackArg ? " arg = j;" : "") } }\n"
         switch kind {
         case .hardmax:
             s += "    for (long j = 0; j < \(n); ++j) \(scalar.store("Y", at, "j == arg ? 1.0 : 0.0"))\n"
