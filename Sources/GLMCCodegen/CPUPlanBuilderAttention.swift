@@ -2,15 +2,17 @@ import GLMCIR
 import GLMCOps
 import GLMCPlan
 
-/// Attention (opsets 23-24), RotaryEmbedding and TopK on the CPU target: lowering and kernels.
+/// Attention (opsets 23-24), LinearAttention, RotaryEmbedding and TopK on the CPU target: lowering
+/// and kernels.
 /// Semantics follow the interpreter (`GLMCOps/NeuralAttention.swift`, `ReductionOps.swift`).
 extension CPUPlanBuilder.Generator {
-    static let attentionOps: Set<String> = ["Attention", "RotaryEmbedding", "TopK"]
+    static let attentionOps: Set<String> = ["Attention", "LinearAttention", "RotaryEmbedding", "TopK"]
 
     mutating func lowerAttentionFamily(_ inst: Instruction) throws {
         includeReductionHelpers()
         switch inst.op.type {
         case "Attention": try lowerAttention(inst)
+        case "LinearAttention": try lowerLinearAttention(inst)
         case "RotaryEmbedding": try lowerRotaryEmbedding(inst)
         default: try lowerTopK(inst)
         }
@@ -106,6 +108,52 @@ extension CPUPlanBuilder.Generator {
                                                                                       key: presentKey != nil, value: presentValue != nil),
                     arguments: args, range: d.batch * d.kvHeads * total, work: d.headSize + d.vHeadSize)
         }
+    }
+
+    mutating func lowerLinearAttention(_ inst: Instruction) throws {
+        guard let qv = operand(inst, 0), let kv = operand(inst, 1), let vv = operand(inst, 2) else { throw unsupported(inst) }
+        let pastV = operand(inst, 3), decayV = operand(inst, 4), betaV = operand(inst, 5)
+        let q = try sizes(qv, inst), k = try sizes(kv, inst), v = try sizes(vv, inst)
+        let rule = stringAttr(inst, "update_rule", "gated_delta")
+        let gated = rule.hasPrefix("gated"), delta = rule.hasSuffix("delta")
+        guard ["linear", "gated", "delta", "gated_delta"].contains(rule), gated == (decayV != nil), delta == (betaV != nil) else {
+            throw unsupported(inst, "with update_rule '\(rule)' and its decay/beta operands")
+        }
+        let qh = intAttr(inst, "q_num_heads", 0), kvh = intAttr(inst, "kv_num_heads", 0)
+        guard qh > 0, kvh > 0, qh % kvh == 0, q.count == 3, k.count == 3, v.count == 3, k[0] == q[0], v[0] == q[0],
+              k[1] == q[1], v[1] == q[1], q[2] % qh == 0, k[2] % kvh == 0, v[2] % kvh == 0, q[2] / qh == k[2] / kvh else {
+            throw unsupported(inst, "with query \(q), key \(k), value \(v) and heads \(qh), \(kvh)")
+        }
+        var shape = CPUKernelLibrary.LinearAttentionShape(batch: q[0], steps: q[1], qHeads: qh, kvHeads: kvh, keySize: q[2] / qh,
+                                                          valueSize: v[2] / kvh, decayWidth: 0, betaWidth: 0)
+        let (b, t, dk, dv) = (shape.batch, shape.steps, shape.keySize, shape.valueSize)
+        if let pastV, try sizes(pastV, inst) != [b, kvh, dk, dv] { throw unsupported(inst, "with past_state \(try sizes(pastV, inst))") }
+        if let decayV {
+            let g = try sizes(decayV, inst)
+            guard g.count == 3, g[0] == b, g[1] == t, g[2] == kvh || g[2] == kvh * dk else { throw unsupported(inst, "with decay \(g)") }
+            shape.decayWidth = g[2]
+        }
+        if let betaV {
+            let e = try sizes(betaV, inst)
+            guard e.count == 3, e[0] == b, e[1] == t, e[2] == kvh || e[2] == 1 else { throw unsupported(inst, "with beta \(e)") }
+            shape.betaWidth = e[2]
+        }
+        let scaleAttr = numberAttr(inst, "scale", 0)
+        var args: [PlanArgument] = []
+        var scalars: [CScalar] = []
+        for case let o? in [qv, kv, vv, pastV, decayV, betaV] { args.append(try argument(o, inst)); scalars.append(try floatScalar(o, inst)) }
+        args.append(try output(inst))
+        let state = usedResultBuffer(inst, 1)
+        if let state { args.append(.buffer(state)) }
+        addStep(kind: "linear_attention",
+                code: CPUKernelLibrary.linearAttention(name: nextSymbol, shape, q: scalars[0], k: scalars[1], v: scalars[2],
+                                                       past: pastV == nil ? nil : scalars[3],
+                                                       decay: decayV.map { _ in scalars[pastV == nil ? 3 : 4] },
+                                                       beta: betaV.map { _ in scalars.last! },
+                                                       y: try floatScalar(inst.results[0], inst),
+                                                       state: try state.map { _ in try floatScalar(inst.results[1], inst) },
+                                                       scale: scaleAttr == 0 ? 1 / Double(dk).squareRoot() : scaleAttr),
+                arguments: args, range: b * kvh, work: t * dk * dv * (qh / kvh + 3))
     }
 
     mutating func lowerRotaryEmbedding(_ inst: Instruction) throws {
@@ -269,6 +317,55 @@ extension CPUKernelLibrary {
             s += "        \(vTerm("V", newRow(d.vHeadSize)))\n"
         }
         s += "      }\n      \(y.store("Y", "yRow + t", "acc"))\n    }\n  }\n  free(scores);\n}\n"
+        return s
+    }
+
+    /// Sizes of one LinearAttention node; decay and beta widths 0 when absent.
+    struct LinearAttentionShape {
+        var batch: Int, steps: Int, qHeads: Int, kvHeads: Int, keySize: Int, valueSize: Int, decayWidth: Int, betaWidth: Int
+    }
+
+    /// The linear-attention recurrence, one (batch, key/value head) per unit of the parallel range,
+    /// token by token: a d_k×d_v state (in double) is decayed (gated rules), corrected towards the
+    /// value (delta rules) and extended by k⊗v; each query head of the group reads it. Arguments:
+    /// Q, K, V, [past_state], [decay], [beta], Y, [present_state].
+    static func linearAttention(name: String, _ d: LinearAttentionShape, q: CScalar, k: CScalar, v: CScalar, past: CScalar?,
+                                decay: CScalar?, beta: CScalar?, y: CScalar, state: CScalar?, scale: Double) -> String {
+        let (dk, dv, group) = (d.keySize, d.valueSize, d.qHeads / d.kvHeads)
+        var s = "// \(name): linear attention B=\(d.batch) T=\(d.steps) Hq=\(d.qHeads) Hkv=\(d.kvHeads) dk=\(dk) dv=\(dv)\n"
+        s += "void \(name)(void **args, long begin, long end) {\n" + q.pointer("Q", 0) + k.pointer("K", 1) + v.pointer("V", 2)
+        var next = 3
+        if let past { s += past.pointer("P", next); next += 1 }
+        if let decay { s += decay.pointer("G", next); next += 1 }
+        if let beta { s += beta.pointer("Bt", next); next += 1 }
+        s += y.pointer("Y", next, const: false); next += 1
+        if let state { s += state.pointer("S", next, const: false) }
+        s += "  double *st = (double *)malloc(sizeof(double) * \(dk * dv + dv));\n  if (!st) return;\n  double *update = st + \(dk * dv);\n"
+        s += "  for (long u = begin; u < end; ++u) {\n    long bi = u / \(d.kvHeads), h = u % \(d.kvHeads), s0 = u * \(dk * dv);\n"
+        s += "    for (long e = 0; e < \(dk * dv); ++e) st[e] = \(past.map { $0.load("P", "s0 + e") } ?? "0.0");\n"
+        s += "    for (long ti = 0; ti < \(d.steps); ++ti) {\n"
+        s += "      long row = bi * \(d.steps) + ti, kBase = row * \(d.kvHeads * dk) + h * \(dk), vBase = row * \(d.kvHeads * dv) + h * \(dv);\n"
+        if let decay {
+            let perKey = d.decayWidth == d.kvHeads * dk && dk != 1
+            s += "      for (long dd = 0; dd < \(dk); ++dd) {\n"
+            s += "        double g = exp(\(decay.load("G", "row * \(d.decayWidth) + \(perKey ? "h * \(dk) + dd" : "h")")));\n"
+            s += "        for (long m = 0; m < \(dv); ++m) st[dd * \(dv) + m] *= g;\n      }\n"
+        }
+        s += "      for (long m = 0; m < \(dv); ++m) update[m] = \(v.load("V", "vBase + m"));\n"
+        if let beta {
+            s += "      double beta = \(beta.load("Bt", "row * \(d.betaWidth) + \(d.betaWidth == 1 ? "0" : "h")"));\n"
+            s += "      for (long m = 0; m < \(dv); ++m) {\n        double retrieved = 0.0;\n"
+            s += "        for (long dd = 0; dd < \(dk); ++dd) retrieved += st[dd * \(dv) + m] * \(k.load("K", "kBase + dd"));\n"
+            s += "        update[m] = beta * (update[m] - retrieved);\n      }\n"
+        }
+        s += "      for (long dd = 0; dd < \(dk); ++dd) { double kd = \(k.load("K", "kBase + dd")); for (long m = 0; m < \(dv); ++m) st[dd * \(dv) + m] += kd * update[m]; }\n"
+        s += "      for (long hq = h * \(group); hq < (h + 1) * \(group); ++hq) {\n"
+        s += "        long qBase = row * \(d.qHeads * dk) + hq * \(dk), oBase = row * \(d.qHeads * dv) + hq * \(dv);\n"
+        s += "        for (long m = 0; m < \(dv); ++m) {\n          double acc = 0.0;\n"
+        s += "          for (long dd = 0; dd < \(dk); ++dd) acc += \(q.load("Q", "qBase + dd")) * st[dd * \(dv) + m];\n"
+        s += "          \(y.store("Y", "oBase + m", "\(scale) * acc"))\n        }\n      }\n    }\n"
+        if let state { s += "    for (long e = 0; e < \(dk * dv); ++e) \(state.store("S", "s0 + e", "st[e]"))\n" }
+        s += "  }\n  free(st);\n}\n"
         return s
     }
 

@@ -222,6 +222,20 @@ final class CPUReductionKernelTests: XCTestCase {
         """)
     }
 
+    /// LinearAttention: gated delta rule with grouped query heads, per-key decay, a past state and
+    /// the present state output; the plain linear rule.
+    func testLinearAttentionMatchesTheInterpreter() throws {
+        try check("""
+        opsets {"" = 27}
+        func @l(%q: f32[2,3,8] loc("q"), %k: f32[2,3,4] loc("k"), %v: f32[2,3,6] loc("v"), %p: f32[2,2,2,3] loc("p"), %g: f32[2,3,4] loc("g"),
+                %b: f32[2,3,1] loc("b")) -> (f32[2,3,12] loc("y"), f32[2,2,2,3] loc("state"), f32[2,3,12] loc("lin")) {
+          %y, %state = LinearAttention(%q, %k, %v, %p, %g, %b) {q_num_heads = 4, kv_num_heads = 2} : f32[2,3,12], f32[2,2,2,3] loc("y", "state")
+          %lin = LinearAttention(%q, %k, %v) {q_num_heads = 4, kv_num_heads = 2, update_rule = "linear", scale = 0.5} : f32[2,3,12] loc("lin")
+          return %y, %state, %lin
+        }
+        """, kinds: ["linear_attention", "linear_attention"])
+    }
+
     /// RotaryEmbedding (3-D with position ids, 4-D interleaved) and TopK (largest and smallest,
     /// ties keeping index order).
     func testRotaryEmbeddingAndTopKMatchTheInterpreter() throws {
