@@ -327,6 +327,7 @@ public enum CPUPlanBuilder {
                 }
                 return try lowerElementwise(inst)
             }
+            if op.domain == "ai.onnx.preview", op.type == "FlexAttention" { return try lowerFlexAttention(inst) }
             guard op.domain.isEmpty || op.domain == "ai.onnx" else { throw unsupported(inst) }
             switch op.type {
             case "Gemm", "MatMul", "Conv":

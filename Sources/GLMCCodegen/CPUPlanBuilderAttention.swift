@@ -2,8 +2,8 @@ import GLMCIR
 import GLMCOps
 import GLMCPlan
 
-/// Attention (opsets 23-24), LinearAttention, RotaryEmbedding and TopK on the CPU target: lowering
-/// and kernels.
+/// Attention (opsets 23-24), LinearAttention, FlexAttention (without score/prob modifiers),
+/// RotaryEmbedding and TopK on the CPU target: lowering and kernels.
 /// Semantics follow the interpreter (`GLMCOps/NeuralAttention.swift`, `ReductionOps.swift`).
 extension CPUPlanBuilder.Generator {
     static let attentionOps: Set<String> = ["Attention", "LinearAttention", "RotaryEmbedding", "TopK"]
@@ -154,6 +154,37 @@ extension CPUPlanBuilder.Generator {
                                                        state: try state.map { _ in try floatScalar(inst.results[1], inst) },
                                                        scale: scaleAttr == 0 ? 1 / Double(dk).squareRoot() : scaleAttr),
                 arguments: args, range: b * kvh, work: t * dk * dv * (qh / kvh + 3))
+    }
+
+    /// FlexAttention (ai.onnx.preview) without score_mod / prob_mod graphs: scores and
+    /// probabilities rounded to the softmax precision, as the interpreter computes them.
+    mutating func lowerFlexAttention(_ inst: Instruction) throws {
+        includeReductionHelpers()
+        for name in ["score_mod", "prob_mod"] where inst.attributes[name] != nil { throw unsupported(inst, "with a \(name) graph") }
+        guard let qv = operand(inst, 0), let kv = operand(inst, 1), let vv = operand(inst, 2) else { throw unsupported(inst) }
+        let q = try sizes(qv, inst), k = try sizes(kv, inst), v = try sizes(vv, inst)
+        let qs = try floatScalar(qv, inst), ks = try floatScalar(kv, inst), vs = try floatScalar(vv, inst)
+        guard q.count == 4, k.count == 4, v.count == 4, k[0] == q[0], v[0] == q[0], k[1] == v[1], k[2] == v[2], k[3] == q[3],
+              k[1] > 0, q[1] % k[1] == 0 else {
+            throw unsupported(inst, "with Q \(q), K \(k), V \(v)")
+        }
+        let computeType: DType
+        switch intAttr(inst, "softmax_precision", qs.dtype == .f64 ? 11 : 1) {
+        case 1: computeType = .f32
+        case 10: computeType = .f16
+        case 11: computeType = .f64
+        case 16: computeType = .bf16
+        case let code: throw unsupported(inst, "with softmax_precision \(code)")
+        }
+        // The interpreter's default scale is 1/sqrt(E) rounded to float.
+        let scale = numberAttr(inst, "scale", Float(1 / Double(q[3]).squareRoot()))
+        let shape = CPUKernelLibrary.AttentionShape(batch: q[0], qHeads: q[1], kvHeads: k[1], qLen: q[2], pastLen: 0, kvLen: k[2],
+                                                    headSize: q[3], vHeadSize: v[3], threeD: false)
+        addStep(kind: "flex_attention",
+                code: CPUKernelLibrary.flexAttention(name: nextSymbol, shape, q: qs, k: ks, v: vs, y: try floatScalar(inst.results[0], inst),
+                                                     compute: CScalar(computeType)!, scale: scale),
+                arguments: [try argument(qv, inst), try argument(kv, inst), try argument(vv, inst), try output(inst)],
+                range: q[0] * q[1] * q[2], work: k[2] * (q[3] + v[3]))
     }
 
     mutating func lowerRotaryEmbedding(_ inst: Instruction) throws {
@@ -318,6 +349,31 @@ extension CPUKernelLibrary {
         }
         s += "      }\n      \(y.store("Y", "yRow + t", "acc"))\n    }\n  }\n  free(scores);\n}\n"
         return s
+    }
+
+    /// FlexAttention without modifiers, one (batch, query head, query position) row per unit of
+    /// the parallel range: scores rounded to the `compute` type, softmax in double, probabilities
+    /// rounded to `compute`, weighted sum of the values. Arguments: Q, K, V, Y.
+    static func flexAttention(name: String, _ d: AttentionShape, q: CScalar, k: CScalar, v: CScalar, y: CScalar, compute: CScalar,
+                              scale: Double) -> String {
+        let (s, e, ev, group) = (d.kvLen, d.headSize, d.vHeadSize, d.qHeads / d.kvHeads)
+        var c = "// \(name): flex attention B=\(d.batch) Hq=\(d.qHeads) Hkv=\(d.kvHeads) L=\(d.qLen) S=\(s) E=\(e) Ev=\(ev)\n"
+        c += "void \(name)(void **args, long begin, long end) {\n" + q.pointer("Q", 0) + k.pointer("K", 1) + v.pointer("V", 2)
+        c += y.pointer("Y", 3, const: false)
+        c += "  double *p = (double *)malloc(sizeof(double) * \(max(s, 1)));\n  if (!p) return;\n"
+        c += "  for (long row = begin; row < end; ++row) {\n"
+        c += "    long h = (row / \(d.qLen)) % \(d.qHeads), b = row / \(d.qLen * d.qHeads), kvh = h / \(group);\n"
+        c += "    long qRow = row * \(e), kBase = (b * \(d.kvHeads) + kvh) * \(s);\n"
+        c += "    double m = -INFINITY, sum = 0.0;\n"
+        c += "    for (long j = 0; j < \(s); ++j) {\n      double dot = 0.0;\n"
+        c += "      for (long t = 0; t < \(e); ++t) dot += \(q.load("Q", "qRow + t")) * \(k.load("K", "(kBase + j) * \(e) + t"));\n"
+        c += "      p[j] = \(compute.round("dot * \(scale)"));\n      if (p[j] > m) m = p[j];\n    }\n"
+        c += "    for (long j = 0; j < \(s); ++j) { p[j] = exp(p[j] - m); sum += p[j]; }\n"
+        c += "    for (long j = 0; j < \(s); ++j) p[j] = \(compute.round("p[j] / sum"));\n"
+        c += "    for (long t = 0; t < \(ev); ++t) {\n      double acc = 0.0;\n"
+        c += "      for (long j = 0; j < \(s); ++j) acc += p[j] * \(v.load("V", "(kBase + j) * \(ev) + t"));\n"
+        c += "      \(y.store("Y", "row * \(ev) + t", "acc"))\n    }\n  }\n  free(p);\n}\n"
+        return c
     }
 
     /// Sizes of one LinearAttention node; decay and beta widths 0 when absent.

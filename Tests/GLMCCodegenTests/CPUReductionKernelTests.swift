@@ -236,6 +236,20 @@ final class CPUReductionKernelTests: XCTestCase {
         """, kinds: ["linear_attention", "linear_attention"])
     }
 
+    /// FlexAttention without modifiers: grouped heads and a scale in f32 (scores rounded to f32),
+    /// f64 in double.
+    func testFlexAttentionMatchesTheInterpreter() throws {
+        try check("""
+        opsets {"" = 23, "ai.onnx.preview" = 1}
+        func @f(%q: f32[2,4,3,5] loc("q"), %k: f32[2,2,6,5] loc("k"), %v: f32[2,2,6,3] loc("v"), %qd: f64[1,2,3,4] loc("qd"),
+                %kd: f64[1,2,2,4] loc("kd"), %vd: f64[1,2,2,4] loc("vd")) -> (f32[2,4,3,3] loc("y"), f64[1,2,3,4] loc("yd")) {
+          %y = "ai.onnx.preview.FlexAttention"(%q, %k, %v) {scale = 0.3} : f32[2,4,3,3] loc("y")
+          %yd = "ai.onnx.preview.FlexAttention"(%qd, %kd, %vd) : f64[1,2,3,4] loc("yd")
+          return %y, %yd
+        }
+        """, kinds: ["flex_attention", "flex_attention"])
+    }
+
     /// RotaryEmbedding (3-D with position ids, 4-D interleaved) and TopK (largest and smallest,
     /// ties keeping index order).
     func testRotaryEmbeddingAndTopKMatchTheInterpreter() throws {
