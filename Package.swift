@@ -44,7 +44,7 @@ let package = Package(
         .testTarget(name: "GLMCPassesTests", dependencies: ["GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCPasses", "GLMCFrontends", "GLMCTestSupport"],
                     exclude: ["Inputs"]),
         .testTarget(name: "GLMCPlanTests", dependencies: ["GLMCPlan"]),
-        .testTarget(name: "GLMCCodegenTests", dependencies: ["GLMCIR", "GLMCOps", "GLMCCodegen", "GLMCInterpreter", "GLMCPlan"],
+        .testTarget(name: "GLMCCodegenTests", dependencies: ["GLMCIR", "GLMCOps", "GLMCCodegen", "GLMCInterpreter", "GLMCPlan", "GLMCRuntime", "GLMCTestSupport"],
                     exclude: ["Snapshots"]),
         // Runs the built `glmc` binary as a subprocess (so it depends on it) and round-trips .npy files.
         .testTarget(name: "CLITests", dependencies: ["glmc", "GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCPlan", "GLMCRuntime", "GLMCTestSupport"]),

@@ -327,6 +327,7 @@ public enum CPUPlanBuilder {
                 }
                 return try lowerElementwise(inst)
             }
+            if op.domain == "ai.onnx.preview", op.type == "FlexAttention" { return try lowerFlexAttention(inst) }
             guard op.domain.isEmpty || op.domain == "ai.onnx" else { throw unsupported(inst) }
             switch op.type {
             case "Gemm", "MatMul", "Conv":
@@ -347,6 +348,10 @@ public enum CPUPlanBuilder {
                 guard byteCount(x) == bytes else { throw unsupported(inst, "that changes the byte count") }
                 let args = [try argument(x, inst), .buffer(bufferOf[inst.results[0]]!)]
                 addStep(kind: "copy", code: CPUKernelLibrary.copy(name: nextSymbol, bytes: bytes), arguments: args, range: bytes, work: 1)
+            case let t where Self.reductionOps.contains(t):
+                return try lowerReduction(inst)
+            case let t where Self.attentionOps.contains(t):
+                return try lowerAttentionFamily(inst)
             case let t where Self.moreOps.contains(t):
                 return try lowerMore(inst)
             default:

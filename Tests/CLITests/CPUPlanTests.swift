@@ -178,16 +178,16 @@ final class CPUPlanTests: XCTestCase {
         let model = RoundTripPaths.model("transformer.onnx")
         assertFails(try GLMC.run(["convert", model, "--target", "cpu", "-o", scratch + "/t.plan"], timeout: 120),
                     containing: ["static shapes", "?batch", "--input-shape"])
-        let hardmax = scratch + "/hardmax.glmc"
+        let det = scratch + "/det.glmc"
         try """
         opsets {"" = 17}
-        func @h(%x: f32[2,4] loc("x")) -> (f32[2,4] loc("y")) {
-          %y = Hardmax(%x) {axis = 1} : f32[2,4] node("hm")
+        func @h(%x: f32[3,2,2] loc("x")) -> (f32[3] loc("y")) {
+          %y = Det(%x) : f32[3] node("det")
           return %y
         }
-        """.write(toFile: hardmax, atomically: true, encoding: .utf8)
-        assertFails(try GLMC.run(["convert", hardmax, "--target", "cpu", "-o", scratch + "/t.plan"], timeout: 120),
-                    containing: ["unsupported: --target cpu cannot compile Hardmax yet", "(node 'hm')"])
+        """.write(toFile: det, atomically: true, encoding: .utf8)
+        assertFails(try GLMC.run(["convert", det, "--target", "cpu", "-o", scratch + "/t.plan"], timeout: 120),
+                    containing: ["unsupported: --target cpu cannot compile Det yet", "(node 'det')"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: scratch + "/t.plan"))
     }
 
