@@ -396,9 +396,14 @@ struct AtenLowering {
         case "aten::pow":
             let x = try value(0, "self"), y = try value(1, "exponent")
             if isNumber(x), isNumber(y) { return [.float(Foundation_pow(try toDouble(x, "self"), try toDouble(y, "exponent")))] }
-            guard case .tensor(let base) = x else { return [try binary("Pow", x, y)] }
-            // Pow keeps the base's type; the exponent may be any number.
-            return [.tensor(try b.emit1("Pow", [base, try asTensor(y, dtype: b.type(of: base).dtype.isFloatingPoint ? b.type(of: base).dtype : .f32)]))]
+            guard case .tensor(var base) = x else { return [try binary("Pow", x, y)] }
+            // ONNX Pow keeps the base's type; torch promotes an integer base with a float exponent.
+            var exponentType = b.type(of: base).dtype
+            if case .float = y, !exponentType.isFloatingPoint { base = try b.cast(base, to: .f32); exponentType = .f32 }
+            if case .tensor(let e) = y, b.type(of: e).dtype.isFloatingPoint, !exponentType.isFloatingPoint {
+                base = try b.cast(base, to: b.type(of: e).dtype); exponentType = b.type(of: e).dtype
+            }
+            return [.tensor(try b.emit1("Pow", [base, try asTensor(y, dtype: exponentType)]))]
         case "aten::eq", "aten::ne", "aten::lt", "aten::le", "aten::gt", "aten::ge":
             let x = try value(0, "self"), y = try value(1, "other")
             if isNumber(x), isNumber(y) {

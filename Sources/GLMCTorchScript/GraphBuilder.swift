@@ -13,6 +13,8 @@ final class GraphBuilder {
     /// Where the node being converted is (member:line:column or IR text line), for errors.
     var location = ""
     var counter = 0
+    /// Largest result (in elements) evaluated at convert time when all operands are constants.
+    static let foldLimit = 1 << 16
 
     init(name: String) { function = Function(name: name) }
 
@@ -77,6 +79,18 @@ final class GraphBuilder {
                                        constantInputs: operands.map { $0.flatMap { constants[$0] } })
         let types: [TensorType]
         do { types = try definition.infer(context) } catch let e as GLMCError { throw error(e.message) }
+        // Small values computed from constants only (sizes, masks, positions) are evaluated now:
+        // traced code reads some of them back as numbers (`int(floor_divide(d, 4))`).
+        let operandConstants = operands.compactMap { $0 }.compactMap { constants[$0] }
+        if operandConstants.count == operands.compactMap({ $0 }).count,
+           types.allSatisfy({ ($0.shape.staticSizes.flatMap(checkedElementCount) ?? Int.max) <= Self.foldLimit }) {
+            let inputs = try operands.map { try $0.map { try Tensor(constants[$0]!) } }
+            let evaluation = EvalContext(op: name, nodeName: nodeName, opset: Self.opset, attributes: attributes,
+                                         outputCount: results, inputs: inputs)
+            let values: [Tensor]
+            do { values = try definition.evaluate(evaluation) } catch let e as GLMCError { throw error(e.message) }
+            return values.prefix(results).map { constant($0.tensorData) }
+        }
         let ids = types.prefix(results).map { function.addValue($0, name: "\(nodeName)_out") }
         function.body.append(Instruction(op: name, opset: Self.opset, operands: operands, results: ids,
                                          attributes: attributes, nodeName: nodeName))
@@ -90,5 +104,13 @@ final class GraphBuilder {
     func cast(_ v: ValueID, to dtype: DType) throws -> ValueID {
         if type(of: v).dtype == dtype { return v }
         return try emit1("Cast", [v], ["to": .int(Int(dtype.onnxCode))])
+    }
+
+    /// Drops constants nothing reads: inputs of ops evaluated at convert time, and attributes
+    /// read but unused. Values keep their slots; only instructions go.
+    func removeUnusedConstants(keeping outputs: [ValueID]) {
+        var used = Set(outputs)
+        for inst in function.body { for case let v? in inst.operands { used.insert(v) } }
+        function.body.removeAll { $0.op == .constant && !used.contains($0.results[0]) }
     }
 }

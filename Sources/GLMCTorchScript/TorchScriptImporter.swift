@@ -98,6 +98,7 @@ public enum TorchScriptImporter {
         }
         try collect(result)
         guard !outputs.isEmpty else { throw GLMCError("\(path): forward returns nothing") }
+        builder.removeUnusedConstants(keeping: outputs)
         builder.function.outputs = outputs
         builder.function.outputNames = outputs.count == 1 ? ["output"] : outputs.indices.map { "output_\($0)" }
         let module = Module(opsets: ["": GraphBuilder.opset], main: builder.function,
