@@ -62,7 +62,9 @@ struct AtenLowering {
         case .int(let x): return x
         case .bool(let x): return x ? 1 : 0
         case .tensor(let id):
-            if let c = b.constants[id], c.elementCount == 1, let x = c.integers()?.first { return x }
+            if let c = b.constants[id], c.elementCount == 1, let x = c.integers()?.first ?? scalarValue(c).flatMap({ Int(exactly: $0.rounded(.towardZero)) }) {
+                return x
+            }
             throw error("argument '\(name)' is a tensor computed at run time, needed as an integer at convert time (data-dependent)")
         default: throw error("argument '\(name)' is \(v.kindName), expected an int")
         }
@@ -577,6 +579,12 @@ struct AtenLowering {
         default:
             return nil
         }
+    }
+
+    /// True when the op is not in the table. For ops downstream of an unsupported one, whose
+    /// arguments cannot be lowered: a known op throws on them, an unknown one returns nil.
+    var isOutsideTheTable: Bool {
+        do { return try lower() == nil } catch { return false }
     }
 
     // MARK: Helpers of the table

@@ -168,10 +168,14 @@ final class CodeConverter {
     func lower(_ op: String, _ args: CallArguments, at location: String, in methodName: String,
                numbers: ((TorchValue) -> TorchValue?)? = nil) throws -> TorchValue {
         if let numbers, args.positional.count == 1, let v = numbers(args.positional[0]) { return v }
+        builder.location = "\(location) in \(methodName)"
         if args.positional.contains(where: { $0.isUnsupported }) || args.keywords.values.contains(where: { $0.isUnsupported }) {
+            // Downstream of an unsupported op: only look for more unsupported ops.
+            if AtenLowering(b: builder, op: op, args: args).isOutsideTheTable, !unsupported.contains(where: { $0.op == op }) {
+                unsupported.append((op, builder.location))
+            }
             return .unsupported
         }
-        builder.location = "\(location) in \(methodName)"
         guard let results = try AtenLowering(b: builder, op: op, args: args).lower() else {
             if !unsupported.contains(where: { $0.op == op }) { unsupported.append((op, builder.location)) }
             return .unsupported

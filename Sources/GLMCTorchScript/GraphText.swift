@@ -256,6 +256,10 @@ struct GraphText {
             }
             if let i = Int(text) { return .int(i) }
             if let d = Self.number(text) { return .float(d) }
+            // `{4}` is a Long scalar tensor, `{0.5}` or `{4.}` a floating-point one.
+            if text.hasPrefix("{"), text.hasSuffix("}"), let i = Int(String(text.dropFirst().dropLast()).trimmingSpaces) {
+                return .tensor(TensorData(type: TensorType(.i64, static: []), elements: [Int64(i)]))
+            }
             if text.hasPrefix("{"), text.hasSuffix("}"), let d = Self.number(String(text.dropFirst().dropLast()).trimmingSpaces) {
                 return .tensor(TensorData(type: TensorType(.f64, static: []), elements: [d]))
             }
@@ -356,6 +360,11 @@ final class GraphTextConverter {
             }
             let results: [TorchValue]
             if inputs.contains(where: { $0.isUnsupported }) {
+                // Downstream of an unsupported op: only look for more unsupported ops.
+                if AtenLowering(b: builder, op: node.kind, args: CallArguments(positional: inputs)).isOutsideTheTable,
+                   !unsupported.contains(where: { $0.op == node.kind }) {
+                    unsupported.append((node.kind, builder.location))
+                }
                 results = Array(repeating: .unsupported, count: node.outputs.count)
             } else {
                 results = try convert(node, inputs)

@@ -93,6 +93,13 @@ public struct TorchArchive {
                 throw GLMCError("\(label(record)): a tensor view (offset \(t.offset), sizes \(t.sizes), strides \(t.strides)) reaches outside its storage of \(t.storageElementCount) elements")
             }
         }
+        // Contiguous views (all parameters and constants torch saves) are one slice of the storage.
+        var contiguousStrides = [Int](repeating: 1, count: t.sizes.count)
+        for d in t.sizes.indices.reversed().dropFirst() { contiguousStrides[d] = contiguousStrides[d + 1] * t.sizes[d + 1] }
+        if count == 0 || zip(zip(t.sizes, t.strides), contiguousStrides).allSatisfy({ $0.0 == 1 || $0.1 == $1 }) {
+            let start = t.offset * width
+            return TensorData(type: TensorType(t.dtype, static: t.sizes), elements: Array(storage[start ..< start + count * width]))
+        }
         var out = [UInt8](repeating: 0, count: count * width)
         var index = [Int](repeating: 0, count: t.sizes.count)
         for k in 0 ..< count {
