@@ -8,7 +8,8 @@ Needs a separate venv with PyTorch (never the project venv):
 
 For each model: a traced and frozen archive (<name>.pt), its IR text dumps (<name>.graph.txt,
 <name>.inlined_graph.txt), the input (<name>.input.npy) and PyTorch's output (<name>.output.npy).
-Plus a traced archive that is not frozen (cnn_unfrozen.pt) and the bad-input fixtures.
+Plus the same models traced but not frozen (cnn_unfrozen.pt, encoder_unfrozen.pt: parameters on
+module objects, submodule method calls, recorded input shapes) and the bad-input fixtures.
 """
 import io
 import os
@@ -166,6 +167,7 @@ def main():
     encoder = SmallEncoder()
     ids = torch.randint(0, 50, (1, 8), dtype=torch.int64)
     write_model("encoder", encoder, ids)
+    write_model("encoder_unfrozen", encoder, ids, freeze=False)
 
     write_bad_inputs(os.path.join(OUT, "cnn.pt"))
     total = sum(os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT))

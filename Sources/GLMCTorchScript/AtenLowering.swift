@@ -647,7 +647,13 @@ struct AtenLowering {
         let end = try toDouble(numbers.count >= 2 ? numbers[1] : numbers[0], "end")
         let step = numbers.count == 3 ? try toDouble(numbers[2], "step") : 1
         guard step != 0 else { throw error("step is zero") }
-        let allIntegers = numbers.allSatisfy { if case .int = $0 { return true } else { return false } }
+        let allIntegers = numbers.allSatisfy {
+            switch $0 {
+            case .int: return true
+            case .tensor(let id): return b.type(of: id).dtype.isInteger
+            default: return false
+            }
+        }
         let dtype = try dtypeArgument(dtypeIndex, "dtype") ?? (allIntegers ? .i64 : .f32)
         let count = max(0, Int(((end - start) / step).rounded(.up)))
         guard count <= 1 << 26 else { throw error("\(count) elements is too many") }

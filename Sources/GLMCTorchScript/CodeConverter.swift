@@ -152,6 +152,12 @@ final class CodeConverter {
             if case .bool = v { return v }
             return .bool(try AtenLowering(b: builder, op: "aten::Bool", args: args).toInt(v, "a") != 0)
         case "len": return try lower("aten::len", args, at: "\(loc)", in: methodName)
+        case "getattr":
+            // `getattr(layers, "0")`: a ModuleList's submodules have names that are not identifiers.
+            guard positional.count == 2, case .object(let object) = positional[0], case .string(let name) = positional[1] else {
+                throw GLMCError("\(loc) in \(methodName): getattr takes a module and a string")
+            }
+            return try attribute(name, of: object, at: "\(loc)")
         case "torch.device": return .device((positional.first.flatMap { if case .string(let s) = $0 { return s } else { return nil } }) ?? "cpu")
         default: break
         }

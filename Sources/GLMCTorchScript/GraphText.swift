@@ -396,7 +396,7 @@ final class GraphTextConverter {
                 throw builder.error("prim::GetAttr without a name or a module")
             }
             guard archive != nil else {
-                throw builder.error("prim::GetAttr '\(name)' reads a module attribute: give the archive the graph was printed from (or print a frozen module's graph)")
+                throw builder.error("prim::GetAttr '\(name)' reads a module attribute, which IR text does not hold: convert the archive the graph was printed from (or print the graph of the frozen module)")
             }
             let attributePath = object.path.isEmpty ? name : object.path + "." + name
             if let cached = attributeCache[attributePath] { return [cached] }

@@ -50,6 +50,17 @@ final class TorchScriptImporterTests: XCTestCase {
         try assertMatchesPyTorch(module, "encoder")
     }
 
+    func testUnfrozenEncoderArchiveAndItsInlinedGraphMatchPyTorch() throws {
+        // Submodules in a ModuleList (`getattr(layers, "0")`), an i64 input recorded by the trace.
+        let module = try TorchScriptImporter.importArchive(path: fixture("encoder_unfrozen.pt"))
+        XCTAssertEqual(module.main.type(of: module.main.arguments[0]), TensorType(.i64, static: [1, 8]))
+        try assertMatchesPyTorch(module, "encoder_unfrozen")
+        let text = try String(contentsOfFile: fixture("encoder_unfrozen.inlined_graph.txt"), encoding: .utf8)
+        let fromText = try TorchScriptImporter.importGraphText(text, path: "encoder_unfrozen.inlined_graph.txt",
+                                                               archive: try TorchArchive(path: fixture("encoder_unfrozen.pt")))
+        try assertMatchesPyTorch(fromText, "encoder_unfrozen")
+    }
+
     func testFrozenArchiveWithoutInputShapesSaysHowToGiveThem() {
         XCTAssertThrowsError(try TorchScriptImporter.importArchive(path: fixture("cnn.pt"))) { e in
             let m = (e as? GLMCError)?.message ?? ""
@@ -81,6 +92,7 @@ final class TorchScriptImporterTests: XCTestCase {
 
     func testEncoderGraphTextsParse() throws {
         for name in ["encoder.graph.txt", "encoder.inlined_graph.txt"] {
+            // Frozen graphs type their input as plain Tensor: sizes and element type are given.
             let text = try String(contentsOfFile: fixture(name), encoding: .utf8)
             let module = try TorchScriptImporter.importGraphText(text, path: name, inputs: ["ids": TorchScriptInput(sizes: [1, 8], dtype: .i64)])
             XCTAssertEqual(module.main.type(of: module.main.outputs[0]), TensorType(.f32, static: [1, 8, 50]), name)
