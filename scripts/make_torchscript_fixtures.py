@@ -95,6 +95,54 @@ class SmallEncoder(nn.Module):
         return self.head(x)
 
 
+class OpZoo(nn.Module):
+    """One traced module that exercises many rows of the aten mapping table; returns them all."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(4, 5))
+        self.b = nn.Parameter(torch.randn(5))
+
+    def forward(self, x):
+        a, c, d = x.shape  # 2, 3, 4
+        y = x.permute(2, 0, 1).contiguous()
+        idx = torch.tensor([2, 0], dtype=torch.long)
+        return (
+            torch.log_softmax(x, dim=1),
+            F.silu(x) + F.hardswish(x) - F.hardsigmoid(x),
+            F.hardtanh(x, -0.5, 0.5) * torch.clamp(x, min=-0.2) + F.relu6(x * 4),
+            F.gelu(x, approximate="tanh") + torch.rsqrt(x.abs() + 1) - torch.sqrt(x * x),
+            torch.sub(x, 2 * x, alpha=0.5) + torch.rsub(x, 1.0) + x.pow(2) + torch.div(x, 0.3, rounding_mode="floor"),
+            x.mean(dim=(0, 2), keepdim=True) + x.sum(-1, keepdim=True),
+            y.transpose(0, 1)[:, 1:4:2, :],
+            x.select(2, 1) + x.index_select(2, idx).sum(-1),
+            torch.gather(x, 2, torch.tensor([[[3, 0], [1, 1], [2, 0]]] * 2)),
+            torch.cat([x, x * 2], dim=1).unsqueeze(0).squeeze(0),
+            torch.stack([x, -x], dim=2).flatten(1, 2).unflatten(1, (3, 2)),
+            x[:, :1, :].expand(a, c, d) + torch.where(x > 0, x, torch.zeros_like(x)),
+            x.masked_fill(x.ge(0.5) & x.lt(1.0), 7.0),
+            torch.matmul(x, self.w) + self.b,
+            torch.addmm(self.b, x[0], self.w) + torch.bmm(x, x.transpose(1, 2)).sum(-1, keepdim=True)[0],
+            F.avg_pool2d(x.unsqueeze(0), 2) + F.max_pool2d(x.unsqueeze(0), 2, 1, 1)[:, :, :1, :2],
+            torch.arange(1, 2 * d, 2) + torch.floor_divide(torch.arange(d) * 7, 3) + x.new_ones(d, dtype=torch.long),
+            x[idx.clamp(max=1)] + x.to(torch.float64).to(torch.float32),
+            torch.embedding(self.w, torch.tensor([[1, 3], [0, 2]])),
+            (x > 0).to(torch.float32) + (~(x < 0)).float() + x.view(-1, 4).t().sum(),
+        )
+
+
+def write_op_zoo():
+    model = OpZoo().eval()
+    x = torch.randn(2, 3, 4)
+    with torch.no_grad():
+        traced = torch.jit.trace(model, x)
+        torch.jit.save(traced, os.path.join(OUT, "ops.pt"))
+        outputs = traced(x)
+    save_npy("ops.input.npy", x.numpy())
+    for k, out in enumerate(outputs):
+        save_npy(f"ops.output_{k}.npy", out.numpy())
+
+
 def save_npy(name, array):
     np.save(os.path.join(OUT, name), array)
 
@@ -169,6 +217,7 @@ def main():
     write_model("encoder", encoder, ids)
     write_model("encoder_unfrozen", encoder, ids, freeze=False)
 
+    write_op_zoo()
     write_bad_inputs(os.path.join(OUT, "cnn.pt"))
     total = sum(os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT))
     print(f"wrote {len(os.listdir(OUT))} files, {total} bytes, into {os.path.normpath(OUT)}")

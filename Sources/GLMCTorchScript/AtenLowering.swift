@@ -153,7 +153,10 @@ struct AtenLowering {
         var target: DType
         switch (dtypeOf(x), dtypeOf(y)) {
         case let (a?, c?):
+            // A 0-d tensor (a traced Python number) does not widen a tensor of its own category.
+            let scalarX = (try? b.rank(of: asTensor(x, dtype: a))) == 0, scalarY = (try? b.rank(of: asTensor(y, dtype: c))) == 0
             if a == c { target = a }
+            else if scalarX != scalarY, a.isFloatingPoint == c.isFloatingPoint, a != .bool, c != .bool { target = scalarX ? c : a }
             else if a.isFloatingPoint != c.isFloatingPoint { target = a.isFloatingPoint ? a : c }
             else if a == .bool { target = c } else if c == .bool { target = a }
             else { target = a.byteSize >= c.byteSize ? a : c }
@@ -316,6 +319,12 @@ struct AtenLowering {
             let x = try tensor(0, "self"), dtype = b.type(of: x).dtype
             return [.tensor(try b.emit1("Clip", [x, try b.scalar(try double(1, "min_val", default: -1), dtype),
                                                  try b.scalar(try double(2, "max_val", default: 1), dtype)]))]
+        case "aten::clamp", "aten::clip", "aten::clamp_min", "aten::clamp_max":
+            let x = try tensor(0, "self"), dtype = b.type(of: x).dtype
+            func bound(_ v: TorchValue?) throws -> ValueID? { try v.map { try b.cast(try asTensor($0, dtype: dtype), to: dtype) } }
+            let low = name == "aten::clamp_max" ? nil : try bound(optional(1, "min"))
+            let high = name == "aten::clamp_min" ? nil : try bound(optional(name == "aten::clamp_max" ? 1 : 2, "max"))
+            return [.tensor(try b.emit1("Clip", [x, low, high]))]
         case "aten::relu6":
             let x = try tensor(0, "self"), dtype = b.type(of: x).dtype
             return [.tensor(try b.emit1("Clip", [x, try b.scalar(0, dtype), try b.scalar(6, dtype)]))]

@@ -61,6 +61,23 @@ final class TorchScriptImporterTests: XCTestCase {
         try assertMatchesPyTorch(fromText, "encoder_unfrozen")
     }
 
+    /// Twenty results covering most rows of the mapping table (activations, arithmetic with
+    /// promotion and rounding modes, reductions, movement, indexing, creation, pooling, linear algebra).
+    func testOpZooMatchesPyTorch() throws {
+        let module = try TorchScriptImporter.importArchive(path: fixture("ops.pt"))
+        let outputs = try Interpreter.run(module, inputs: [try NPY.read(path: fixture("ops.input.npy"))])
+        XCTAssertEqual(outputs.count, 20)
+        for (k, out) in outputs.enumerated() {
+            let expected = try NPY.read(path: fixture("ops.output_\(k).npy"))
+            XCTAssertEqual(out.shape, expected.shape, "output \(k)")
+            XCTAssertEqual(out.dtype, expected.dtype, "output \(k)")
+            for (a, e) in zip(out.doubles, expected.doubles) where abs(a - e) > 1e-4 * abs(e) + 1e-5 {
+                XCTFail("output \(k): \(a) differs from PyTorch's \(e)")
+                break
+            }
+        }
+    }
+
     func testFrozenArchiveWithoutInputShapesSaysHowToGiveThem() {
         XCTAssertThrowsError(try TorchScriptImporter.importArchive(path: fixture("cnn.pt"))) { e in
             let m = (e as? GLMCError)?.message ?? ""
