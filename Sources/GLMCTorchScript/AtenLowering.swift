@@ -1,3 +1,4 @@
+import Foundation
 import GLMCIR
 import GLMCOps
 
@@ -406,7 +407,7 @@ struct AtenLowering {
             return [.tensor(try b.emit1("Mod", [p, q], ["fmod": .int(b.type(of: p).dtype.isFloatingPoint ? 1 : 0)]))]
         case "aten::pow":
             let x = try value(0, "self"), y = try value(1, "exponent")
-            if isNumber(x), isNumber(y) { return [.float(Foundation_pow(try toDouble(x, "self"), try toDouble(y, "exponent")))] }
+            if isNumber(x), isNumber(y) { return [.float(pow(try toDouble(x, "self"), try toDouble(y, "exponent")))] }
             guard case .tensor(var base) = x else { return [try binary("Pow", x, y)] }
             // ONNX Pow keeps the base's type; torch promotes an integer base with a float exponent.
             var exponentType = b.type(of: base).dtype
@@ -560,20 +561,13 @@ struct AtenLowering {
         case "aten::to", "aten::type_as":
             let x = try tensor(0, "self")
             if name == "aten::type_as" { return [.tensor(try b.cast(x, to: b.type(of: try tensor(1, "other")).dtype))] }
-            // to(self, dtype, ...), to(self, device, dtype, ...), to(self, other, ...).
-            for i in 1 ..< max(1, args.positional.count) {
-                switch args.positional[i] {
-                case .int(let code):
-                    guard let d = TorchDType.dtype(code: code) else { throw error("unsupported: dtype code \(code)") }
-                    return [.tensor(try b.cast(x, to: d))]
-                case .tensor(let other) where i == 1: return [.tensor(try b.cast(x, to: b.type(of: other).dtype))]
-                case .device, .string, .none: continue
-                default: break
-                }
-                break
-            }
-            if let d = try dtypeArgument(99, "dtype") { return [.tensor(try b.cast(x, to: d))] }
-            return [.tensor(x)]
+            // to(self, dtype, …), to(self, device, dtype, …), to(self, other, …): devices are ignored.
+            let rest = args.positional.dropFirst()
+            if case .tensor(let other)? = rest.first { return [.tensor(try b.cast(x, to: b.type(of: other).dtype))] }
+            let code = rest.prefix(2).first { if case .int = $0 { return true } else { return false } } ?? args.keywords["dtype"]
+            guard let code, case .int(let c) = code else { return [.tensor(x)] }
+            guard let dtype = TorchDType.dtype(code: c) else { throw error("unsupported: dtype code \(c)") }
+            return [.tensor(try b.cast(x, to: dtype))]
 
         // creation (all at convert time: traced sizes are static)
         case "aten::arange":
@@ -744,10 +738,3 @@ func scalarValue(_ c: TensorData) -> Double? {
     default: return c.integers()?.first.map(Double.init)
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-func Foundation_pow(_ x: Double, _ y: Double) -> Double { pow(x, y) }

@@ -131,7 +131,7 @@ struct GraphText {
             let inner = text[text.index(after: open) ..< text.index(before: text.endIndex)]
             var sizes: [Int] = []
             for part in inner.split(separator: ",") {
-                let p = part.trimmingCharacters(in: " ")
+                let p = part.trimming(" ")
                 if p.contains("=") || p.contains("[") || p.contains("]") { break }
                 guard let v = Int(p) else { return DeclaredType(text: text, dtype: dtype, sizes: nil) }
                 sizes.append(v)
@@ -244,13 +244,13 @@ struct GraphText {
         }
 
         func attributeValue(_ raw: String) throws -> AttributeValue {
-            let text = raw.trimmingCharacters(in: " \n")
+            let text = raw.trimming(" \n")
             if text == "<Tensor>" { return .elidedTensor }
             if text.hasPrefix("\""), text.hasSuffix("\""), text.count >= 2 {
                 return .string(String(text.dropFirst().dropLast()).replacingOccurrences(of: "\\\"", with: "\""))
             }
             if text.hasPrefix("["), text.hasSuffix("]") {
-                let inner = text.dropFirst().dropLast().trimmingCharacters(in: " ")
+                let inner = text.dropFirst().dropLast().trimming(" ")
                 if inner.isEmpty { return .list([]) }
                 return .list(try inner.split(separator: ",").map { try attributeValue(String($0)) })
             }
@@ -305,9 +305,9 @@ struct GraphText {
 }
 
 extension StringProtocol {
-    var trimmingSpaces: String { trimmingCharacters(in: " \t\r\n") }
+    var trimmingSpaces: String { trimming(" \t\r\n") }
 
-    func trimmingCharacters(in set: String) -> String {
+    func trimming(_ set: String) -> String {
         let chars = Set(set)
         var s = Substring(self)
         while let f = s.first, chars.contains(f) { s.removeFirst() }

@@ -52,6 +52,13 @@ public struct TorchArchive {
         }
     }
 
+    /// An archive from members already in memory (tests).
+    init(path: String, root: String, members: [String: [UInt8]]) {
+        self.path = path
+        self.root = root
+        self.members = members
+    }
+
     /// The member's bytes; `name` is relative to the root.
     func member(_ name: String) throws -> [UInt8] {
         guard let bytes = members[name] else { throw GLMCError("\(path): no member \(root)/\(name)") }

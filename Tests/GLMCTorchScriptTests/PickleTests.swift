@@ -74,4 +74,24 @@ final class PickleTests: XCTestCase {
             XCTAssertTrue(((e as? GLMCError)?.message ?? "").contains("is not a record name"), "\(e)")
         }
     }
+
+    func testStridedViewsAreCopiedAndViewsOutsideTheirStorageRefused() throws {
+        // A 2x3 storage 0...5 seen transposed (sizes [3, 2], strides [1, 3]).
+        let storage = (0 ..< 6).flatMap { withUnsafeBytes(of: Float($0), Array.init) }
+        let archive = TorchArchive(path: "m.pt", root: "m", members: ["data/0": storage])
+        let transposed = PickledTensor(storageKey: "0", dtype: .f32, storageElementCount: 6, offset: 0, sizes: [3, 2], strides: [1, 3])
+        XCTAssertEqual(try archive.tensorData(transposed, folder: "data").elements(as: Float.self), [0, 3, 1, 4, 2, 5])
+        let slice = PickledTensor(storageKey: "0", dtype: .f32, storageElementCount: 6, offset: 4, sizes: [2], strides: [1])
+        XCTAssertEqual(try archive.tensorData(slice, folder: "data").elements(as: Float.self), [4, 5])
+        let outside = PickledTensor(storageKey: "0", dtype: .f32, storageElementCount: 6, offset: 2, sizes: [2, 3], strides: [3, 1])
+        XCTAssertThrowsError(try archive.tensorData(outside, folder: "data")) { e in
+            XCTAssertTrue(((e as? GLMCError)?.message ?? "").contains("m.pt:m/data/0: a tensor view (offset 2, sizes [2, 3], strides [3, 1]) reaches outside its storage"), "\(e)")
+        }
+        let short = PickledTensor(storageKey: "0", dtype: .f32, storageElementCount: 60, offset: 0, sizes: [60], strides: [1])
+        XCTAssertThrowsError(try archive.tensorData(short, folder: "data"))
+        let missing = PickledTensor(storageKey: "7", dtype: .f32, storageElementCount: 1, offset: 0, sizes: [1], strides: [1])
+        XCTAssertThrowsError(try archive.tensorData(missing, folder: "data")) { e in
+            XCTAssertEqual((e as? GLMCError)?.message, "m.pt: no member m/data/7")
+        }
+    }
 }
