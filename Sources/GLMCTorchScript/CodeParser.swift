@@ -369,7 +369,14 @@ struct CodeParser {
     static let precedence: [String: Int] = ["|": 1, "^": 2, "&": 3, "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4,
                                             "+": 5, "-": 5, "*": 6, "/": 6, "//": 6, "%": 6]
 
+    /// Deepest nesting of expressions: the parser and the converter recurse once per level.
+    static let maxNesting = 200
+    var nesting = 0
+
     mutating func parseExpression(minimum: Int = 0) throws -> CodeExpr {
+        nesting += 1
+        defer { nesting -= 1 }
+        guard nesting <= Self.maxNesting else { throw error("expressions nest more than \(Self.maxNesting) deep") }
         if accept(.name("not")) {
             let loc = location
             return .unary("not", try parseExpression(minimum: 4), loc)
@@ -393,6 +400,9 @@ struct CodeParser {
     mutating func parseUnary() throws -> CodeExpr {
         let loc = location
         if accept(.op("-")) {
+            nesting += 1
+            defer { nesting -= 1 }
+            guard nesting <= Self.maxNesting else { throw error("expressions nest more than \(Self.maxNesting) deep") }
             switch current {
             case .int(let v): advance(); return try parsePostfix(.int(-v))
             case .float(let v): advance(); return try parsePostfix(.float(-v))

@@ -72,8 +72,15 @@ public struct PickleReader {
     let member: String
     var position = 0
     var stack: [PickleValue] = []
+    /// Nesting depth of each stack value: values nest at most `maxDepth` deep, so neither this reader
+    /// nor anything walking its result can run out of stack on a hostile pickle.
+    var depths: [Int] = []
+    /// The deepest value popped by the opcode being run; a container it pushes is one deeper.
+    var poppedDepth = 0
     var marks: [Int] = []
     var memo: [Int: PickleValue] = [:]
+    var memoDepths: [Int: Int] = [:]
+    static let maxDepth = 1000
     var objectCount = 0
 
     public init(bytes: [UInt8], member: String) {
@@ -109,22 +116,32 @@ public struct PickleReader {
         return v
     }
 
+    mutating func push(_ v: PickleValue, depth: Int? = nil) throws {
+        let d = depth ?? poppedDepth + 1
+        guard d <= Self.maxDepth else { throw error("values nest more than \(Self.maxDepth) deep") }
+        stack.append(v)
+        depths.append(d)
+    }
+
     mutating func pop() throws -> PickleValue {
-        guard let v = stack.popLast() else { throw error("stack underflow") }
-        if let m = marks.last, stack.count < m { throw error("stack underflow past a MARK") }
+        if let m = marks.last, stack.count <= m { throw error("stack underflow past a MARK") }
+        guard let v = stack.popLast(), let d = depths.popLast() else { throw error("stack underflow") }
+        poppedDepth = max(poppedDepth, d)
         return v
     }
 
     /// The values pushed since the last MARK, which is removed.
     mutating func popMark() throws -> [PickleValue] {
         guard let m = marks.popLast(), m <= stack.count else { throw error("no MARK to pop to") }
-        defer { stack.removeSubrange(m...) }
+        defer { stack.removeSubrange(m...); depths.removeSubrange(m...) }
+        poppedDepth = max(poppedDepth, depths[m...].max() ?? 0)
         return Array(stack[m...])
     }
 
     mutating func run() throws -> PickleValue {
         while true {
             let start = position
+            poppedDepth = 0
             let op = try byte()
             switch op {
             case 0x80: // PROTO
@@ -134,52 +151,52 @@ public struct PickleReader {
                 guard stack.count == 1 else { throw error("STOP with \(stack.count) values on the stack", at: start) }
                 return stack[0]
             case 0x28: marks.append(stack.count) // MARK
-            case 0x4e: stack.append(.none) // NONE
-            case 0x88: stack.append(.bool(true)) // NEWTRUE
-            case 0x89: stack.append(.bool(false)) // NEWFALSE
-            case 0x4b: stack.append(.int(Int(try byte()))) // BININT1
-            case 0x4d: stack.append(.int(Int(try littleEndian(2)))) // BININT2
-            case 0x4a: stack.append(.int(Int(Int32(truncatingIfNeeded: try littleEndian(4))))) // BININT
+            case 0x4e: try push(.none) // NONE
+            case 0x88: try push(.bool(true)) // NEWTRUE
+            case 0x89: try push(.bool(false)) // NEWFALSE
+            case 0x4b: try push(.int(Int(try byte()))) // BININT1
+            case 0x4d: try push(.int(Int(try littleEndian(2)))) // BININT2
+            case 0x4a: try push(.int(Int(Int32(truncatingIfNeeded: try littleEndian(4))))) // BININT
             case 0x8a: // LONG1
                 let n = Int(try byte())
                 guard n <= 8 else { throw error("LONG1 of \(n) bytes does not fit 64 bits", at: start) }
                 let raw = try littleEndian(n)
                 let shift = UInt64(64 - 8 * n)
-                stack.append(.int(n == 0 ? 0 : Int(Int64(bitPattern: raw << shift) >> Int64(shift))))
+                try push(.int(n == 0 ? 0 : Int(Int64(bitPattern: raw << shift) >> Int64(shift))))
             case 0x47: // BINFLOAT (big-endian double)
                 var v: UInt64 = 0
                 for b in try take(8) { v = v << 8 | UInt64(b) }
-                stack.append(.float(Double(bitPattern: v)))
+                try push(.float(Double(bitPattern: v)))
             case 0x58: // BINUNICODE
                 let n = Int(try littleEndian(4))
-                stack.append(.string(String(decoding: try take(n), as: UTF8.self)))
+                try push(.string(String(decoding: try take(n), as: UTF8.self)))
             case 0x8c: // SHORT_BINUNICODE
                 let n = Int(try byte())
-                stack.append(.string(String(decoding: try take(n), as: UTF8.self)))
+                try push(.string(String(decoding: try take(n), as: UTF8.self)))
             case 0x55: // SHORT_BINSTRING
                 let n = Int(try byte())
-                stack.append(.string(String(decoding: try take(n), as: UTF8.self)))
+                try push(.string(String(decoding: try take(n), as: UTF8.self)))
             case 0x54: // BINSTRING
                 let n = Int(try littleEndian(4))
-                stack.append(.string(String(decoding: try take(n), as: UTF8.self)))
+                try push(.string(String(decoding: try take(n), as: UTF8.self)))
             case 0x42: // BINBYTES
                 let n = Int(try littleEndian(4))
-                stack.append(.bytes(Array(try take(n))))
+                try push(.bytes(Array(try take(n))))
             case 0x43: // SHORT_BINBYTES
                 let n = Int(try byte())
-                stack.append(.bytes(Array(try take(n))))
-            case 0x29: stack.append(.tuple([])) // EMPTY_TUPLE
-            case 0x5d: stack.append(.list([])) // EMPTY_LIST
-            case 0x7d: stack.append(.dict([])) // EMPTY_DICT
-            case 0x74: stack.append(.tuple(try popMark())) // TUPLE
-            case 0x85: stack.append(.tuple([try pop()])) // TUPLE1
+                try push(.bytes(Array(try take(n))))
+            case 0x29: try push(.tuple([])) // EMPTY_TUPLE
+            case 0x5d: try push(.list([])) // EMPTY_LIST
+            case 0x7d: try push(.dict([])) // EMPTY_DICT
+            case 0x74: try push(.tuple(try popMark())) // TUPLE
+            case 0x85: try push(.tuple([try pop()])) // TUPLE1
             case 0x86: // TUPLE2
                 let b = try pop(), a = try pop()
-                stack.append(.tuple([a, b]))
+                try push(.tuple([a, b]))
             case 0x87: // TUPLE3
                 let c = try pop(), b = try pop(), a = try pop()
-                stack.append(.tuple([a, b, c]))
-            case 0x6c: stack.append(.list(try popMark())) // LIST
+                try push(.tuple([a, b, c]))
+            case 0x6c: try push(.list(try popMark())) // LIST
             case 0x61: // APPEND
                 let v = try pop()
                 try appendToTop([v], at: start)
@@ -194,35 +211,37 @@ public struct PickleReader {
                 try setItemsOnTop(kvs, at: start)
             case 0x64: // DICT
                 let kvs = try popMark()
-                stack.append(.dict([]))
+                try push(.dict([]))
                 try setItemsOnTop(kvs, at: start)
-            case 0x71: memo[Int(try byte())] = try peek(at: start) // BINPUT
-            case 0x72: memo[Int(try littleEndian(4))] = try peek(at: start) // LONG_BINPUT
+            case 0x71, 0x72: // BINPUT, LONG_BINPUT
+                let key = op == 0x71 ? Int(try byte()) : Int(try littleEndian(4))
+                memo[key] = try peek(at: start)
+                memoDepths[key] = depths.last
             case 0x68, 0x6a: // BINGET, LONG_BINGET
                 let key = op == 0x68 ? Int(try byte()) : Int(try littleEndian(4))
                 guard let v = memo[key] else { throw error("memo entry \(key) is read before it is written", at: start) }
-                stack.append(v)
+                try push(v, depth: memoDepths[key])
             case 0x63: // GLOBAL "module\nname\n"
                 let module = try line(), name = try line()
-                stack.append(try allowedGlobal(module + "." + name, at: start))
+                try push(try allowedGlobal(module + "." + name, at: start))
             case 0x51: // BINPERSID
                 let pid = try pop()
-                stack.append(try persistentStorage(pid, at: start))
+                try push(try persistentStorage(pid, at: start))
             case 0x52: // REDUCE
                 let args = try pop(), callable = try pop()
-                stack.append(try call(callable, args.items ?? [args], at: start))
+                try push(try call(callable, args.items ?? [args], at: start))
             case 0x81: // NEWOBJ
                 let args = try pop(), cls = try pop()
-                stack.append(try call(cls, args.items ?? [args], at: start))
+                try push(try call(cls, args.items ?? [args], at: start))
             case 0x62: // BUILD
                 let state = try pop(), object = try pop()
                 let built = try build(object, state: state, at: start)
                 if case .object(_, _, let identity) = built {
                     for (k, v) in memo { if case .object(_, _, identity) = v { memo[k] = built } }
                 }
-                stack.append(built)
+                try push(built)
             case 0x30: _ = try pop() // POP
-            case 0x32: stack.append(try peek(at: start)) // DUP
+            case 0x32: try push(try peek(at: start), depth: depths.last) // DUP
             default:
                 throw error(String(format: "opcode 0x%02x is not allowed in a tensor archive pickle", op), at: start)
             }
@@ -241,16 +260,16 @@ public struct PickleReader {
     }
 
     mutating func appendToTop(_ values: [PickleValue], at offset: Int) throws {
-        guard case .list(var list) = stack.popLast() else { throw error("APPEND to something that is not a list", at: offset) }
+        guard case .list(var list) = try pop() else { throw error("APPEND to something that is not a list", at: offset) }
         list += values
-        stack.append(.list(list))
+        try push(.list(list))
     }
 
     mutating func setItemsOnTop(_ kvs: [PickleValue], at offset: Int) throws {
         guard kvs.count % 2 == 0 else { throw error("SETITEMS with an odd number of values", at: offset) }
         guard case .dict(var dict) = stack.popLast() else { throw error("SETITEM on something that is not a dict", at: offset) }
         for i in stride(from: 0, to: kvs.count, by: 2) { dict.append((kvs[i], kvs[i + 1])) }
-        stack.append(.dict(dict))
+        try push(.dict(dict))
     }
 
     func allowedGlobal(_ name: String, at offset: Int) throws -> PickleValue {

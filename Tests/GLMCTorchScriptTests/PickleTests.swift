@@ -63,6 +63,20 @@ final class PickleTests: XCTestCase {
         }
     }
 
+    func testRefusesValuesNestedTooDeeply() {
+        // 100,000 TUPLE1s around one int: refused before the nesting could exhaust the stack.
+        let p: [UInt8] = [0x80, 0x02, 0x4b, 1] + [UInt8](repeating: 0x85, count: 100_000) + [0x2e]
+        XCTAssertThrowsError(try PickleReader.read(p, member: "m")) { e in
+            XCTAssertTrue(((e as? GLMCError)?.message ?? "").contains("values nest more than 1000 deep"), "\(e)")
+        }
+        let lists: [UInt8] = [0x80, 0x02] + [UInt8](repeating: 0x28, count: 5000) + [UInt8](repeating: 0x6c, count: 5000) + [0x2e]
+        XCTAssertThrowsError(try PickleReader.read(lists, member: "m"))
+        // Memoized values keep their depth.
+        var memoized: [UInt8] = [0x80, 0x02, 0x4b, 1] + [UInt8](repeating: 0x85, count: 999) + [0x71, 0]
+        memoized += [0x30, 0x68, 0, 0x85, 0x2e]
+        XCTAssertThrowsError(try PickleReader.read(memoized, member: "m"))
+    }
+
     func testRefusesPersistentIDsThatAreNotStorages() {
         let p: [UInt8] = [0x80, 0x02] + unicode("../../etc/passwd") + [0x51, 0x2e]
         XCTAssertThrowsError(try PickleReader.read(p, member: "m")) { e in

@@ -181,6 +181,21 @@ final class TorchScriptImporterTests: XCTestCase {
         }
     }
 
+    func testMalformedCodeNamesMemberLineAndColumn() {
+        let deep = "class M(Module):\n  def forward(self, x):\n    return " + String(repeating: "(", count: 5000) + "x" + String(repeating: ")", count: 5000) + "\n"
+        let cases = [("class M(Module):\n  def forward(self, x):\n    _0 = torch.relu(x) +\n    return _0\n", "c.py:3:25: expected an expression, found the end of the line"),
+                     ("class M(Module):\n  def forward(self, x):\n    _0 = \"abc\n", "c.py:3:10: unterminated string"),
+                     ("class M(Module):\n  def forward(self, x):\n      _0 = x\n    return _0\n", "c.py:4:5: inconsistent indentation"),
+                     ("class M(Module):\n  def forward(self, x):\n    _0 = x $ 1\n", "c.py:3:12: unexpected character '$'"),
+                     (deep, "c.py:3:"), ("class M(Module):\n  def forward(self, x)\n", "c.py:2:23: expected ':' after the signature")]
+        for (code, expected) in cases {
+            XCTAssertThrowsError(try CodeParser.parse(code, member: "c.py", modulePath: "__torch__"), expected) { e in
+                let m = (e as? GLMCError)?.message ?? "\(e)"
+                XCTAssertTrue(m.hasPrefix(expected), "'\(m)' does not start with '\(expected)'")
+            }
+        }
+    }
+
     func testCodeWithControlFlowNamesTheMethodAndLine() throws {
         let code = """
         class M(Module):
