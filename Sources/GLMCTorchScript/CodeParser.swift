@@ -180,6 +180,9 @@ struct CodeParser {
                         continue
                     }
                     let one = String(decoding: [c], as: UTF8.self)
+                    guard c >= 0x20, c < 0x7f else {
+                        throw error("unexpected byte 0x\(String(c, radix: 16, uppercase: false))", line: lineNumber, column: column)
+                    }
                     guard "()[]{},:.=+-*/<>%~&|".contains(one) else {
                         throw error("unexpected character '\(one)'", line: lineNumber, column: column)
                     }

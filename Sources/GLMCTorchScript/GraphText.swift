@@ -95,7 +95,7 @@ struct GraphText {
             try expect("%")
             let start = position
             while !atEnd, isNameByte(peek) { advance() }
-            guard position > start else { throw error("a value name after '%'") }
+            guard position > start else { throw error("expected a value name after '%'") }
             return String(decoding: bytes[start ..< position], as: UTF8.self)
         }
 
@@ -118,7 +118,7 @@ struct GraphText {
                 advance()
             }
             let text = String(decoding: bytes[start ..< position], as: UTF8.self).trimmingSpaces
-            guard !text.isEmpty else { throw error("a type after ':'") }
+            guard !text.isEmpty else { throw error("expected a type after ':'") }
             return Self.interpret(text)
         }
 
@@ -221,7 +221,7 @@ struct GraphText {
                 let start = position
                 while !atEnd, isNameByte(peek) { advance() }
                 let name = String(decoding: bytes[start ..< position], as: UTF8.self)
-                guard !name.isEmpty else { throw error("an attribute name, found \(foundDescription)") }
+                guard !name.isEmpty else { throw error("expected an attribute name, found \(foundDescription)") }
                 try expect("=")
                 let valueStart = position
                 var depth = 0
