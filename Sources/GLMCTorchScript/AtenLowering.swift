@@ -579,6 +579,8 @@ struct AtenLowering {
         // attention
         case "aten::scaled_dot_product_attention":
             return [.tensor(try scaledDotProductAttention())]
+        case "aten::_native_multi_head_attention":
+            return try nativeMultiHeadAttention()
         default:
             return nil
         }
@@ -693,6 +695,54 @@ struct AtenLowering {
         }
         return try b.emit1("Conv", [x, w, bias], ["strides": .ints(strides), "pads": .ints(padding + padding),
                                                   "dilations": .ints(dilations), "group": .int(groups)])
+    }
+
+    /// nn.MultiheadAttention's inference fast path (batch first): in-projections from the packed
+    /// qkv weight, attention per head, out-projection. Returns the output and, when asked for, the
+    /// attention weights averaged over heads (else None).
+    func nativeMultiHeadAttention() throws -> [TorchValue] {
+        let query = try tensor(0, "query"), key = try tensor(1, "key"), value = try tensor(2, "value")
+        let embed = try int(3, "embed_dim"), heads = try int(4, "num_head")
+        let qkvWeight = try tensor(5, "qkv_weight"), qkvBias = try tensor(6, "qkv_bias")
+        let projWeight = try tensor(7, "proj_weight"), projBias = try tensor(8, "proj_bias")
+        let needWeights = try bool(10, "need_weights", default: true)
+        let average = try bool(11, "average_attn_weights", default: true)
+        let qSizes = try b.sizes(of: query), kSizes = try b.sizes(of: key)
+        guard qSizes.count == 3, kSizes.count == 3, heads > 0, embed % heads == 0, qSizes[2] == embed else {
+            throw error("expects [batch, length, \(embed)] inputs and \(embed) divisible by \(heads) heads")
+        }
+        let headSize = embed / heads
+        /// Rows [k·E, (k+1)·E) of the packed projection: x·Wₖᵀ + bₖ, split into heads [B, H, L, D].
+        func project(_ x: ValueID, _ k: Int, length: Int) throws -> ValueID {
+            let rows = [b.int64s([k * embed]), b.int64s([(k + 1) * embed]), b.int64s([0])]
+            let w = try b.emit1("Slice", [qkvWeight] + rows)
+            let bias = try b.emit1("Slice", [qkvBias] + rows)
+            let y = try b.emit1("Add", [try b.emit1("MatMul", [x, try b.emit1("Transpose", [w], ["perm": .ints([1, 0])])]), bias])
+            let split = try b.emit1("Reshape", [y, b.int64s([qSizes[0], length, heads, headSize])])
+            return try b.emit1("Transpose", [split], ["perm": .ints([0, 2, 1, 3])])
+        }
+        let q = try project(query, 0, length: qSizes[1]), k = try project(key, 1, length: kSizes[1]), v = try project(value, 2, length: kSizes[1])
+        let dtype = b.type(of: query).dtype
+        var scores = try b.emit1("Mul", [try b.emit1("MatMul", [q, try b.emit1("Transpose", [k], ["perm": .ints([0, 1, 3, 2])])]),
+                                         try b.scalar(1 / Double(headSize).squareRoot(), dtype)])
+        if let mask = try optionalTensor(9, "mask") {
+            // mask_type 1 is a key padding mask [B, S]; otherwise it broadcasts over [B, H, L, S].
+            var m = mask
+            if try int(12, "mask_type", default: 0) == 1 { m = try b.emit1("Reshape", [mask, b.int64s([qSizes[0], 1, 1, kSizes[1]])]) }
+            if b.type(of: m).dtype == .bool {
+                scores = try b.emit1("Where", [m, try b.scalar(-Double.infinity, dtype), scores])  // true = masked out
+            } else {
+                scores = try b.emit1("Add", [scores, try b.cast(m, to: dtype)])
+            }
+        }
+        let weights = try b.emit1("Softmax", [scores], ["axis": .int(3)])
+        let context = try b.emit1("Transpose", [try b.emit1("MatMul", [weights, v])], ["perm": .ints([0, 2, 1, 3])])
+        let merged = try b.emit1("Reshape", [context, b.int64s([qSizes[0], qSizes[1], embed])])
+        let projT = try b.emit1("Transpose", [projWeight], ["perm": .ints([1, 0])])
+        let output = try b.emit1("Add", [try b.emit1("MatMul", [merged, projT]), projBias])
+        guard needWeights else { return [.tensor(output), .none] }
+        let returned = average ? try b.emit1("ReduceMean", [weights, b.int64s([1])], ["keepdims": .int(0)]) : weights
+        return [.tensor(output), .tensor(returned)]
     }
 
     /// softmax(q·kᵀ·scale + mask)·v. A boolean mask keeps positions where it is true.
