@@ -46,6 +46,9 @@ public struct TorchArchive {
         }
         self.root = root
         self.members = members
+        if let order = members["byteorder"], String(decoding: order, as: UTF8.self) != "little" {
+            throw GLMCError("\(path): unsupported: storages in \(String(decoding: order.prefix(16), as: UTF8.self)) byte order (\(root)/byteorder); glmc reads little-endian archives")
+        }
         guard members["data.pkl"] != nil else { throw GLMCError("\(path): not a TorchScript archive (no \(root)/data.pkl)") }
         guard members.keys.contains(where: { $0.hasPrefix("code/") && $0.hasSuffix(".py") }) else {
             throw GLMCError("\(path): not a TorchScript archive: it has no TorchScript code (\(root)/code/__torch__/*.py); torch.save checkpoints hold weights only — save the model with torch.jit.save")
