@@ -195,6 +195,8 @@ def write_bad_inputs(frozen_archive):
             return d[: d.index(b"def forward")] + b"def forward(self: __torch__.SmallCNN,\n    x: Tensor) -> Tensor:\n    _0 = torch.conv2d(x, CONSTANTS.c0,\n"
         return d
     rewrite("malformed_code.pt", cut)
+    # Storages written on a big-endian machine.
+    rewrite("big_endian.pt", lambda n, d: b"big" if n == f"{root}/byteorder" else d)
     # A pickle without a zip around it (what torch.save of a plain object writes).
     with open(os.path.join(OUT, "bad_global.pkl"), "wb") as f:
         f.write(global_pickle("os", "system"))

@@ -172,7 +172,8 @@ final class TorchScriptImporterTests: XCTestCase {
         let cases = [("bad_global.pt", ["bad_global.pt:cnn/data.pkl", "global 'os.system' is not allowed"]),
                      ("no_code.pt", ["no_code.pt", "no TorchScript code"]),
                      ("malformed_code.pt", ["malformed_code.pt:cnn/code/__torch__/", ".py:6:22: the bracket opened here is never closed"]),
-                     ("bad_global.pkl", ["bad_global.pkl", "not a readable zip archive"])]
+                     ("bad_global.pkl", ["bad_global.pkl", "not a readable zip archive"]),
+                     ("big_endian.pt", ["big_endian.pt: unsupported: storages in big byte order (cnn/byteorder)"])]
         for (name, parts) in cases {
             XCTAssertThrowsError(try TorchScriptImporter.importArchive(path: fixture(name), inputs: ["x": TorchScriptInput(sizes: [1, 3, 16, 16])]), name) { e in
                 let m = (e as? GLMCError)?.message ?? "\(e)"
