@@ -27,6 +27,8 @@ struct Calibrate: ParsableCommand {
     @Option(help: "Also write the table as JSON (per tensor min, max, amax, scale).") var json: String?
     @Option(name: .customLong("input-shape"), help: "NAME=1x3x224x224 to fix a symbolic input shape; repeatable (else the first sample's shape).")
     var inputShapes: [String] = []
+    @Option(name: .customLong("input-type"), help: "NAME=i64: element type of a TorchScript input (default f32); repeatable.")
+    var inputTypes: [String] = []
     @Option(help: "Samples per run, concatenated along the first axis (inputs need a symbolic first dimension).") var batch: Int = 1
     @Option(help: "Threads a plan's steps are split across.") var threads: Int = 1
     @OptionGroup var passOptions: PassOptions
@@ -41,7 +43,7 @@ struct Calibrate: ParsableCommand {
             let method = try CalibrationMethod.parse(self.method)
             let samples = try CalibrationSamples.open(data)
             let (table, timing, tensors) = try CalibrationDriver.calibrate(
-                model: model, samples: samples, method: method, inputShapes: inputShapes,
+                model: model, samples: samples, method: method, inputShapes: inputShapes, inputTypes: inputTypes,
                 passOptions: passOptions, batch: batch, threads: threads)
             // Both files are produced before either is written.
             let cache = table.tensorRTCache()
@@ -61,7 +63,8 @@ enum CalibrationDriver {
     /// with `batch` > 1 the first dimension holds `batch` samples), builds the tapped plan and runs
     /// the samples through it. Returns the table, the timing and the number of observed tensors.
     static func calibrate(model: String, samples: CalibrationSamples, method: CalibrationMethod, inputShapes: [String],
-                          passOptions: PassOptions, batch: Int = 1, threads: Int) throws -> (CalibrationTable, Calibrator.Timing, Int) {
+                          inputTypes: [String] = [], passOptions: PassOptions, batch: Int = 1,
+                          threads: Int) throws -> (CalibrationTable, Calibrator.Timing, Int) {
         if samples.isRandom {
             printWarning("calibrating on random samples (--data \(samplesSpec(samples))): real data calibrates better")
         }
@@ -69,9 +72,9 @@ enum CalibrationDriver {
         do { modelBytes = try Data(contentsOf: URL(fileURLWithPath: model), options: .mappedIfSafe) } catch {
             throw GLMCError("cannot read \(model): \(error.localizedDescription)")
         }
-        var module = try ModelLoader.load(path: model).module
-        try ModuleVerifier.verify(module)
         let specs = try inputShapes.map(InputShapes.parse)
+        var module = try ModelLoader.load(path: model, torchScriptInputs: try InputShapes.torchScriptInputs(model: model, shapes: specs, types: inputTypes)).module
+        try ModuleVerifier.verify(module)
         if !specs.isEmpty {
             try InputShapes.apply(specs, to: &module)
             try ModuleVerifier.verify(module)

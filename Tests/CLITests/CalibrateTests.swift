@@ -138,18 +138,18 @@ final class CalibrateTests: XCTestCase {
             XCTAssertFalse(FileManager.default.fileExists(atPath: out), "\(name): nothing written")
         }
         assertFails(try GLMC.run(["calibrate", model, "--data", "random:2", "--method", "kl", "-o", out]), containing: ["--method kl"])
-        let hardmax = scratch + "/hardmax.glmc"
+        // An op the CPU target cannot compile (the one CPUPlanTests uses).
+        let det = scratch + "/det.glmc"
         try """
         opsets {"" = 17}
-        func @h(%x: f32[2,4] loc("x")) -> (f32[2,4] loc("y")) {
-          %y = Hardmax(%x) {axis = 1} : f32[2,4] node("hm")
+        func @h(%x: f32[3,2,2] loc("x")) -> (f32[3] loc("y")) {
+          %y = Det(%x) : f32[3] node("det")
           return %y
         }
-        """.write(toFile: hardmax, atomically: true, encoding: .utf8)
-        let empty = try folder("empty", nil)
-        try NPY.write(Tensor([Float](repeating: 1, count: 8), shape: [2, 4]), to: empty + "/x.npy")
-        assertFails(try GLMC.run(["calibrate", hardmax, "--data", empty, "-o", out], timeout: 120),
-                    containing: ["calibration runs the model as a CPU plan", "Hardmax", "(node 'hm')"])
+        """.write(toFile: det, atomically: true, encoding: .utf8)
+        let detData = try folder("det", Tensor([Float](repeating: 1, count: 12), shape: [3, 2, 2]))
+        assertFails(try GLMC.run(["calibrate", det, "--data", detData, "-o", out], timeout: 120),
+                    containing: ["calibration runs the model as a CPU plan", "Det", "(node 'det')"])
         assertFails(try GLMC.run(["calibrate", model, "--data", scratch + "/none", "-o", out]), containing: ["no such folder"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
