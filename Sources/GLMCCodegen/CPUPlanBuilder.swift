@@ -12,9 +12,14 @@ public struct CPUPlanOptions: Sendable {
     public var pipeline: [String]
     /// The C compiler (a path or a name on PATH); nil: `$CC`, else `cc`, `gcc`, `clang`.
     public var compiler: String?
-    public init(sourceModelSha256: String, glmcVersion: String, pipeline: [String] = [], compiler: String? = nil) {
+    /// Set for an int8 plan: the activation scales of the calibration table (amax / 127) by source
+    /// tensor name; Conv, Gemm and MatMul with constant weights and a scaled input are quantized
+    /// (see `CPUPlanBuilderInt8.swift`).
+    public var int8ActivationScales: [String: Float]?
+    public init(sourceModelSha256: String, glmcVersion: String, pipeline: [String] = [], compiler: String? = nil,
+                int8ActivationScales: [String: Float]? = nil) {
         self.sourceModelSha256 = sourceModelSha256; self.glmcVersion = glmcVersion
-        self.pipeline = pipeline; self.compiler = compiler
+        self.pipeline = pipeline; self.compiler = compiler; self.int8ActivationScales = int8ActivationScales
     }
 }
 
@@ -51,17 +56,21 @@ public enum CPUPlanBuilder {
         evaluateConstantValues(in: &function, opset: module.opsets[""] ?? module.opsets["ai.onnx"] ?? OpRegistry.newestOpset)
         var g: Generator
         while true {
-            g = try Generator(function: function)
+            g = try Generator(function: function, int8ActivationScales: options.int8ActivationScales)
             do { try g.run(); break } catch let failure as FusedGroupFailure {
                 guard inlineFusedGroup(at: failure.index, in: &function) else { throw failure.error }
             }
         }
-        let manifest = PlanManifest(target: "cpu", cpuFeatures: [], sourceModelSha256: options.sourceModelSha256,
+        var manifest = PlanManifest(target: "cpu", cpuFeatures: [], sourceModelSha256: options.sourceModelSha256,
                                     glmcVersion: options.glmcVersion, pipeline: options.pipeline,
                                     inputs: g.inputs, outputs: g.outputs, arenaBytes: g.arenaBytes,
                                     buffers: g.buffers, steps: g.steps, weights: g.weightsBuilder.table,
                                     kernelSources: [PlanKernelSource(name: "kernels.c", language: "c")],
                                     metadata: ["kernel_abi": "void k(void **args, long begin, long end)"])
+        if options.int8ActivationScales != nil {
+            manifest.metadata["precision"] = "int8"
+            manifest.metadata["int8_ops"] = String(g.int8Count)
+        }
         return Generated(manifest: manifest, weights: g.weightsBuilder.blob, source: g.source)
     }
 
@@ -196,9 +205,15 @@ public enum CPUPlanBuilder {
         var usedWeightNames = Set<String>()
         var constants: [ValueID: TensorData] = [:]
         var constantComputed = Set<ValueID>()
+        /// int8 plans (see `CPUPlanBuilderInt8.swift`).
+        let int8ActivationScales: [String: Float]?
+        var int8HelpersEmitted = false
+        var int8ScratchBuffer: Int?
+        var int8Count = 0
 
-        init(function: Function) throws {
+        init(function: Function, int8ActivationScales: [String: Float]? = nil) throws {
             f = function
+            self.int8ActivationScales = int8ActivationScales
             for (kind, values) in [("input", f.arguments), ("output", f.outputs)] {
                 for v in values {
                     let t = f.type(of: v)
@@ -480,6 +495,14 @@ public enum CPUPlanBuilder {
             let attrs = producer.attributes
             func int(_ name: String, _ d: Int) -> Int { if case .int(let v)? = attrs[name] { return v }; return d }
             func float(_ name: String, _ d: Float) -> Float { if case .float(let v)? = attrs[name] { return v }; return d }
+            if int8ActivationScales != nil {
+                let biasOperand = producer.op.type == "MatMul" ? extraBias : (producer.operands.count > 2 ? producer.operands[2] : nil)
+                let isGemm = producer.op.type == "Gemm"
+                if try lowerInt8(producer, in: g, input: producer.operands[0].flatMap(outerValue),
+                                 weights: producer.operands.count > 1 ? producer.operands[1].flatMap(constant) : nil,
+                                 bias: biasOperand.map { constant($0) }, alpha: isGemm ? float("alpha", 1) : 1,
+                                 beta: isGemm ? float("beta", 1) : 1, epilogue: epilogue, output: yBuffer) { return }
+            }
 
             switch producer.op.type {
             case "Gemm", "MatMul":

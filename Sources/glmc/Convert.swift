@@ -66,8 +66,11 @@ struct Convert: ParsableCommand {
 extension Convert {
     /// `--target cpu`: optimize, generate and compile the kernels, write the plan.
     func convertToCPUPlan() throws {
-        guard precision == .fp32 else {
-            throw GLMCError("unsupported: --target cpu builds fp32 plans only for now (--precision \(precision.rawValue))")
+        guard precision != .fp16 else {
+            throw GLMCError("unsupported: --target cpu builds fp32 and int8 plans only for now (--precision fp16)")
+        }
+        guard precision != .int8 || calibrationData != nil else {
+            throw GLMCError("--precision int8 needs --calibration-data DIR (or random:N): the activation scales come from calibration")
         }
         // Checked before the (slow) build, so a bad option fails fast.
         let calibration = try calibrationData.map { (try CalibrationSamples.open($0), try CalibrationMethod.parse(calibrationMethod)) }
@@ -85,17 +88,25 @@ extension Convert {
         }
         let defaultLevel = 3
         try passOptions.optimize(&module, defaultLevel: defaultLevel)
-        let options = CPUPlanOptions(sourceModelSha256: SHA256Digest.hex(SHA256Digest.hash(modelBytes)),
+        // Calibration observes the source model, so it does not depend on the plan; an int8 plan
+        // is built from its scales.
+        var table: CalibrationTable?
+        if let (samples, method) = calibration {
+            table = try CalibrationDriver.calibrate(model: model, samples: samples, method: method, inputShapes: inputShapes,
+                                                    inputTypes: inputTypes, passOptions: passOptions, threads: 1).0
+        }
+        var options = CPUPlanOptions(sourceModelSha256: SHA256Digest.hex(SHA256Digest.hash(modelBytes)),
                                      glmcVersion: GLMC.configuration.version,
                                      pipeline: try passOptions.pipelineNames(defaultLevel: defaultLevel))
+        if precision == .int8, let table {
+            options.int8ActivationScales = Dictionary(table.entries.map { ($0.name, $0.scale) }, uniquingKeysWith: { a, _ in a })
+        }
         var plan = try CPUPlanBuilder.build(module, options: options)
         var cache: String?
-        if let (samples, method) = calibration {
-            let (table, _, _) = try CalibrationDriver.calibrate(model: model, samples: samples, method: method, inputShapes: inputShapes,
-                                                               inputTypes: inputTypes, passOptions: passOptions, threads: 1)
+        if let table {
             cache = table.tensorRTCache()
             plan.calibration = cache
-            plan.manifest.metadata["calibration_method"] = method.description
+            plan.manifest.metadata["calibration_method"] = table.method.description
         }
         do { try PlanWriter.write(plan, to: output) } catch let e as PlanError { throw GLMCError(e.message) }
         if let cache { try CalibrationDriver.write(cache, to: output + ".calib.cache") }

@@ -1,0 +1,199 @@
+/// C kernels of int8 plans (`glmc convert --target cpu --precision int8`), with the plan's uniform
+/// CPU ABI (see `CPUKernelLibrary`).
+///
+/// A quantized Conv, Gemm or MatMul is two steps: a quantize step turns the fp32 input into int8
+/// rows `Q[rows, K]` (for a Conv, im2col: one row per output pixel holding its receptive field, zero
+/// where it reads padding, which is exact since the quantization is symmetric), then a dot step
+/// computes, per row and output channel, the int32 dot product of the row with that channel's
+/// pre-quantized weights `W[channels, K]`, dequantizes it (`acc * scale[c] + bias[c]`, where
+/// `scale[c] = s_in * s_w[c]`), applies the fused epilogue and stores fp32.
+public enum CPUKernelInt8 {
+    /// Helpers shared by the int8 kernels, emitted once per translation unit.
+    ///
+    /// `glmc_dot1` / `glmc_dot4`: the int32 dot product of an int8 row with one or four int8 weight
+    /// rows (four share each load of the row). Plans are compiled for the baseline ISA (no
+    /// `-march`), so on x86-64 with GCC or Clang there are AVX-512 VNNI (`vpdpwssd` on
+    /// sign-extended 16-bit lanes) and AVX2 (`vpmaddwd`) versions in functions with a `target`
+    /// attribute, and a constructor run when the plan's code is loaded picks the best one the CPU
+    /// has; elsewhere, and on CPUs without AVX2, the portable loops.
+    public static let helpers = """
+    #include <stdint.h>
+    typedef int32_t (*glmc_dot1_fn)(const int8_t *, const int8_t *, long);
+    typedef void (*glmc_dot4_fn)(const int8_t *, const int8_t *, long, int32_t *);
+    static int32_t glmc_dot1_portable(const int8_t *a, const int8_t *b, long k) {
+      int32_t acc = 0;
+      for (long p = 0; p < k; ++p) acc += (int32_t)a[p] * (int32_t)b[p];
+      return acc;
+    }
+    static void glmc_dot4_portable(const int8_t *a, const int8_t *b, long k, int32_t *out) {
+      for (int j = 0; j < 4; ++j) out[j] = glmc_dot1_portable(a, b + j * k, k);
+    }
+    static glmc_dot1_fn glmc_dot1 = glmc_dot1_portable;
+    static glmc_dot4_fn glmc_dot4 = glmc_dot4_portable;
+    #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    #include <immintrin.h>
+    __attribute__((target("avx2")))
+    static int32_t glmc_hsum_avx2(__m256i v) {
+      __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+      s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+      s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+      return _mm_cvtsi128_si32(s);
+    }
+    __attribute__((target("avx2")))
+    static int32_t glmc_dot1_avx2(const int8_t *a, const int8_t *b, long k) {
+      __m256i acc = _mm256_setzero_si256();
+      long p = 0;
+      for (; p + 16 <= k; p += 16) {
+        __m256i x = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a + p)));
+        __m256i y = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + p)));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, y));
+      }
+      int32_t r = glmc_hsum_avx2(acc);
+      for (; p < k; ++p) r += (int32_t)a[p] * (int32_t)b[p];
+      return r;
+    }
+    __attribute__((target("avx2")))
+    static void glmc_dot4_avx2(const int8_t *a, const int8_t *b, long k, int32_t *out) {
+      __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+      long p = 0;
+      for (; p + 16 <= k; p += 16) {
+        __m256i x = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a + p)));
+        s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(x, _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + p)))));
+        s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(x, _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + k + p)))));
+        s2 = _mm256_add_epi32(s2, _mm256_madd_epi16(x, _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + 2 * k + p)))));
+        s3 = _mm256_add_epi32(s3, _mm256_madd_epi16(x, _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + 3 * k + p)))));
+      }
+      out[0] = glmc_hsum_avx2(s0); out[1] = glmc_hsum_avx2(s1); out[2] = glmc_hsum_avx2(s2); out[3] = glmc_hsum_avx2(s3);
+      for (; p < k; ++p)
+        for (int j = 0; j < 4; ++j) out[j] += (int32_t)a[p] * (int32_t)b[j * k + p];
+    }
+    __attribute__((target("avx512f,avx512bw,avx512vnni")))
+    static int32_t glmc_dot1_vnni(const int8_t *a, const int8_t *b, long k) {
+      __m512i acc = _mm512_setzero_si512();
+      long p = 0;
+      for (; p + 32 <= k; p += 32) {
+        __m512i x = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(a + p)));
+        __m512i y = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(b + p)));
+        acc = _mm512_dpwssd_epi32(acc, x, y);
+      }
+      int32_t r = _mm512_reduce_add_epi32(acc);
+      for (; p < k; ++p) r += (int32_t)a[p] * (int32_t)b[p];
+      return r;
+    }
+    __attribute__((target("avx512f,avx512bw,avx512vnni")))
+    static void glmc_dot4_vnni(const int8_t *a, const int8_t *b, long k, int32_t *out) {
+      __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
+      long p = 0;
+      for (; p + 32 <= k; p += 32) {
+        __m512i x = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(a + p)));
+        s0 = _mm512_dpwssd_epi32(s0, x, _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(b + p))));
+        s1 = _mm512_dpwssd_epi32(s1, x, _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(b + k + p))));
+        s2 = _mm512_dpwssd_epi32(s2, x, _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(b + 2 * k + p))));
+        s3 = _mm512_dpwssd_epi32(s3, x, _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(b + 3 * k + p))));
+      }
+      out[0] = _mm512_reduce_add_epi32(s0); out[1] = _mm512_reduce_add_epi32(s1);
+      out[2] = _mm512_reduce_add_epi32(s2); out[3] = _mm512_reduce_add_epi32(s3);
+      for (; p < k; ++p)
+        for (int j = 0; j < 4; ++j) out[j] += (int32_t)a[p] * (int32_t)b[j * k + p];
+    }
+    __attribute__((constructor))
+    static void glmc_pick_int8_kernels(void) {
+      __builtin_cpu_init();
+      if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw")) {
+        glmc_dot1 = glmc_dot1_vnni; glmc_dot4 = glmc_dot4_vnni;
+      } else if (__builtin_cpu_supports("avx2")) {
+        glmc_dot1 = glmc_dot1_avx2; glmc_dot4 = glmc_dot4_avx2;
+      }
+    }
+    #endif
+    static inline int8_t glmc_quantize_i8(float x, float inverseScale) {
+      float t = x * inverseScale;
+      t = t > 127.0f ? 127.0f : (t < -127.0f ? -127.0f : t);
+      return (int8_t)(t >= 0.0f ? (int)(t + 0.5f) : (int)(t - 0.5f));
+    }
+
+    """
+
+    /// Quantizes a [rows, K] matrix (stored [K, rows] when `transposed`) into int8 rows.
+    /// Parallel range: rows. Arguments: X (f32), Q (int8 scratch).
+    public static func quantizeRows(name: String, rows: Int, k: Int, transposed: Bool, inverseScale: Float) -> String {
+        let index = transposed ? "p * \(rows) + r" : "r * \(k) + p"
+        return """
+        // \(name): quantize \(rows) rows of \(k)\(transposed ? " (transposed)" : "") to int8
+        void \(name)(void **args, long begin, long end) {
+          const float *X = (const float *)args[0];
+          int8_t *Q = (int8_t *)args[1];
+          for (long r = begin; r < end; ++r)
+            for (long p = 0; p < \(k); ++p) Q[r * \(k) + p] = glmc_quantize_i8(X[\(index)], \(CPUKernelLibrary.lit(inverseScale)));
+        }
+
+        """
+    }
+
+    /// im2col of an NCHW image into int8 rows, one per (image, group, output pixel): row
+    /// `(b * group + g) * OH*OW + pixel` holds the group's input channels x kernel taps in the
+    /// weight layout's order. Parallel range: N * group * OH. Arguments: X (f32), Q (int8 scratch).
+    public static func quantizeIm2col(name: String, n: Int, c: Int, h: Int, w: Int, oh: Int, ow: Int, kh: Int, kw: Int,
+                                      group: Int, padTop: Int, padLeft: Int, strideH: Int, strideW: Int,
+                                      dilationH: Int, dilationW: Int, inverseScale: Float) -> String {
+        let cg = c / group, k = cg * kh * kw
+        return """
+        // \(name): quantize + im2col [\(n),\(c),\(h),\(w)] -> \(n * group * oh * ow) rows of \(k), kernel \(kh)x\(kw) group \(group)
+        void \(name)(void **args, long begin, long end) {
+          const float *X = (const float *)args[0];
+          int8_t *Q = (int8_t *)args[1];
+          for (long line = begin; line < end; ++line) {
+            long bg = line / \(oh), oy = line % \(oh);
+            const float *x = X + bg * \(cg * h * w);
+            for (long ox = 0; ox < \(ow); ++ox) {
+              int8_t *q = Q + (bg * \(oh * ow) + oy * \(ow) + ox) * \(k);
+              for (long ic = 0; ic < \(cg); ++ic)
+                for (long ky = 0; ky < \(kh); ++ky) {
+                  long iy = oy * \(strideH) - \(padTop) + ky * \(dilationH);
+                  for (long kx = 0; kx < \(kw); ++kx) {
+                    long ix = ox * \(strideW) - \(padLeft) + kx * \(dilationW);
+                    *q++ = (iy < 0 || iy >= \(h) || ix < 0 || ix >= \(w)) ? 0
+                         : glmc_quantize_i8(x[(ic * \(h) + iy) * \(w) + ix], \(CPUKernelLibrary.lit(inverseScale)));
+                  }
+                }
+            }
+          }
+        }
+
+        """
+    }
+
+    /// The int8 dot step. `rows` rows of `Q` (int8, [rows, K]) against `channels` weight rows of
+    /// `W` (int8, [channels, K]), dequantized with `S` (f32 [channels], s_in * s_w) plus `B` (f32
+    /// [channels]) and the epilogue. Rows come in blocks of `rowsPerBlock` sharing `channels`
+    /// (a Conv: one block per image and group, `channels` = the group's output channels); output
+    /// element (row r of block b, channel c of the block's group) is at
+    /// `Y[b * blockStride + c * channelStride + r * rowStride]`.
+    /// Parallel range: all rows. Arguments: Q, W, S, B, Y.
+    public static func dot(name: String, rows: Int, rowsPerBlock: Int, channels: Int, k: Int, groups: Int,
+                           blockStride: Int, channelStride: Int, rowStride: Int,
+                           epilogue: [CPUKernelLibrary.Epilogue]) -> String {
+        var s = "// \(name): int8 dot, \(rows) rows x \(channels) channels x \(k)\(groups > 1 ? ", \(groups) groups" : "")\n"
+        s += "void \(name)(void **args, long begin, long end) {\n"
+        s += "  const int8_t *Q = (const int8_t *)args[0];\n  const int8_t *W = (const int8_t *)args[1];\n"
+        s += "  const float *S = (const float *)args[2];\n  const float *B = (const float *)args[3];\n"
+        s += "  float *Y = (float *)args[4];\n"
+        s += "  int32_t acc[4];\n"
+        s += "  for (long i = begin; i < end; ++i) {\n"
+        s += "    long block = i / \(rowsPerBlock), r = i % \(rowsPerBlock), base = (block % \(groups)) * \(channels);\n"
+        s += "    const int8_t *q = Q + i * \(k);\n"
+        s += "    float *y = Y + block * \(blockStride) + r * \(rowStride);\n"
+        s += "    long c = 0;\n"
+        s += "    for (; c + 4 <= \(channels); c += 4) {\n"
+        s += "      glmc_dot4(q, W + (base + c) * \(k), \(k), acc);\n"
+        s += "      for (int j = 0; j < 4; ++j) {\n"
+        s += "        float v = (float)acc[j] * S[base + c + j] + B[base + c + j];\n"
+        if !epilogue.isEmpty { s += "        {\n" + CPUKernelLibrary.epilogueCode(epilogue, "v") + "\n        }\n" }
+        s += "        y[(c + j) * \(channelStride)] = v;\n      }\n    }\n"
+        s += "    for (; c < \(channels); ++c) {\n"
+        s += "      float v = (float)glmc_dot1(q, W + (base + c) * \(k), \(k)) * S[base + c] + B[base + c];\n"
+        if !epilogue.isEmpty { s += "      {\n" + CPUKernelLibrary.epilogueCode(epilogue, "v") + "\n      }\n" }
+        s += "      y[c * \(channelStride)] = v;\n    }\n  }\n}\n"
+        return s
+    }
+}
