@@ -114,17 +114,23 @@ public enum CPUKernelInt8 {
 
     """
 
+    /// Rows are padded with zeros to `paddedK` (a multiple of the widest vector loop, `rowAlignment`)
+    /// so the dot loops have no scalar tail.
+    public static let rowAlignment = 32
+
     /// Quantizes a [rows, K] matrix (stored [K, rows] when `transposed`) into int8 rows.
     /// Parallel range: rows. Arguments: X (f32), Q (int8 scratch).
-    public static func quantizeRows(name: String, rows: Int, k: Int, transposed: Bool, inverseScale: Float) -> String {
+    public static func quantizeRows(name: String, rows: Int, k: Int, paddedK: Int, transposed: Bool, inverseScale: Float) -> String {
         let index = transposed ? "p * \(rows) + r" : "r * \(k) + p"
         return """
-        // \(name): quantize \(rows) rows of \(k)\(transposed ? " (transposed)" : "") to int8
+        // \(name): quantize \(rows) rows of \(k)\(transposed ? " (transposed)" : "") to int8, rows padded to \(paddedK)
         void \(name)(void **args, long begin, long end) {
           const float *X = (const float *)args[0];
           int8_t *Q = (int8_t *)args[1];
-          for (long r = begin; r < end; ++r)
-            for (long p = 0; p < \(k); ++p) Q[r * \(k) + p] = glmc_quantize_i8(X[\(index)], \(CPUKernelLibrary.lit(inverseScale)));
+          for (long r = begin; r < end; ++r) {
+            for (long p = 0; p < \(k); ++p) Q[r * \(paddedK) + p] = glmc_quantize_i8(X[\(index)], \(CPUKernelLibrary.lit(inverseScale)));
+            for (long p = \(k); p < \(paddedK); ++p) Q[r * \(paddedK) + p] = 0;
+          }
         }
 
         """
@@ -135,10 +141,10 @@ public enum CPUKernelInt8 {
     /// weight layout's order. Parallel range: N * group * OH. Arguments: X (f32), Q (int8 scratch).
     public static func quantizeIm2col(name: String, n: Int, c: Int, h: Int, w: Int, oh: Int, ow: Int, kh: Int, kw: Int,
                                       group: Int, padTop: Int, padLeft: Int, strideH: Int, strideW: Int,
-                                      dilationH: Int, dilationW: Int, inverseScale: Float) -> String {
+                                      dilationH: Int, dilationW: Int, paddedK: Int, inverseScale: Float) -> String {
         let cg = c / group, k = cg * kh * kw
         return """
-        // \(name): quantize + im2col [\(n),\(c),\(h),\(w)] -> \(n * group * oh * ow) rows of \(k), kernel \(kh)x\(kw) group \(group)
+        // \(name): quantize + im2col [\(n),\(c),\(h),\(w)] -> \(n * group * oh * ow) rows of \(k) (padded to \(paddedK)), kernel \(kh)x\(kw) group \(group)
         void \(name)(void **args, long begin, long end) {
           const float *X = (const float *)args[0];
           int8_t *Q = (int8_t *)args[1];
@@ -146,7 +152,7 @@ public enum CPUKernelInt8 {
             long bg = line / \(oh), oy = line % \(oh);
             const float *x = X + bg * \(cg * h * w);
             for (long ox = 0; ox < \(ow); ++ox) {
-              int8_t *q = Q + (bg * \(oh * ow) + oy * \(ow) + ox) * \(k);
+              int8_t *q = Q + (bg * \(oh * ow) + oy * \(ow) + ox) * \(paddedK);
               for (long ic = 0; ic < \(cg); ++ic)
                 for (long ky = 0; ky < \(kh); ++ky) {
                   long iy = oy * \(strideH) - \(padTop) + ky * \(dilationH);
@@ -156,6 +162,7 @@ public enum CPUKernelInt8 {
                          : glmc_quantize_i8(x[(ic * \(h) + iy) * \(w) + ix], \(CPUKernelLibrary.lit(inverseScale)));
                   }
                 }
+              for (long p = \(k); p < \(paddedK); ++p) *q++ = 0;
             }
           }
         }

@@ -39,12 +39,13 @@ extension CPUPlanBuilder.Generator {
             let pixels = yS[2] * yS[3]
             channels = yS[1] / group
             k = wS[1] * wS[2] * wS[3]
+            let paddedK = Self.padded(k)
             rows = w
             quantizeCode = { name in
                 CPUKernelInt8.quantizeIm2col(name: name, n: xSizes[0], c: xSizes[1], h: xSizes[2], w: xSizes[3], oh: yS[2], ow: yS[3],
                                              kh: wS[2], kw: wS[3], group: group, padTop: pads[0], padLeft: pads[1],
                                              strideH: strides[0], strideW: strides[1], dilationH: dilations[0], dilationW: dilations[1],
-                                             inverseScale: 1 / inScale)
+                                             paddedK: paddedK, inverseScale: 1 / inScale)
             }
             quantizeRange = xSizes[0] * group * yS[2]
             quantizeWork = yS[3] * k
@@ -58,6 +59,7 @@ extension CPUPlanBuilder.Generator {
             guard wS.count == 2, xSizes.count >= 2, !(transA && xSizes.count != 2) else { return false }
             k = transB ? wS[1] : wS[0]
             channels = transB ? wS[0] : wS[1]
+            let paddedK = Self.padded(k)
             let m = transA ? xSizes[1] : xSizes.dropLast().reduce(1, *)
             guard (transA ? xSizes[0] : xSizes[xSizes.count - 1]) == k, ySizes.map({ $0.reduce(1, *) }) == m * channels else { return false }
             if transB {
@@ -66,7 +68,7 @@ extension CPUPlanBuilder.Generator {
                 rows = [Float](repeating: 0, count: w.count)
                 for p in 0 ..< k { for q in 0 ..< channels { rows[q * k + p] = w[p * channels + q] } }
             }
-            quantizeCode = { name in CPUKernelInt8.quantizeRows(name: name, rows: m, k: k, transposed: transA, inverseScale: 1 / inScale) }
+            quantizeCode = { name in CPUKernelInt8.quantizeRows(name: name, rows: m, k: k, paddedK: paddedK, transposed: transA, inverseScale: 1 / inScale) }
             quantizeRange = m; quantizeWork = k
             dotRows = m; rowsPerBlock = m; rowStride = channels
             kind = producer.op.type.lowercased() + "_int8"
@@ -80,34 +82,41 @@ extension CPUPlanBuilder.Generator {
             else if e.count == allChannels, b.sizes.last == allChannels { biasValues = e.map { $0 * beta } }
             else { return false }
         }
-        // Per-channel symmetric quantization of the weights; the dequantization scale folds alpha.
-        var q = [Int8](repeating: 0, count: rows.count), dequant = [Float](repeating: 0, count: allChannels)
+        // Per-channel symmetric quantization of the weights (rows zero-padded to `kp`, like the
+        // quantized input's); the dequantization scale folds alpha.
+        let kp = Self.padded(k)
+        var q = [Int8](repeating: 0, count: allChannels * kp), dequant = [Float](repeating: 0, count: allChannels)
         for c in 0 ..< allChannels {
             let row = rows[c * k ..< (c + 1) * k]
             let amax = row.reduce(Float(0)) { max($0, abs($1)) }
             guard amax.isFinite else { return false }
             guard amax > 0 else { continue }
             let sw = amax / 127
-            for (j, v) in row.enumerated() { q[c * k + j] = Int8(max(-127, min(127, (v / sw).rounded()))) }
+            for (j, v) in row.enumerated() { q[c * kp + j] = Int8(max(-127, min(127, (v / sw).rounded()))) }
             dequant[c] = inScale * sw * alpha
         }
 
         if !int8HelpersEmitted { source += "\n" + CPUKernelInt8.helpers; int8HelpersEmitted = true }
-        let baseName = f.name(of: producer.results[0]).isEmpty ? producer.nodeName : f.name(of: producer.results[0])
-        let prefix = (producer.nodeName.isEmpty ? baseName : producer.nodeName) + ".int8"
-        let qArg = try weight(key: "\(prefix)#w", name: prefix + ".weights", TensorData(type: TensorType(.i8, static: [allChannels, k]), elements: q), producer)
-        let sArg = try weight(key: "\(prefix)#s", name: prefix + ".scales", TensorData(type: TensorType(.f32, static: [allChannels]), elements: dequant), producer)
-        let bArg = try weight(key: "\(prefix)#b", name: prefix + ".bias", TensorData(type: TensorType(.f32, static: [allChannels]), elements: biasValues), producer)
-        let scratch = int8Scratch(bytes: dotRows * k)
+        // Weights named after the node (else its result, read in `g`), keyed by the step, which
+        // is unique: two ops sharing an fp32 weight may quantize it with different layouts.
+        let prefix = (producer.nodeName.isEmpty ? g.name(of: producer.results[0]) : producer.nodeName) + ".int8"
+        let key = nextSymbol + "#int8"
+        let qArg = try weight(key: key + "w", name: prefix + ".weights", TensorData(type: TensorType(.i8, static: [allChannels, kp]), elements: q), producer)
+        let sArg = try weight(key: key + "s", name: prefix + ".scales", TensorData(type: TensorType(.f32, static: [allChannels]), elements: dequant), producer)
+        let bArg = try weight(key: key + "b", name: prefix + ".bias", TensorData(type: TensorType(.f32, static: [allChannels]), elements: biasValues), producer)
+        let scratch = int8Scratch(bytes: dotRows * kp)
         addStep(kind: "quantize_int8", code: quantizeCode(nextSymbol), arguments: [try argument(input, producer), .buffer(scratch)],
                 range: quantizeRange, work: quantizeWork)
         addStep(kind: epilogue.isEmpty ? kind : kind + "_epilogue",
-                code: CPUKernelInt8.dot(name: nextSymbol, rows: dotRows, rowsPerBlock: rowsPerBlock, channels: channels, k: k, groups: groups,
+                code: CPUKernelInt8.dot(name: nextSymbol, rows: dotRows, rowsPerBlock: rowsPerBlock, channels: channels, k: kp, groups: groups,
                                         blockStride: blockStride, channelStride: channelStride, rowStride: rowStride, epilogue: epilogue),
                 arguments: [.buffer(scratch), qArg, sArg, bArg, .buffer(output)], range: dotRows, work: channels * k)
         int8Count += 1
         return true
     }
+
+    /// K rounded up to a whole number of the dot loops' vector steps.
+    static func padded(_ k: Int) -> Int { (k + CPUKernelInt8.rowAlignment - 1) / CPUKernelInt8.rowAlignment * CPUKernelInt8.rowAlignment }
 
     /// The arena buffer the quantize steps write their int8 rows into: one, at the arena's end,
     /// shared by all int8 ops (steps run one after another), as large as the largest needs.
