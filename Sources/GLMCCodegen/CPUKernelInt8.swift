@@ -1,9 +1,10 @@
 /// C kernels of int8 plans (`glmc convert --target cpu --precision int8`), with the plan's uniform
 /// CPU ABI (see `CPUKernelLibrary`).
 ///
-/// A quantized Conv, Gemm or MatMul is two steps: a quantize step turns the fp32 input into int8
-/// rows `Q[rows, K]` (for a Conv, im2col: one row per output pixel holding its receptive field, zero
-/// where it reads padding, which is exact since the quantization is symmetric), then a dot step
+/// A quantized Gemm or MatMul is two steps: a quantize step turns the fp32 input into int8 rows
+/// `Q[rows, K]`; a Conv quantizes its input and then im2cols it into rows (one per output pixel
+/// holding its receptive field, zero where it reads padding, which is exact since the quantization
+/// is symmetric). Then a dot step
 /// computes, per row and output channel, the int32 dot product of the row with that channel's
 /// pre-quantized weights `W[channels, K]`, dequantizes it (`acc * scale[c] + bias[c]`, where
 /// `scale[c] = s_in * s_w[c]`), applies the fused epilogue and stores fp32.
@@ -136,38 +137,57 @@ public enum CPUKernelInt8 {
         """
     }
 
-    /// im2col of an NCHW image into int8 rows, one per (image, group, output pixel): row
-    /// `(b * group + g) * OH*OW + pixel` holds the group's input channels x kernel taps in the
-    /// weight layout's order. Parallel range: N * group * OH. Arguments: X (f32), Q (int8 scratch).
-    public static func quantizeIm2col(name: String, n: Int, c: Int, h: Int, w: Int, oh: Int, ow: Int, kh: Int, kw: Int,
-                                      group: Int, padTop: Int, padLeft: Int, strideH: Int, strideW: Int,
-                                      dilationH: Int, dilationW: Int, paddedK: Int, inverseScale: Float) -> String {
-        let cg = c / group, k = cg * kh * kw
-        return """
-        // \(name): quantize + im2col [\(n),\(c),\(h),\(w)] -> \(n * group * oh * ow) rows of \(k) (padded to \(paddedK)), kernel \(kh)x\(kw) group \(group)
+    /// Quantizes `count` floats to int8, elementwise. Parallel range: count. Arguments: X (f32),
+    /// Q (int8 scratch).
+    public static func quantize(name: String, count: Int, inverseScale: Float) -> String {
+        """
+        // \(name): quantize \(count) values to int8
         void \(name)(void **args, long begin, long end) {
           const float *X = (const float *)args[0];
           int8_t *Q = (int8_t *)args[1];
-          for (long line = begin; line < end; ++line) {
-            long bg = line / \(oh), oy = line % \(oh);
-            const float *x = X + bg * \(cg * h * w);
-            for (long ox = 0; ox < \(ow); ++ox) {
-              int8_t *q = Q + (bg * \(oh * ow) + oy * \(ow) + ox) * \(paddedK);
-              for (long ic = 0; ic < \(cg); ++ic)
-                for (long ky = 0; ky < \(kh); ++ky) {
-                  long iy = oy * \(strideH) - \(padTop) + ky * \(dilationH);
-                  for (long kx = 0; kx < \(kw); ++kx) {
-                    long ix = ox * \(strideW) - \(padLeft) + kx * \(dilationW);
-                    *q++ = (iy < 0 || iy >= \(h) || ix < 0 || ix >= \(w)) ? 0
-                         : glmc_quantize_i8(x[(ic * \(h) + iy) * \(w) + ix], \(CPUKernelLibrary.lit(inverseScale)));
-                  }
-                }
-              for (long p = \(k); p < \(paddedK); ++p) *q++ = 0;
-            }
-          }
+          for (long i = begin; i < end; ++i) Q[i] = glmc_quantize_i8(X[i], \(CPUKernelLibrary.lit(inverseScale)));
         }
 
         """
+    }
+
+    /// im2col of an int8 NCHW image (`quantize`d first, so each value is quantized once, not once
+    /// per kernel tap) into int8 rows, one per (image, group, output pixel): row
+    /// `(b * group + g) * OH*OW + pixel` holds the group's input channels x kernel taps in the
+    /// weight layout's order, zero-padded to `paddedK`. Parallel range: N * group * OH.
+    /// Arguments: X (int8), Q (int8 rows).
+    public static func im2col(name: String, n: Int, c: Int, h: Int, w: Int, oh: Int, ow: Int, kh: Int, kw: Int,
+                              group: Int, padTop: Int, padLeft: Int, strideH: Int, strideW: Int,
+                              dilationH: Int, dilationW: Int, paddedK: Int) -> String {
+        let cg = c / group, k = cg * kh * kw
+        var s = "// \(name): im2col [\(n),\(c),\(h),\(w)] int8 -> \(n * group * oh * ow) rows of \(k) (padded to \(paddedK)), kernel \(kh)x\(kw) group \(group)\n"
+        s += "void \(name)(void **args, long begin, long end) {\n"
+        s += "  const int8_t *X = (const int8_t *)args[0];\n  int8_t *Q = (int8_t *)args[1];\n"
+        s += "  for (long line = begin; line < end; ++line) {\n"
+        s += "    long bg = line / \(oh), oy = line % \(oh);\n"
+        s += "    const int8_t *x = X + bg * \(cg * h * w);\n"
+        s += "    int8_t *q = Q + (bg * \(oh * ow) + oy * \(ow)) * \(paddedK);\n"
+        if paddedK > k {
+            s += "    for (long ox = 0; ox < \(ow); ++ox) memset(q + ox * \(paddedK) + \(k), 0, \(paddedK - k));\n"
+        }
+        s += "    for (long ic = 0; ic < \(cg); ++ic)\n"
+        s += "      for (long ky = 0; ky < \(kh); ++ky) {\n"
+        s += "        long iy = oy * \(strideH) - \(padTop) + ky * \(dilationH);\n"
+        s += "        for (long kx = 0; kx < \(kw); ++kx) {\n"
+        s += "          int8_t *qc = q + (ic * \(kh) + ky) * \(kw) + kx;\n"
+        s += "          if (iy < 0 || iy >= \(h)) { for (long ox = 0; ox < \(ow); ++ox) qc[ox * \(paddedK)] = 0; continue; }\n"
+        // ox * strideW + shift in [0, w): ox in [lo, hi), as in the fp32 conv.
+        s += "          long shift = kx * \(dilationW) - \(padLeft);\n"
+        s += "          long lo = shift >= 0 ? 0 : (-shift + \(strideW - 1)) / \(strideW);\n"
+        s += "          long hi = \(w) - shift <= 0 ? 0 : (\(w) - shift + \(strideW - 1)) / \(strideW);\n"
+        s += "          if (hi > \(ow)) hi = \(ow);\n"
+        s += "          if (lo > hi) lo = hi;\n"
+        s += "          const int8_t *xr = x + (ic * \(h) + iy) * \(w) + shift;\n"
+        s += "          for (long ox = 0; ox < lo; ++ox) qc[ox * \(paddedK)] = 0;\n"
+        s += "          for (long ox = lo; ox < hi; ++ox) qc[ox * \(paddedK)] = xr[ox * \(strideW)];\n"
+        s += "          for (long ox = hi; ox < \(ow); ++ox) qc[ox * \(paddedK)] = 0;\n"
+        s += "        }\n      }\n  }\n}\n"
+        return s
     }
 
     /// The int8 dot step. `rows` rows of `Q` (int8, [rows, K]) against `channels` weight rows of

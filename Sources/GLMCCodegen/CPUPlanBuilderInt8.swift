@@ -27,6 +27,9 @@ extension CPUPlanBuilder.Generator {
         // The weights as [channels, K] rows (per output channel) and the steps' geometry.
         var rows: [Float], channels: Int, k: Int
         var quantizeCode: (String) -> String, quantizeRange: Int, quantizeWork: Int
+        // A Conv's input is quantized whole (`imageBytes`, after the rows in the scratch buffer),
+        // then im2col'd into rows.
+        var im2colCode: ((String) -> String)?, imageBytes = 0, im2colRange = 0
         var dotRows: Int, rowsPerBlock: Int, groups = 1, blockStride = 0, channelStride = 1, rowStride: Int
         var kind: String
         switch producer.op.type {
@@ -41,14 +44,18 @@ extension CPUPlanBuilder.Generator {
             k = wS[1] * wS[2] * wS[3]
             let paddedK = Self.padded(k)
             rows = w
-            quantizeCode = { name in
-                CPUKernelInt8.quantizeIm2col(name: name, n: xSizes[0], c: xSizes[1], h: xSizes[2], w: xSizes[3], oh: yS[2], ow: yS[3],
-                                             kh: wS[2], kw: wS[3], group: group, padTop: pads[0], padLeft: pads[1],
-                                             strideH: strides[0], strideW: strides[1], dilationH: dilations[0], dilationW: dilations[1],
-                                             paddedK: paddedK, inverseScale: 1 / inScale)
+            im2colCode = { name in
+                CPUKernelInt8.im2col(name: name, n: xSizes[0], c: xSizes[1], h: xSizes[2], w: xSizes[3], oh: yS[2], ow: yS[3],
+                                     kh: wS[2], kw: wS[3], group: group, padTop: pads[0], padLeft: pads[1],
+                                     strideH: strides[0], strideW: strides[1], dilationH: dilations[0], dilationW: dilations[1],
+                                     paddedK: paddedK)
             }
-            quantizeRange = xSizes[0] * group * yS[2]
-            quantizeWork = yS[3] * k
+            let count = xSizes.reduce(1, *)
+            quantizeCode = { name in CPUKernelInt8.quantize(name: name, count: count, inverseScale: 1 / inScale) }
+            quantizeRange = count
+            quantizeWork = 1
+            imageBytes = count
+            im2colRange = xSizes[0] * group * yS[2]
             dotRows = xSizes[0] * group * pixels
             rowsPerBlock = pixels; groups = group
             blockStride = channels * pixels; channelStride = pixels; rowStride = 1
@@ -104,9 +111,20 @@ extension CPUPlanBuilder.Generator {
         let qArg = try weight(key: key + "w", name: prefix + ".weights", TensorData(type: TensorType(.i8, static: [allChannels, kp]), elements: q), producer)
         let sArg = try weight(key: key + "s", name: prefix + ".scales", TensorData(type: TensorType(.f32, static: [allChannels]), elements: dequant), producer)
         let bArg = try weight(key: key + "b", name: prefix + ".bias", TensorData(type: TensorType(.f32, static: [allChannels]), elements: biasValues), producer)
-        let scratch = int8Scratch(bytes: dotRows * kp)
-        addStep(kind: "quantize_int8", code: quantizeCode(nextSymbol), arguments: [try argument(input, producer), .buffer(scratch)],
-                range: quantizeRange, work: quantizeWork)
+        let scratch = int8Scratch(bytes: imageBytes > 0 ? PlanLayout.align(dotRows * kp) + imageBytes : dotRows * kp)
+        if let im2colCode {
+            // The image goes after the rows, in a buffer of its own over the same bytes.
+            let offset = buffers[scratch].offset + PlanLayout.align(dotRows * kp)
+            let image = addBuffer(offset: offset, bytes: imageBytes)
+            arenaBytes = max(arenaBytes, PlanLayout.align(offset + imageBytes))
+            addStep(kind: "quantize_int8", code: quantizeCode(nextSymbol), arguments: [try argument(input, producer), .buffer(image)],
+                    range: quantizeRange, work: quantizeWork)
+            addStep(kind: "im2col_int8", code: im2colCode(nextSymbol), arguments: [.buffer(image), .buffer(scratch)],
+                    range: im2colRange, work: dotRows / max(1, im2colRange) * kp)
+        } else {
+            addStep(kind: "quantize_int8", code: quantizeCode(nextSymbol), arguments: [try argument(input, producer), .buffer(scratch)],
+                    range: quantizeRange, work: quantizeWork)
+        }
         addStep(kind: epilogue.isEmpty ? kind : kind + "_epilogue",
                 code: CPUKernelInt8.dot(name: nextSymbol, rows: dotRows, rowsPerBlock: rowsPerBlock, channels: channels, k: kp, groups: groups,
                                         blockStride: blockStride, channelStride: channelStride, rowStride: rowStride, epilogue: epilogue),
