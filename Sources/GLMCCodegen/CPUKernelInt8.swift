@@ -200,27 +200,40 @@ public enum CPUKernelInt8 {
     public static func dot(name: String, rows: Int, rowsPerBlock: Int, channels: Int, k: Int, groups: Int,
                            blockStride: Int, channelStride: Int, rowStride: Int,
                            epilogue: [CPUKernelLibrary.Epilogue]) -> String {
+        // Rows go in tiles of up to 16 (within one block): each group of four weight rows is read
+        // once per tile, and each channel's results are stored as one run (contiguous for a Conv).
+        let epilogueCode = epilogue.isEmpty ? "" : "          {\n" + CPUKernelLibrary.epilogueCode(epilogue, "v") + "\n          }\n"
         var s = "// \(name): int8 dot, \(rows) rows x \(channels) channels x \(k)\(groups > 1 ? ", \(groups) groups" : "")\n"
         s += "void \(name)(void **args, long begin, long end) {\n"
         s += "  const int8_t *Q = (const int8_t *)args[0];\n  const int8_t *W = (const int8_t *)args[1];\n"
         s += "  const float *S = (const float *)args[2];\n  const float *B = (const float *)args[3];\n"
         s += "  float *Y = (float *)args[4];\n"
-        s += "  int32_t acc[4];\n"
-        s += "  for (long i = begin; i < end; ++i) {\n"
+        s += "  int32_t acc[16][4];\n"
+        s += "  for (long i = begin; i < end;) {\n"
         s += "    long block = i / \(rowsPerBlock), r = i % \(rowsPerBlock), base = (block % \(groups)) * \(channels);\n"
+        s += "    long tile = end - i;\n    if (tile > 16) tile = 16;\n    if (tile > \(rowsPerBlock) - r) tile = \(rowsPerBlock) - r;\n"
         s += "    const int8_t *q = Q + i * \(k);\n"
         s += "    float *y = Y + block * \(blockStride) + r * \(rowStride);\n"
         s += "    long c = 0;\n"
         s += "    for (; c + 4 <= \(channels); c += 4) {\n"
-        s += "      glmc_dot4(q, W + (base + c) * \(k), \(k), acc);\n"
+        s += "      const int8_t *w = W + (base + c) * \(k);\n"
+        s += "      for (long t = 0; t < tile; ++t) glmc_dot4(q + t * \(k), w, \(k), acc[t]);\n"
         s += "      for (int j = 0; j < 4; ++j) {\n"
-        s += "        float v = (float)acc[j] * S[base + c + j] + B[base + c + j];\n"
-        if !epilogue.isEmpty { s += "        {\n" + CPUKernelLibrary.epilogueCode(epilogue, "v") + "\n        }\n" }
-        s += "        y[(c + j) * \(channelStride)] = v;\n      }\n    }\n"
+        s += "        float scale = S[base + c + j], bias = B[base + c + j];\n"
+        s += "        float *yc = y + (c + j) * \(channelStride);\n"
+        s += "        for (long t = 0; t < tile; ++t) {\n"
+        s += "          float v = (float)acc[t][j] * scale + bias;\n"
+        s += epilogueCode
+        s += "          yc[t * \(rowStride)] = v;\n        }\n      }\n    }\n"
         s += "    for (; c < \(channels); ++c) {\n"
-        s += "      float v = (float)glmc_dot1(q, W + (base + c) * \(k), \(k)) * S[base + c] + B[base + c];\n"
-        if !epilogue.isEmpty { s += "      {\n" + CPUKernelLibrary.epilogueCode(epilogue, "v") + "\n      }\n" }
-        s += "      y[c * \(channelStride)] = v;\n    }\n  }\n}\n"
+        s += "      const int8_t *w = W + (base + c) * \(k);\n"
+        s += "      float scale = S[base + c], bias = B[base + c];\n"
+        s += "      float *yc = y + c * \(channelStride);\n"
+        s += "      for (long t = 0; t < tile; ++t) {\n"
+        s += "          float v = (float)glmc_dot1(q + t * \(k), w, \(k)) * scale + bias;\n"
+        s += epilogueCode
+        s += "          yc[t * \(rowStride)] = v;\n      }\n    }\n"
+        s += "    i += tile;\n  }\n}\n"
         return s
     }
 }
