@@ -31,7 +31,7 @@ struct Convert: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output file.") var output: String
     @Option(name: .customLong("input-shape"), help: "NAME=1x3x224x224 to fix a symbolic input shape; repeatable.") var inputShapes: [String] = []
     @Option(name: .customLong("input-type"), help: "NAME=i64: element type of a TorchScript input (default f32); repeatable.") var inputTypes: [String] = []
-    @Option(help: "Numeric precision of the plan.") var precision: Precision = .fp32
+    @Option(help: "Numeric precision of the plan: fp32, or int8 (--target cpu, with --calibration-data).") var precision: Precision = .fp32
     @Option(help: "Folder of calibration samples (or random:N): embeds an INT8 calibration table in the plan and writes <plan>.calib.cache.") var calibrationData: String?
     @Option(help: "Calibration method with --calibration-data: minmax, entropy or percentile[:P].") var calibrationMethod: String = "entropy"
     @OptionGroup var passOptions: PassOptions
