@@ -12,9 +12,13 @@ public struct CPUPlanOptions: Sendable {
     public var pipeline: [String]
     /// The C compiler (a path or a name on PATH); nil: `$CC`, else `cc`, `gcc`, `clang`.
     public var compiler: String?
-    public init(sourceModelSha256: String, glmcVersion: String, pipeline: [String] = [], compiler: String? = nil) {
+    /// Inputs whose values were bound at convert time (by name; the module reads constants in
+    /// their place): the manifest records each value, and a runtime refuses any other.
+    public var boundInputs: [String: TensorData]
+    public init(sourceModelSha256: String, glmcVersion: String, pipeline: [String] = [], compiler: String? = nil,
+                boundInputs: [String: TensorData] = [:]) {
         self.sourceModelSha256 = sourceModelSha256; self.glmcVersion = glmcVersion
-        self.pipeline = pipeline; self.compiler = compiler
+        self.pipeline = pipeline; self.compiler = compiler; self.boundInputs = boundInputs
     }
 }
 
@@ -56,9 +60,13 @@ public enum CPUPlanBuilder {
                 guard inlineFusedGroup(at: failure.index, in: &function) else { throw failure.error }
             }
         }
+        var inputs = g.inputs
+        for i in inputs.indices {
+            if let value = options.boundInputs[inputs[i].name] { inputs[i].value = try Tensor(value).int64s }
+        }
         let manifest = PlanManifest(target: "cpu", cpuFeatures: [], sourceModelSha256: options.sourceModelSha256,
                                     glmcVersion: options.glmcVersion, pipeline: options.pipeline,
-                                    inputs: g.inputs, outputs: g.outputs, arenaBytes: g.arenaBytes,
+                                    inputs: inputs, outputs: g.outputs, arenaBytes: g.arenaBytes,
                                     buffers: g.buffers, steps: g.steps, weights: g.weightsBuilder.table,
                                     kernelSources: [PlanKernelSource(name: "kernels.c", language: "c")],
                                     metadata: ["kernel_abi": "void k(void **args, long begin, long end)"])
@@ -84,6 +92,7 @@ public enum CPUPlanBuilder {
             let read = inst.operands.compactMap { $0 } + inst.nestedFunctions.flatMap { $0.captures.map(\.outer) }
             for v in read where computed.contains(v) && !neededSet.contains(v) { neededSet.insert(v); needed.append(v) }
         }
+        for v in f.outputs where computed.contains(v) && !neededSet.contains(v) { neededSet.insert(v); needed.append(v) }
         let defining = f.definingInstructions()
         needed = needed.filter { v in defining[v].map { f.body[$0].constantValue == nil } ?? false }
         guard !needed.isEmpty else { return }
@@ -208,7 +217,7 @@ public enum CPUPlanBuilder {
                             return nil
                         }
                         let what = symbolic.isEmpty ? "a dynamic shape" : "the symbolic dimension \(symbolic.joined(separator: ", "))"
-                        throw GLMCError("--target cpu needs static shapes: \(kind) '\(f.name(of: v))' (\(t)) has \(what); bind it with --input-shape NAME=DxDx...")
+                        throw GLMCError("--target cpu needs static shapes: \(kind) '\(f.name(of: v))' (\(t)) has \(what); bind it with --input-shape NAME=DxDx..., or the inputs whose values decide it with --input-value NAME=FILE.npy")
                     }
                     guard t.dtype.byteSize > 0 else { throw GLMCError("unsupported: --target cpu cannot take \(kind) '\(f.name(of: v))' of type \(t.dtype)") }
                 }
@@ -246,13 +255,21 @@ public enum CPUPlanBuilder {
                 inputs.append(PlanTensor(name: f.name(of: a), dtype: t.dtype.rawValue, shape: t.shape.staticSizes!, buffer: slot(a)))
             }
             let argumentSet = Set(f.arguments)
+            var copiedOutputs: [(value: ValueID, buffer: Int)] = []
             for (i, o) in f.outputs.enumerated() {
-                guard !argumentSet.contains(o), constants[o] == nil, !constantComputed.contains(o) else {
-                    throw GLMCError("unsupported: --target cpu cannot return input or constant '\(f.name(of: o))' as an output yet")
-                }
                 let t = f.type(of: o)
                 let name = i < f.outputNames.count ? f.outputNames[i] : f.name(of: o)
-                outputs.append(PlanTensor(name: name, dtype: t.dtype.rawValue, shape: t.shape.staticSizes!, buffer: slot(o)))
+                var buffer: Int
+                if argumentSet.contains(o) || constants[o] != nil || constantComputed.contains(o) {
+                    // An input or a constant returned as an output is copied into a slot of its own.
+                    let offset = PlanLayout.align(end)
+                    end = offset + PlanLayout.align(byteCount(o))
+                    buffer = addBuffer(offset: offset, bytes: byteCount(o))
+                    copiedOutputs.append((o, buffer))
+                } else {
+                    buffer = slot(o)
+                }
+                outputs.append(PlanTensor(name: name, dtype: t.dtype.rawValue, shape: t.shape.staticSizes!, buffer: buffer))
             }
             arenaBytes = PlanLayout.align(end)
 
@@ -264,6 +281,7 @@ public enum CPUPlanBuilder {
                     try lower(inst)
                 }
             }
+            for (o, buffer) in copiedOutputs { try lowerOutputCopy(o, into: buffer) }
         }
 
         mutating func addBuffer(offset: Int, bytes: Int) -> Int {
@@ -349,6 +367,8 @@ public enum CPUPlanBuilder {
                 addStep(kind: "copy", code: CPUKernelLibrary.copy(name: nextSymbol, bytes: bytes), arguments: args, range: bytes, work: 1)
             case let t where Self.moreOps.contains(t):
                 return try lowerMore(inst)
+            case let t where Self.movementOps.contains(t):
+                return try lowerMovement(inst)
             default:
                 guard ElementwiseLowering.supportedOps.contains(op.type) else { throw unsupported(inst) }
                 try lowerElementwise(inst)

@@ -66,8 +66,11 @@ public struct PlanTensor: Codable, Equatable, Sendable {
     public var dtype: String
     public var shape: [Int]
     public var buffer: Int
-    public init(name: String, dtype: String, shape: [Int], buffer: Int) {
-        self.name = name; self.dtype = dtype; self.shape = shape; self.buffer = buffer
+    /// For an input whose value was bound at convert time (a shape-determining integer input), its
+    /// elements in row-major order (bool as 0/1); a runtime refuses any other value. Nil otherwise.
+    public var value: [Int64]?
+    public init(name: String, dtype: String, shape: [Int], buffer: Int, value: [Int64]? = nil) {
+        self.name = name; self.dtype = dtype; self.shape = shape; self.buffer = buffer; self.value = value
     }
 }
 

@@ -165,6 +165,12 @@ public final class CPUExecutor {
             guard t.bytes.count == b.bytes else {
                 throw RuntimeError("input '\(input.name)' has \(t.bytes.count) bytes, expected \(b.bytes)")
             }
+            if let bound = input.value {
+                let got = Self.integerElements(t.bytes, dtype: t.dtype)
+                guard got == bound else {
+                    throw RuntimeError("input '\(input.name)' is \(Self.brief(got ?? [])), but the plan was built for the value \(Self.brief(bound)) (it decides shapes and was fixed at convert time; convert again with --input-value \(input.name)=FILE.npy)")
+                }
+            }
             if b.bytes > 0 { t.bytes.withUnsafeBytes { (arena + b.offset).copyMemory(from: $0.baseAddress!, byteCount: b.bytes) } }
         }
         for i in kernels.indices { execute(step: i) }
@@ -172,6 +178,33 @@ public final class CPUExecutor {
             let b = buffers[o.buffer]!
             return HostTensor(name: o.name, dtype: o.dtype, shape: o.shape, bytes: Data(bytes: arena + b.offset, count: b.bytes))
         }
+    }
+
+    /// The elements of a little-endian integer or bool tensor as Int64 (as the manifest records
+    /// bound values), or nil for other dtypes.
+    static func integerElements(_ bytes: Data, dtype: String) -> [Int64]? {
+        func load<T: FixedWidthInteger>(_: T.Type) -> [Int64] {
+            let size = MemoryLayout<T>.size
+            return bytes.withUnsafeBytes { raw in
+                (0 ..< raw.count / size).map { Int64(truncatingIfNeeded: T(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * size, as: T.self))) }
+            }
+        }
+        switch dtype {
+        case "i64": return load(Int64.self)
+        case "i32": return load(Int32.self)
+        case "i16": return load(Int16.self)
+        case "i8": return load(Int8.self)
+        case "u64": return load(UInt64.self)
+        case "u32": return load(UInt32.self)
+        case "u16": return load(UInt16.self)
+        case "u8", "bool": return load(UInt8.self)
+        default: return nil
+        }
+    }
+
+    /// A value for a message: at most 8 elements.
+    static func brief(_ v: [Int64]) -> String {
+        "[" + v.prefix(8).map(String.init).joined(separator: ", ") + (v.count > 8 ? ", ...]" : "]")
     }
 
     /// Smallest slice worth a thread of its own when a step names no `grain`.

@@ -15,7 +15,8 @@ struct Convert: ParsableCommand {
         occurs more than once become model-local functions (domain glmc.fused); the others are \
         expanded back into ONNX nodes.
         --target cpu runs the pipeline (-O3 unless -O or --passes says otherwise), needs static shapes \
-        (bind symbolic dimensions with --input-shape), generates one C kernel per instruction or fusion \
+        (bind symbolic dimensions with --input-shape, and the values of integer inputs that decide shapes \
+        with --input-value; the plan then refuses other values), generates one C kernel per instruction or fusion \
         group, compiles them with $CC (or cc) into a shared object and writes a plan holding the code, \
         the kernel source, the weights and the memory plan (see Docs/Backends.md). \
         The opencl and cuda plan targets arrive with their back ends.
@@ -28,6 +29,7 @@ struct Convert: ParsableCommand {
     @Option(help: "What to produce.") var target: Target
     @Option(name: .shortAndLong, help: "Output file.") var output: String
     @Option(name: .customLong("input-shape"), help: "NAME=1x3x224x224 to fix a symbolic input shape; repeatable.") var inputShapes: [String] = []
+    @Option(name: .customLong("input-value"), help: "NAME=FILE.npy to bind an integer input's value at convert time (cpu plans; for inputs that decide shapes, e.g. Slice bounds); repeatable.") var inputValues: [String] = []
     @Option(help: "Numeric precision of the plan.") var precision: Precision = .fp32
     @Option(help: "Folder of calibration samples for int8.") var calibrationData: String?
     @OptionGroup var passOptions: PassOptions
@@ -38,8 +40,8 @@ struct Convert: ParsableCommand {
             guard target == .onnx else {
                 throw GLMCError("unsupported: glmc convert --target \(target.rawValue) is not built yet (it arrives with its back end); --target cpu and --target onnx work")
             }
-            guard precision == .fp32, calibrationData == nil else {
-                throw GLMCError("unsupported: --precision and --calibration-data apply to plans, not to --target onnx")
+            guard precision == .fp32, calibrationData == nil, inputValues.isEmpty else {
+                throw GLMCError("unsupported: --precision, --calibration-data and --input-value apply to plans, not to --target onnx")
             }
             let shapes = try inputShapes.map(InputShapes.parse)
             let result = try ModelLoader.load(path: model, allowUnsupported: true)
@@ -64,22 +66,35 @@ extension Convert {
         guard precision == .fp32, calibrationData == nil else {
             throw GLMCError("unsupported: --target cpu builds fp32 plans only for now (--precision \(precision.rawValue)\(calibrationData == nil ? "" : ", --calibration-data"))")
         }
-        let shapes = try inputShapes.map(InputShapes.parse)
+        var shapes = try inputShapes.map(InputShapes.parse)
+        let values = try inputValues.map(InputValues.parse)
         let modelBytes: Data
         do { modelBytes = try Data(contentsOf: URL(fileURLWithPath: model), options: .mappedIfSafe) } catch {
             throw GLMCError("cannot read \(model): \(error.localizedDescription)")
         }
         var module = try ModelLoader.load(path: model).module
         try ModuleVerifier.verify(module)
+        let bound = try InputValues.resolve(values, in: module.main, what: "--input-value")
+        // A bound input with symbolic dimensions takes its value's shape.
+        for (arg, value) in bound where !module.main.type(of: arg).shape.isStatic {
+            let name = module.main.name(of: arg)
+            if !shapes.contains(where: { $0.name == name }) { shapes.append((name, value.shape)) }
+        }
         if !shapes.isEmpty {
             try InputShapes.apply(shapes, to: &module)
+            try ModuleVerifier.verify(module)
+        }
+        let boundByName = InputValues.byName(bound, in: module.main)
+        if !bound.isEmpty {
+            InputValues.bind(bound, in: &module)
+            try InputShapes.propagate(&module.main)
             try ModuleVerifier.verify(module)
         }
         let defaultLevel = 3
         try passOptions.optimize(&module, defaultLevel: defaultLevel)
         let options = CPUPlanOptions(sourceModelSha256: SHA256Digest.hex(SHA256Digest.hash(modelBytes)),
                                      glmcVersion: GLMC.configuration.version,
-                                     pipeline: try passOptions.pipelineNames(defaultLevel: defaultLevel))
+                                     pipeline: try passOptions.pipelineNames(defaultLevel: defaultLevel), boundInputs: boundByName)
         let plan = try CPUPlanBuilder.build(module, options: options)
         do { try PlanWriter.write(plan, to: output) } catch let e as PlanError { throw GLMCError(e.message) }
     }

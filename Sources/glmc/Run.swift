@@ -14,7 +14,8 @@ struct Run: ParsableCommand {
         discussion: """
         A plan file (written by glmc convert --target cpu; recognized by its magic GLMCPLAN) runs on the \
         CPU runtime; its inputs must have the dtypes and shapes it was compiled for. --engine cpu on a model \
-        builds such a plan in memory first (-O3 unless told otherwise; symbolic dimensions from the inputs).
+        builds such a plan in memory first (-O3 unless told otherwise; symbolic dimensions from the inputs; \
+        integer inputs whose values decide shapes, such as Slice bounds or Reshape shapes, bound to the given values).
         Inputs given as FILE.npy bind to the model's runtime inputs in order; NAME=FILE.npy binds by name.
         -O1..-O3 or --passes run the optimization pipeline first (default -O0: the imported graph).
         Outputs are written in graph-output order as output_0.npy, output_1.npy, ... only after the whole
@@ -164,10 +165,19 @@ struct Run: ParsableCommand {
             try InputShapes.apply(specs, to: &module)
             try ModuleVerifier.verify(module)
         }
+        // Integer inputs whose values decide shapes are bound to the given values.
+        let given = Dictionary(uniqueKeysWithValues: zip(module.main.arguments, tensors))
+        let bound = try InputValues.shapeDetermining(module, values: given)
+        let boundByName = InputValues.byName(bound, in: module.main)
+        if !bound.isEmpty {
+            InputValues.bind(bound, in: &module)
+            try InputShapes.propagate(&module.main)
+            try ModuleVerifier.verify(module)
+        }
         try passOptions.optimize(&module, defaultLevel: 3)
         let options = CPUPlanOptions(sourceModelSha256: SHA256Digest.hex(SHA256Digest.hash(modelBytes)),
                                      glmcVersion: GLMC.configuration.version,
-                                     pipeline: try passOptions.pipelineNames(defaultLevel: 3))
+                                     pipeline: try passOptions.pipelineNames(defaultLevel: 3), boundInputs: boundByName)
         try execute(try CPUPlanBuilder.build(module, options: options), inputs: tensors)
     }
 

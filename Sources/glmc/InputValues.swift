@@ -1,0 +1,94 @@
+import Foundation
+import GLMCIR
+import GLMCInterpreter
+import GLMCOps
+
+/// Shape-determining inputs: integer inputs whose values decide shapes (Slice bounds, Reshape and
+/// Expand shapes, Pad amounts, TopK's k, OneHot's depth, ...). A plan with static shapes can only be
+/// built when those values are known, so — like TensorRT's shape-tensor inputs — their values are
+/// bound at convert time: the input stays in the plan (and is checked at run time against the bound
+/// value), but the compiler sees a constant.
+enum InputValues {
+    /// "NAME=FILE.npy" → (NAME, the tensor in FILE.npy).
+    static func parse(_ spec: String) throws -> (name: String, value: Tensor) {
+        guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex, spec.index(after: eq) != spec.endIndex else {
+            throw GLMCError("--input-value '\(spec)': expected NAME=FILE.npy")
+        }
+        return (String(spec[..<eq]), try NPY.read(path: String(spec[spec.index(after: eq)...])))
+    }
+
+    /// Whether inputs of `dtype` can be bound (the manifest records bound values as integers).
+    static func isBindable(_ dtype: DType) -> Bool { dtype.isInteger || dtype == .bool }
+
+    /// The named inputs of `module.main`, checked to exist, to be bindable and to have the value's
+    /// dtype; `what` names the option in messages.
+    static func resolve(_ values: [(name: String, value: Tensor)], in f: Function, what: String) throws -> [ValueID: Tensor] {
+        var resolved: [ValueID: Tensor] = [:]
+        for (name, value) in values {
+            guard let arg = f.arguments.first(where: { f.name(of: $0) == name }) else {
+                let known = f.arguments.map { "'\(f.name(of: $0))'" }.joined(separator: ", ")
+                throw GLMCError("\(what) \(name): the model has no input named '\(name)' (inputs: \(known))")
+            }
+            guard resolved[arg] == nil else { throw GLMCError("\(what) \(name): given twice") }
+            let type = f.type(of: arg)
+            guard isBindable(type.dtype) else {
+                throw GLMCError("\(what) \(name): only integer inputs can be bound, and '\(name)' is \(type)")
+            }
+            guard value.dtype == type.dtype, type.shape.isCompatible(with: Shape(static: value.shape)) else {
+                throw GLMCError("\(what) \(name): the value is \(value.type), but input '\(name)' is \(type)")
+            }
+            resolved[arg] = value
+        }
+        return resolved
+    }
+
+    /// Of the given input values, those of integer inputs that determine shapes: binding all of them
+    /// lets shape inference prove some shapes, and each one kept is needed for that (without it,
+    /// some inferred type gets less precise). The model's declared intermediate and output types are
+    /// ignored here, since a declared shape is no substitute for the value the kernels need.
+    static func shapeDetermining(_ module: Module, values: [ValueID: Tensor]) throws -> [ValueID: Tensor] {
+        let f = module.main
+        var chosen = values.filter { isBindable(f.type(of: $0.key).dtype) && f.type(of: $0.key).shape.isStatic }
+        guard !chosen.isEmpty else { return [:] }
+        let knowledge = try inferredTypes(module, binding: chosen)
+        for arg in f.arguments where chosen[arg] != nil {
+            var without = chosen
+            without[arg] = nil
+            if try inferredTypes(module, binding: without) == knowledge { chosen = without }
+        }
+        return chosen
+    }
+
+    /// The result types of `module.main`'s instructions as shape inference alone infers them with
+    /// `values` bound (declared types erased).
+    static func inferredTypes(_ module: Module, binding values: [ValueID: Tensor]) throws -> [TensorType] {
+        var m = module
+        let originalCount = m.main.values.count
+        for inst in m.main.body where inst.constantValue == nil {
+            for r in inst.results { m.main.values[r.index].type = TensorType(m.main.type(of: r).dtype, .unranked) }
+        }
+        bind(values, in: &m)
+        try InputShapes.propagate(&m.main)
+        return (0 ..< originalCount).map { m.main.values[$0].type }
+    }
+
+    /// Makes every reader of each bound input read a constant holding its value instead. The input
+    /// stays an argument of the function (unread), so plans keep it and check it at run time.
+    static func bind(_ values: [ValueID: Tensor], in module: inout Module) {
+        let opset = module.opsets[""] ?? module.opsets["ai.onnx"] ?? OpRegistry.newestOpset
+        var constants: [Instruction] = []
+        for arg in module.main.arguments where values[arg] != nil {
+            let value = values[arg]!
+            let v = module.main.addValue(value.type, name: module.main.name(of: arg))
+            module.main.replaceAllUses(of: arg, with: v)
+            constants.append(Instruction(op: .constant, opset: opset, operands: [], results: [v],
+                                         attributes: ["value": .tensor(value.tensorData)], nodeName: ""))
+        }
+        module.main.body.insert(contentsOf: constants, at: 0)
+    }
+
+    /// The bound values by input name, as the plan options take them.
+    static func byName(_ values: [ValueID: Tensor], in f: Function) -> [String: TensorData] {
+        Dictionary(uniqueKeysWithValues: values.map { (f.name(of: $0.key), $0.value.tensorData) })
+    }
+}
