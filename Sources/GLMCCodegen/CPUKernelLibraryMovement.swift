@@ -29,6 +29,26 @@ extension CPUKernelLibrary {
         return s
     }
 
+    /// Trilu with a runtime diagonal offset K (an i64 scalar): keeps element (i, j) of each
+    /// [rows, cols] matrix where `j - i >= K` (upper) or `j - i <= K` (lower), else zero.
+    /// Parallel range: the elements. Arguments: X, K, Y.
+    public static func trilu(name: String, elementBytes: Int, rows: Int, cols: Int, upper: Bool) -> String {
+        let t = elementType(bytes: elementBytes)!
+        return """
+        // \(name): trilu \(upper ? "upper" : "lower") of [\(rows), \(cols)] matrices, runtime k
+        void \(name)(void **args, long begin, long end) {
+          const \(t) *X = (const \(t) *)args[0];
+          long long k = *(const long long *)args[1];
+          \(t) *Y = (\(t) *)args[2];
+          for (long e = begin; e < end; ++e) {
+            long long j = e % \(cols), i = (e / \(cols)) % \(rows);
+            Y[e] = (j - i \(upper ? ">=" : "<=") k) ? X[e] : (\(t))0;
+          }
+        }
+
+        """
+    }
+
     /// Reads index `k` of an int32 or int64 index tensor `I` as a C expression.
     static func indexLoad(_ array: String, _ k: String, indexBytes: Int) -> String {
         indexBytes == 4 ? "(long long)((const int *)\(array))[\(k)]" : "((const long long *)\(array))[\(k)]"

@@ -62,7 +62,9 @@ public enum CPUPlanBuilder {
         }
         var inputs = g.inputs
         for i in inputs.indices {
-            if let value = options.boundInputs[inputs[i].name] { inputs[i].value = try Tensor(value).int64s }
+            guard let value = options.boundInputs[inputs[i].name] else { continue }
+            let t = try Tensor(value)
+            inputs[i].value = t.dtype.isFloatingPoint ? .reals(t.doubles) : .integers(t.int64s)
         }
         let manifest = PlanManifest(target: "cpu", cpuFeatures: [], sourceModelSha256: options.sourceModelSha256,
                                     glmcVersion: options.glmcVersion, pipeline: options.pipeline,

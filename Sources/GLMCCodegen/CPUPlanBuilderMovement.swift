@@ -53,6 +53,7 @@ extension CPUPlanBuilder.Generator {
         if Self.shapeOnlyOps.contains(type) { return try lowerFromShapes(inst) }
         if Self.indexTableOps.contains(type), runtimeOperands == [0] { return try lowerIndexTable(inst) }
         if Self.runtimeIndexOps.contains(type) { return try lowerRuntimeIndices(inst) }
+        if type == "Trilu", runtimeOperands == [0, 1] { return try lowerTriluWithRuntimeK(inst) }
         throw unsupported(inst, "with runtime operands other than its data")
     }
 
@@ -152,6 +153,18 @@ extension CPUPlanBuilder.Generator {
                                                             hasFills: !fills.isEmpty),
                     arguments: args, range: count, work: 2)
         }
+    }
+
+    /// Trilu whose diagonal offset k is a runtime value: a kernel that reads it.
+    mutating func lowerTriluWithRuntimeK(_ inst: Instruction) throws {
+        guard let x = inst.operands[0], let k = inst.operands[1] else { throw unsupported(inst) }
+        let xSizes = try sizes(x, inst), bytes = f.type(of: x).dtype.byteSize
+        guard xSizes.count >= 2, CPUKernelLibrary.elementType(bytes: bytes) != nil, f.type(of: k).dtype == .i64,
+              try sizes(k, inst).reduce(1, *) == 1 else { throw unsupported(inst, "on \(f.type(of: x))") }
+        let count = xSizes.reduce(1, *)
+        addStep(kind: "trilu", code: CPUKernelLibrary.trilu(name: nextSymbol, elementBytes: bytes, rows: xSizes[xSizes.count - 2],
+                                                            cols: xSizes[xSizes.count - 1], upper: intAttr(inst, "upper", 1) != 0),
+                arguments: [try argument(x, inst), try argument(k, inst), try output(inst)], range: count, work: 2)
     }
 
     /// C element type for scatter arithmetic.

@@ -95,7 +95,7 @@ public struct PlanSummary: Encodable, Equatable, Sendable {
     /// The human-readable summary.
     public var text: String {
         func tensor(_ t: PlanTensor) -> String {
-            let bound = t.value.map { v in " bound to [\(v.prefix(16).map(String.init).joined(separator: ", "))\(v.count > 16 ? ", ..." : "")]" } ?? ""
+            let bound = t.value.map { " bound to \($0)" } ?? ""
             return "  \(t.name): \(t.dtype)[\(t.shape.map(String.init).joined(separator: ", "))] (buffer \(t.buffer))\(bound)"
         }
         var lines: [String] = []

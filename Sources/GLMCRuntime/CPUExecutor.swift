@@ -165,11 +165,8 @@ public final class CPUExecutor {
             guard t.bytes.count == b.bytes else {
                 throw RuntimeError("input '\(input.name)' has \(t.bytes.count) bytes, expected \(b.bytes)")
             }
-            if let bound = input.value {
-                let got = Self.integerElements(t.bytes, dtype: t.dtype)
-                guard got == bound else {
-                    throw RuntimeError("input '\(input.name)' is \(Self.brief(got ?? [])), but the plan was built for the value \(Self.brief(bound)) (it decides shapes and was fixed at convert time; convert again with --input-value \(input.name)=FILE.npy)")
-                }
+            if let bound = input.value, let got = Self.boundValue(t.bytes, dtype: t.dtype), !Self.equal(got, bound) {
+                throw RuntimeError("input '\(input.name)' is \(got), but the plan was built for the value \(bound) (it decides shapes and was fixed at convert time; convert again with --input-value \(input.name)=FILE.npy)")
             }
             if b.bytes > 0 { t.bytes.withUnsafeBytes { (arena + b.offset).copyMemory(from: $0.baseAddress!, byteCount: b.bytes) } }
         }
@@ -180,31 +177,38 @@ public final class CPUExecutor {
         }
     }
 
-    /// The elements of a little-endian integer or bool tensor as Int64 (as the manifest records
-    /// bound values), or nil for other dtypes.
-    static func integerElements(_ bytes: Data, dtype: String) -> [Int64]? {
-        func load<T: FixedWidthInteger>(_: T.Type) -> [Int64] {
+    /// The elements of a little-endian integer, bool or floating-point tensor, as a manifest
+    /// records bound values (nil for other dtypes).
+    static func boundValue(_ bytes: Data, dtype: String) -> PlanBoundValue? {
+        func load<T>(_: T.Type, _ convert: (T) -> Double) -> [Double] {
             let size = MemoryLayout<T>.size
-            return bytes.withUnsafeBytes { raw in
+            return bytes.withUnsafeBytes { raw in (0 ..< raw.count / size).map { convert(raw.loadUnaligned(fromByteOffset: $0 * size, as: T.self)) } }
+        }
+        func integers<T: FixedWidthInteger>(_: T.Type) -> PlanBoundValue {
+            let size = MemoryLayout<T>.size
+            return .integers(bytes.withUnsafeBytes { raw in
                 (0 ..< raw.count / size).map { Int64(truncatingIfNeeded: T(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * size, as: T.self))) }
-            }
+            })
         }
         switch dtype {
-        case "i64": return load(Int64.self)
-        case "i32": return load(Int32.self)
-        case "i16": return load(Int16.self)
-        case "i8": return load(Int8.self)
-        case "u64": return load(UInt64.self)
-        case "u32": return load(UInt32.self)
-        case "u16": return load(UInt16.self)
-        case "u8", "bool": return load(UInt8.self)
+        case "i64": return integers(Int64.self)
+        case "i32": return integers(Int32.self)
+        case "i16": return integers(Int16.self)
+        case "i8": return integers(Int8.self)
+        case "u64": return integers(UInt64.self)
+        case "u32": return integers(UInt32.self)
+        case "u16": return integers(UInt16.self)
+        case "u8", "bool": return integers(UInt8.self)
+        case "f32": return .reals(load(UInt32.self) { Double(Float(bitPattern: UInt32(littleEndian: $0))) })
+        case "f64": return .reals(load(UInt64.self) { Double(bitPattern: UInt64(littleEndian: $0)) })
         default: return nil
         }
     }
 
-    /// A value for a message: at most 8 elements.
-    static func brief(_ v: [Int64]) -> String {
-        "[" + v.prefix(8).map(String.init).joined(separator: ", ") + (v.count > 8 ? ", ...]" : "]")
+    /// Whether two bound values hold the same numbers (integers compare exactly).
+    static func equal(_ a: PlanBoundValue, _ b: PlanBoundValue) -> Bool {
+        if case .integers(let x) = a, case .integers(let y) = b { return x == y }
+        return a.reals == b.reals
     }
 
     /// Smallest slice worth a thread of its own when a step names no `grain`.

@@ -92,6 +92,8 @@ extension Convert {
         }
         let defaultLevel = 3
         try passOptions.optimize(&module, defaultLevel: defaultLevel)
+        // Folding may have turned shape computations into constants: infer the types again.
+        try InputShapes.propagate(&module.main)
         let options = CPUPlanOptions(sourceModelSha256: SHA256Digest.hex(SHA256Digest.hash(modelBytes)),
                                      glmcVersion: GLMC.configuration.version,
                                      pipeline: try passOptions.pipelineNames(defaultLevel: defaultLevel), boundInputs: boundByName)

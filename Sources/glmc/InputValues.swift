@@ -3,8 +3,8 @@ import GLMCIR
 import GLMCInterpreter
 import GLMCOps
 
-/// Shape-determining inputs: integer inputs whose values decide shapes (Slice bounds, Reshape and
-/// Expand shapes, Pad amounts, TopK's k, OneHot's depth, ...). A plan with static shapes can only be
+/// Shape-determining inputs: inputs whose values decide shapes (Slice bounds, Reshape and Expand
+/// shapes, Pad amounts, TopK's k, OneHot's depth, Resize's scales, ...). A plan with static shapes can only be
 /// built when those values are known, so — like TensorRT's shape-tensor inputs — their values are
 /// bound at convert time: the input stays in the plan (and is checked at run time against the bound
 /// value), but the compiler sees a constant.
@@ -17,8 +17,12 @@ enum InputValues {
         return (String(spec[..<eq]), try NPY.read(path: String(spec[spec.index(after: eq)...])))
     }
 
-    /// Whether inputs of `dtype` can be bound (the manifest records bound values as integers).
-    static func isBindable(_ dtype: DType) -> Bool { dtype.isInteger || dtype == .bool }
+    /// Whether inputs of `dtype` can be bound (the manifest records bound values as JSON numbers,
+    /// and a runtime compares them).
+    static func isBindable(_ dtype: DType) -> Bool { dtype.isInteger || dtype == .bool || dtype == .f32 || dtype == .f64 }
+
+    /// Whether `value` can be recorded (JSON has no NaN or infinity).
+    static func isRecordable(_ value: Tensor) -> Bool { !value.dtype.isFloatingPoint || value.doubles.allSatisfy(\.isFinite) }
 
     /// The named inputs of `module.main`, checked to exist, to be bindable and to have the value's
     /// dtype; `what` names the option in messages.
@@ -32,8 +36,9 @@ enum InputValues {
             guard resolved[arg] == nil else { throw GLMCError("\(what) \(name): given twice") }
             let type = f.type(of: arg)
             guard isBindable(type.dtype) else {
-                throw GLMCError("\(what) \(name): only integer inputs can be bound, and '\(name)' is \(type)")
+                throw GLMCError("\(what) \(name): only integer, bool, f32 and f64 inputs can be bound, and '\(name)' is \(type)")
             }
+            guard isRecordable(value) else { throw GLMCError("\(what) \(name): the value holds NaN or infinity, which a plan cannot record") }
             guard value.dtype == type.dtype, type.shape.isCompatible(with: Shape(static: value.shape)) else {
                 throw GLMCError("\(what) \(name): the value is \(value.type), but input '\(name)' is \(type)")
             }
@@ -42,33 +47,33 @@ enum InputValues {
         return resolved
     }
 
-    /// Of the given input values, those of integer inputs that determine shapes: binding all of them
+    /// Of the given input values, those of inputs that determine shapes: binding all of them
     /// lets shape inference prove some shapes, and each one kept is needed for that (without it,
     /// some inferred type gets less precise). The model's declared intermediate and output types are
     /// ignored here, since a declared shape is no substitute for the value the kernels need.
     static func shapeDetermining(_ module: Module, values: [ValueID: Tensor]) throws -> [ValueID: Tensor] {
         let f = module.main
-        var chosen = values.filter { isBindable(f.type(of: $0.key).dtype) && f.type(of: $0.key).shape.isStatic }
-        guard !chosen.isEmpty else { return [:] }
-        let knowledge = try inferredTypes(module, binding: chosen)
+        var chosen = values.filter { isBindable(f.type(of: $0.key).dtype) && f.type(of: $0.key).shape.isStatic && isRecordable($0.value) }
+        guard !chosen.isEmpty, let knowledge = inferredTypes(module, binding: chosen) else { return [:] }
         for arg in f.arguments where chosen[arg] != nil {
             var without = chosen
             without[arg] = nil
-            if try inferredTypes(module, binding: without) == knowledge { chosen = without }
+            if inferredTypes(module, binding: without) == knowledge { chosen = without }
         }
         return chosen
     }
 
     /// The result types of `module.main`'s instructions as shape inference alone infers them with
-    /// `values` bound (declared types erased).
-    static func inferredTypes(_ module: Module, binding values: [ValueID: Tensor]) throws -> [TensorType] {
+    /// `values` bound (declared types erased); nil where inference fails (e.g. an op that needs
+    /// one of the values).
+    static func inferredTypes(_ module: Module, binding values: [ValueID: Tensor]) -> [TensorType]? {
         var m = module
         let originalCount = m.main.values.count
         for inst in m.main.body where inst.constantValue == nil {
             for r in inst.results { m.main.values[r.index].type = TensorType(m.main.type(of: r).dtype, .unranked) }
         }
         bind(values, in: &m)
-        try InputShapes.propagate(&m.main)
+        guard (try? InputShapes.propagate(&m.main)) != nil else { return nil }
         return (0 ..< originalCount).map { m.main.values[$0].type }
     }
 

@@ -175,6 +175,8 @@ struct Run: ParsableCommand {
             try ModuleVerifier.verify(module)
         }
         try passOptions.optimize(&module, defaultLevel: 3)
+        // Folding may have turned shape computations into constants: infer the types again.
+        try InputShapes.propagate(&module.main)
         let options = CPUPlanOptions(sourceModelSha256: SHA256Digest.hex(SHA256Digest.hash(modelBytes)),
                                      glmcVersion: GLMC.configuration.version,
                                      pipeline: try passOptions.pipelineNames(defaultLevel: 3), boundInputs: boundByName)
