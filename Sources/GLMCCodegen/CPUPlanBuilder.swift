@@ -52,6 +52,7 @@ public enum CPUPlanBuilder {
         // instructions (each then a step of its own, its intermediates planned like any other
         // value), and generation starts again.
         var function = module.main
+        try refuseValueShapedOps(in: function)
         evaluateConstantValues(in: &function, opset: module.opsets[""] ?? module.opsets["ai.onnx"] ?? OpRegistry.newestOpset)
         var g: Generator
         while true {

@@ -28,6 +28,24 @@ import GLMCPlan
 ///
 /// Ops whose output shape depends on input values (NonZero, Unique, NonMaxSuppression, Compress
 /// with a runtime condition) cannot have a static plan and are refused with a message saying so.
+extension CPUPlanBuilder {
+    /// Ops whose output shape depends on the values of their data (not on configuration such as
+    /// Slice bounds): a plan refuses them unless their results are constants. Binding their data
+    /// would only fold the model into a constant for one input, so `glmc run --engine cpu` does not
+    /// count them when it looks for shape-determining inputs.
+    public static let valueShapedOps: Set<String> = ["NonZero", "Unique", "NonMaxSuppression"]
+
+    /// Refuses a value-shaped op whose result shape is not static, with the reason, before the
+    /// generic static-shape check would blame its output.
+    static func refuseValueShapedOps(in f: Function) throws {
+        for inst in f.body where inst.op.domain.isEmpty && valueShapedOps.contains(inst.op.type) {
+            guard inst.results.contains(where: { f.type(of: $0).shape.staticSizes == nil }) else { continue }
+            let node = inst.nodeName.isEmpty ? "" : " (node '\(inst.nodeName)')"
+            throw GLMCError("unsupported: --target cpu cannot compile \(inst.op)\(node): its output shape depends on input values, which a static plan cannot follow")
+        }
+    }
+}
+
 extension CPUPlanBuilder.Generator {
     /// Ops lowered through an index table when only their first operand is a runtime value.
     static let indexTableOps: Set<String> = [
@@ -38,10 +56,9 @@ extension CPUPlanBuilder.Generator {
     static let runtimeIndexOps: Set<String> = ["GatherElements", "GatherND", "ScatterElements", "Scatter", "ScatterND", "OneHot"]
     /// Ops whose result depends on operand shapes only.
     static let shapeOnlyOps: Set<String> = ["EyeLike", "Shape", "Size"]
-    /// Ops whose output shape depends on runtime values.
-    static let valueShapedOps: Set<String> = ["NonZero", "Unique", "NonMaxSuppression"]
-
-    static var movementOps: Set<String> { indexTableOps.union(runtimeIndexOps).union(shapeOnlyOps).union(valueShapedOps) }
+    static var movementOps: Set<String> {
+        indexTableOps.union(runtimeIndexOps).union(shapeOnlyOps).union(CPUPlanBuilder.valueShapedOps)
+    }
 
     mutating func lowerMovement(_ inst: Instruction) throws {
         let type = inst.op.type
@@ -59,7 +76,7 @@ extension CPUPlanBuilder.Generator {
 
     /// Whether the output shape of `inst` depends on runtime values.
     func valueShaped(_ inst: Instruction, runtimeOperands: [Int]) -> Bool {
-        if Self.valueShapedOps.contains(inst.op.type) { return true }
+        if CPUPlanBuilder.valueShapedOps.contains(inst.op.type) { return true }
         return inst.op.type == "Compress" && runtimeOperands.contains(1)
     }
 
@@ -162,8 +179,8 @@ extension CPUPlanBuilder.Generator {
         guard xSizes.count >= 2, CPUKernelLibrary.elementType(bytes: bytes) != nil, f.type(of: k).dtype == .i64,
               try sizes(k, inst).reduce(1, *) == 1 else { throw unsupported(inst, "on \(f.type(of: x))") }
         let count = xSizes.reduce(1, *)
-        addStep(kind: "trilu", code: CPUKernelLibrary.trilu(name: nextSymbol, elementBytes: bytes, rows: xSizes[xSizes.count - 2],
-                                                            cols: xSizes[xSizes.count - 1], upper: intAttr(inst, "upper", 1) != 0),
+        addStep(kind: "trilu", code: CPUKernelLibrary.trilu(name: nextSymbol, elementBytes: bytes, rows: max(1, xSizes[xSizes.count - 2]),
+                                                            cols: max(1, xSizes[xSizes.count - 1]), upper: intAttr(inst, "upper", 1) != 0),
                 arguments: [try argument(x, inst), try argument(k, inst), try output(inst)], range: count, work: 2)
     }
 

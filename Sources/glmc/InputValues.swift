@@ -1,7 +1,9 @@
 import Foundation
+import GLMCCodegen
 import GLMCIR
 import GLMCInterpreter
 import GLMCOps
+import GLMCPasses
 
 /// Shape-determining inputs: inputs whose values decide shapes (Slice bounds, Reshape and Expand
 /// shapes, Pad amounts, TopK's k, OneHot's depth, Resize's scales, ...). A plan with static shapes can only be
@@ -72,7 +74,18 @@ enum InputValues {
         for inst in m.main.body where inst.constantValue == nil {
             for r in inst.results { m.main.values[r.index].type = TensorType(m.main.type(of: r).dtype, .unranked) }
         }
+        // Ops whose output shapes follow their data's values do not count: their operands become
+        // values of unknown type that nothing folds (binding their data would only make the whole
+        // model a constant for one input).
+        for i in m.main.body.indices where m.main.body[i].op.domain.isEmpty && CPUPlanBuilder.valueShapedOps.contains(m.main.body[i].op.type) {
+            for k in m.main.body[i].operands.indices {
+                guard let v = m.main.body[i].operands[k] else { continue }
+                m.main.body[i].operands[k] = m.main.addValue(TensorType(m.main.type(of: v).dtype, .unranked))
+            }
+        }
         bind(values, in: &m)
+        // Values computed from the bound ones (a Cast, a Concat of shape parts) count as known.
+        _ = try? ConstantFold().run(on: &m, context: PassContext())
         guard (try? InputShapes.propagate(&m.main)) != nil else { return nil }
         return (0 ..< originalCount).map { m.main.values[$0].type }
     }

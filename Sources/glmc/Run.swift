@@ -181,6 +181,10 @@ struct Run: ParsableCommand {
                                      glmcVersion: GLMC.configuration.version,
                                      pipeline: try passOptions.pipelineNames(defaultLevel: 3), boundInputs: boundByName)
         try execute(try CPUPlanBuilder.build(module, options: options), inputs: tensors)
+        if !boundByName.isEmpty {
+            let names = boundByName.keys.sorted().map { "'\($0)'" }.joined(separator: ", ")
+            FileHandle.standardError.write(Data("note: the plan was built for the given values of \(names) (they decide shapes)\n".utf8))
+        }
     }
 
     /// Runs `plan` on the CPU runtime with `tensors` (in the plan's input order) and writes the outputs.
