@@ -49,14 +49,17 @@ enum InputValues {
         return resolved
     }
 
-    /// Of the given input values, those of inputs that determine shapes: binding all of them
-    /// lets shape inference prove some shapes, and each one kept is needed for that (without it,
+    /// Of the given input values, those of inputs that determine shapes (none when shape
+    /// inference and folding prove every shape without them): binding all of them
+    /// lets shape inference prove more shapes, and each one kept is needed for that (without it,
     /// some inferred type gets less precise). The model's declared intermediate and output types are
     /// ignored here, since a declared shape is no substitute for the value the kernels need.
     static func shapeDetermining(_ module: Module, values: [ValueID: Tensor]) throws -> [ValueID: Tensor] {
         let f = module.main
         var chosen = values.filter { isBindable(f.type(of: $0.key).dtype) && f.type(of: $0.key).shape.isStatic && isRecordable($0.value) }
-        guard !chosen.isEmpty, let knowledge = inferredTypes(module, binding: chosen) else { return [:] }
+        guard !chosen.isEmpty, let unbound = inferredTypes(module, binding: [:]),
+              unbound.contains(where: { !$0.shape.isStatic }),
+              let knowledge = inferredTypes(module, binding: chosen) else { return [:] }
         for arg in f.arguments where chosen[arg] != nil {
             var without = chosen
             without[arg] = nil
@@ -84,8 +87,13 @@ enum InputValues {
             }
         }
         bind(values, in: &m)
-        // Values computed from the bound ones (a Cast, a Concat of shape parts) count as known.
-        _ = try? ConstantFold().run(on: &m, context: PassContext())
+        // Values computed from static shapes and from the bound values (a Cast, a Concat of shape
+        // parts) count as known.
+        for _ in 0 ..< 2 {
+            guard (try? InputShapes.propagate(&m.main)) != nil else { return nil }
+            _ = try? FoldShapeComputations().run(on: &m, context: PassContext())
+            _ = try? ConstantFold().run(on: &m, context: PassContext())
+        }
         guard (try? InputShapes.propagate(&m.main)) != nil else { return nil }
         return (0 ..< originalCount).map { m.main.values[$0].type }
     }
