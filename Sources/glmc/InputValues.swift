@@ -56,10 +56,15 @@ enum InputValues {
     /// ignored here, since a declared shape is no substitute for the value the kernels need.
     static func shapeDetermining(_ module: Module, values: [ValueID: Tensor]) throws -> [ValueID: Tensor] {
         let f = module.main
-        var chosen = values.filter { isBindable(f.type(of: $0.key).dtype) && f.type(of: $0.key).shape.isStatic && isRecordable($0.value) }
-        guard !chosen.isEmpty, let unbound = inferredTypes(module, binding: [:]),
-              unbound.contains(where: { !$0.shape.isStatic }),
-              let knowledge = inferredTypes(module, binding: chosen) else { return [:] }
+        // Shape-determining operands of ONNX ops (shapes, starts/ends, pads, axes, repeats, scales,
+        // sizes, k, depth, split sizes, Range limits, ...) are scalars or vectors.
+        var chosen = values.filter { v, value in
+            let t = f.type(of: v)
+            return isBindable(t.dtype) && t.shape.isStatic && (t.shape.dims?.count ?? 2) <= 1 && isRecordable(value)
+        }
+        guard !chosen.isEmpty else { return [:] }
+        if let unbound = inferredTypes(module, binding: [:]), unbound.allSatisfy(\.shape.isStatic) { return [:] }
+        guard let knowledge = inferredTypes(module, binding: chosen) else { return [:] }
         for arg in f.arguments where chosen[arg] != nil {
             var without = chosen
             without[arg] = nil
@@ -77,10 +82,13 @@ enum InputValues {
         for inst in m.main.body where inst.constantValue == nil {
             for r in inst.results { m.main.values[r.index].type = TensorType(m.main.type(of: r).dtype, .unranked) }
         }
-        // Ops whose output shapes follow their data's values do not count: their operands become
-        // values of unknown type that nothing folds (binding their data would only make the whole
-        // model a constant for one input).
-        for i in m.main.body.indices where m.main.body[i].op.domain.isEmpty && CPUPlanBuilder.valueShapedOps.contains(m.main.body[i].op.type) {
+        // Ops whose output shapes follow their data's values, and control flow (whose result
+        // shapes come from running it), do not count: their operands become values of unknown
+        // type that nothing folds (binding their data would only make the whole model a constant
+        // for one input).
+        for i in m.main.body.indices {
+            let inst = m.main.body[i]
+            guard !inst.nestedFunctions.isEmpty || (inst.op.domain.isEmpty && CPUPlanBuilder.valueShapedOps.contains(inst.op.type)) else { continue }
             for k in m.main.body[i].operands.indices {
                 guard let v = m.main.body[i].operands[k] else { continue }
                 m.main.body[i].operands[k] = m.main.addValue(TensorType(m.main.type(of: v).dtype, .unranked))
