@@ -133,6 +133,31 @@ extension CPUPlanTests {
                     containing: ["expected NAME=FILE.npy"])
     }
 
+    /// `run --engine cpu` binds the input that decides a shape (Reshape's) and not the one that is
+    /// only data (Gather's indices), which then may change between runs of the same model.
+    func testRunBindsOnlyShapeDeterminingInputs() throws {
+        let model = scratch + "/pick.glmc"
+        try """
+        opsets {"" = 13}
+        func @p(%0: f32[4,3] loc("table"), %1: i64[2] loc("ids"), %2: i64[2] loc("shape")) -> (f32[?,?] loc("y")) {
+          %3 = Gather(%0, %1) {axis = 0} : f32[2,3] loc("rows")
+          %4 = Reshape(%3, %2) : f32[?,?] loc("y")
+          return %4
+        }
+        """.write(toFile: model, atomically: true, encoding: .utf8)
+        let table = scratch + "/table.npy", ids = scratch + "/ids.npy", shape = scratch + "/shape.npy"
+        try NPY.write(encoded: try NPY.encode(Tensor((0 ..< 12).map(Float.init), shape: [4, 3])), to: table)
+        try NPY.write(encoded: try NPY.encode(Tensor([3, 1] as [Int64], shape: [2])), to: ids)
+        try NPY.write(encoded: try NPY.encode(Tensor([3, 2] as [Int64], shape: [2])), to: shape)
+        let r = try GLMC.run(["run", model, "--engine", "cpu", "--input", table, "--input", ids, "--input", shape,
+                              "--output-dir", scratch + "/o"], timeout: 120)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stderr, "note: the plan was built for the given values of 'shape' (they decide shapes)\n")
+        let y = try NPY.read(path: scratch + "/o/output_0.npy")
+        XCTAssertEqual(y.shape, [3, 2])
+        XCTAssertEqual(y.doubles, [9, 10, 11, 3, 4, 5])
+    }
+
     /// Ops whose output shape depends on runtime values are refused with a reason.
     func testValueShapedOpsAreRefused() throws {
         let model = scratch + "/nz.glmc"
