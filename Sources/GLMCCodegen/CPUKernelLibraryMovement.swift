@@ -14,17 +14,28 @@ extension CPUKernelLibrary {
     }
 
     /// `Y[i] = X[T[i]]`, or `F[-1 - T[i]]` where the table entry is negative (a fill value such as
-    /// Pad's constant). The table is int32 (`indexBytes` 4) or int64. Parallel range: the output
-    /// elements. Arguments: X, T, [F], Y.
-    public static func indexTableGather(name: String, elementBytes: Int, indexBytes: Int, hasFills: Bool) -> String {
+    /// Pad's constant). With several sources (`sourceStarts`: where each one's element numbers
+    /// start; the first is 0), an entry selects the last source starting at or before it. The
+    /// table is int32 (`indexBytes` 4) or int64. Parallel range: the output elements.
+    /// Arguments: the sources, T, [F], Y.
+    public static func indexTableGather(name: String, elementBytes: Int, indexBytes: Int, sourceStarts: [Int] = [0],
+                                        hasFills: Bool) -> String {
         let t = elementType(bytes: elementBytes)!, ix = indexBytes == 4 ? "int" : "long long"
-        var s = "// \(name): gather through an index table, \(elementBytes)-byte elements\n"
+        let k = sourceStarts.count
+        var s = "// \(name): gather through an index table, \(elementBytes)-byte elements, \(k) source\(k == 1 ? "" : "s")\n"
         s += "void \(name)(void **args, long begin, long end) {\n"
-        s += "  const \(t) *X = (const \(t) *)args[0];\n  const \(ix) *T = (const \(ix) *)args[1];\n"
-        if hasFills { s += "  const \(t) *F = (const \(t) *)args[2];\n" }
-        s += "  \(t) *Y = (\(t) *)args[\(hasFills ? 3 : 2)];\n"
-        s += hasFills ? "  for (long i = begin; i < end; ++i) { long long j = T[i]; Y[i] = j >= 0 ? X[j] : F[-1 - j]; }\n"
-                      : "  for (long i = begin; i < end; ++i) Y[i] = X[T[i]];\n"
+        for j in 0 ..< k { s += "  const \(t) *X\(j) = (const \(t) *)args[\(j)];\n" }
+        s += "  const \(ix) *T = (const \(ix) *)args[\(k)];\n"
+        if hasFills { s += "  const \(t) *F = (const \(t) *)args[\(k + 1)];\n" }
+        s += "  \(t) *Y = (\(t) *)args[\(k + (hasFills ? 2 : 1))];\n"
+        // The source of entry j: the last one starting at or before j.
+        var pick = "X\(k - 1)[j - \(sourceStarts[k - 1])]"
+        for j in stride(from: k - 2, through: 0, by: -1) {
+            pick = "j < \(sourceStarts[j + 1]) ? X\(j)[j - \(sourceStarts[j])] : " + pick
+        }
+        if k == 1 { pick = "X0[j]" }
+        s += "  for (long i = begin; i < end; ++i) { long long j = T[i]; Y[i] = "
+        s += hasFills ? "j >= 0 ? (\(pick)) : F[-1 - j]; }\n" : "\(pick); }\n"
         s += "}\n"
         return s
     }

@@ -52,6 +52,9 @@ extension CPUPlanBuilder.Generator {
         "Slice", "Pad", "Tile", "Expand", "Split", "Trilu", "DepthToSpace", "SpaceToDepth", "CenterCropPad",
         "Upsample", "Resize", "GatherElements", "GatherND", "Compress", "ReverseSequence",
     ]
+    /// Operands besides the data that an index-table op copies into its result, so they may be
+    /// runtime values too (Pad's constant_value).
+    static let movedOperands: [String: Set<Int>] = ["Pad": [2]]
     /// Ops with kernels for indices known only at run time.
     static let runtimeIndexOps: Set<String> = ["GatherElements", "GatherND", "ScatterElements", "Scatter", "ScatterND", "OneHot"]
     /// Ops whose result depends on operand shapes only.
@@ -68,7 +71,10 @@ extension CPUPlanBuilder.Generator {
             throw GLMCError("unsupported: --target cpu cannot compile \(inst.op)\(node): its output shape depends on input values, which a static plan cannot follow")
         }
         if Self.shapeOnlyOps.contains(type) { return try lowerFromShapes(inst) }
-        if Self.indexTableOps.contains(type), runtimeOperands == [0] { return try lowerIndexTable(inst) }
+        if Self.indexTableOps.contains(type), runtimeOperands.first == 0,
+           runtimeOperands.dropFirst().allSatisfy({ Self.movedOperands[type]?.contains($0) ?? false }) {
+            return try lowerIndexTable(inst, sources: runtimeOperands)
+        }
         if Self.runtimeIndexOps.contains(type) { return try lowerRuntimeIndices(inst) }
         if type == "Trilu", runtimeOperands == [0, 1] { return try lowerTriluWithRuntimeK(inst) }
         throw unsupported(inst, "with runtime operands other than its data")
@@ -80,14 +86,14 @@ extension CPUPlanBuilder.Generator {
         return inst.op.type == "Compress" && runtimeOperands.contains(1)
     }
 
-    /// Runs the op's definition at convert time, `data` in place of operand 0 and the constants
-    /// elsewhere (other runtime operands: zeros of their type).
-    func evaluate(_ inst: Instruction, data: Tensor?) throws -> [Tensor] {
+    /// Runs the op's definition at convert time, `replacing` in place of the operands it names
+    /// and the constants elsewhere (other runtime operands: zeros of their type).
+    func evaluate(_ inst: Instruction, replacing: [Int: Tensor]) throws -> [Tensor] {
         guard let definition = OpRegistry.definition(of: inst.op) else { throw unsupported(inst) }
         var inputs: [Tensor?] = []
         for (i, v) in inst.operands.enumerated() {
             guard let v else { inputs.append(nil); continue }
-            if i == 0, let data { inputs.append(data); continue }
+            if let t = replacing[i] { inputs.append(t); continue }
             if let c = constants[v] { inputs.append(try Tensor(c)); continue }
             inputs.append(Tensor.zeros(f.type(of: v).dtype, shape: try sizes(v, inst)))
         }
@@ -100,7 +106,7 @@ extension CPUPlanBuilder.Generator {
 
     /// EyeLike, Shape, Size: computed at convert time from the (static) operand shapes.
     mutating func lowerFromShapes(_ inst: Instruction) throws {
-        let results = try evaluate(inst, data: nil)
+        let results = try evaluate(inst, replacing: [:])
         for (r, t) in zip(inst.results, results) where isUsed(r) {
             guard let b = bufferOf[r] else { throw unsupported(inst, "whose result has no buffer") }
             let source = try weight(key: "shape#\(r.index)", name: f.name(of: r), t.tensorData, inst)
@@ -109,10 +115,12 @@ extension CPUPlanBuilder.Generator {
         }
     }
 
-    /// A movement op whose only runtime operand is its data: one index-table gather per result.
-    mutating func lowerIndexTable(_ inst: Instruction) throws {
+    /// A movement op whose runtime operands are values it moves (its data, and e.g. Pad's
+    /// constant_value): one index-table gather per result. The sources are numbered one after
+    /// the other, so a table entry names a source and an element in it.
+    mutating func lowerIndexTable(_ inst: Instruction, sources: [Int]) throws {
         guard let x = inst.operands[0] else { throw unsupported(inst) }
-        let xType = f.type(of: x), xSizes = try sizes(x, inst)
+        let xType = f.type(of: x)
         let elementBytes = xType.dtype.byteSize
         guard CPUKernelLibrary.elementType(bytes: elementBytes) != nil else { throw unsupported(inst, "on \(xType.dtype) tensors") }
         if inst.op.type == "Resize" || inst.op.type == "Upsample" {
@@ -120,10 +128,26 @@ extension CPUPlanBuilder.Generator {
                 throw unsupported(inst, "in mode '\(mode)' (only nearest moves elements)")
             }
         }
-        let n = xSizes.reduce(1, *)
-        func iota(from base: Int) -> Tensor { Tensor((0 ..< n).map { Int64(base + $0) }, shape: xSizes) }
-        let first = try evaluate(inst, data: iota(from: 0)), second = try evaluate(inst, data: iota(from: n))
-        let zeros = try evaluate(inst, data: Tensor.zeros(xType.dtype, shape: xSizes))
+        var sourceSizes: [[Int]] = [], offsets: [Int] = [], n = 0
+        for i in sources {
+            let v = inst.operands[i]!
+            guard f.type(of: v).dtype == xType.dtype else { throw unsupported(inst, "with a runtime operand of another type than its data") }
+            sourceSizes.append(try sizes(v, inst))
+            offsets.append(n)
+            n += sourceSizes.last!.reduce(1, *)
+        }
+        func numbered(shift: Int) -> [Int: Tensor] {
+            var t: [Int: Tensor] = [:]
+            for (k, i) in sources.enumerated() {
+                let count = sourceSizes[k].reduce(1, *)
+                t[i] = Tensor((0 ..< count).map { Int64(shift + offsets[k] + $0) }, shape: sourceSizes[k])
+            }
+            return t
+        }
+        let first = try evaluate(inst, replacing: numbered(shift: 0)), second = try evaluate(inst, replacing: numbered(shift: n))
+        var zeroSources: [Int: Tensor] = [:]
+        for (k, i) in sources.enumerated() { zeroSources[i] = Tensor.zeros(xType.dtype, shape: sourceSizes[k]) }
+        let zeros = try evaluate(inst, replacing: zeroSources)
         for (k, r) in inst.results.enumerated() where isUsed(r) {
             let rSizes = try sizes(r, inst), count = rSizes.reduce(1, *)
             guard k < first.count, first[k].shape == rSizes, second[k].shape == rSizes, zeros[k].shape == rSizes,
@@ -149,7 +173,7 @@ extension CPUPlanBuilder.Generator {
             }
             guard let y = bufferOf[r] else { throw unsupported(inst, "whose result has no buffer") }
             let symbol = nextSymbol
-            if fills.isEmpty, count == n, table.enumerated().allSatisfy({ Int64($0.offset) == $0.element }) {
+            if sources.count == 1, fills.isEmpty, count == n, table.enumerated().allSatisfy({ Int64($0.offset) == $0.element }) {
                 addStep(kind: "copy", code: CPUKernelLibrary.copy(name: symbol, bytes: count * elementBytes),
                         arguments: [try argument(x, inst), .buffer(y)], range: count * elementBytes, work: 1)
                 continue
@@ -157,7 +181,8 @@ extension CPUPlanBuilder.Generator {
             let narrow = n < Int(Int32.max) && fills.count < Int(Int32.max)
             let tableData = narrow ? TensorData(type: TensorType(.i32, static: [count]), elements: table.map { Int32($0) })
                                    : TensorData(type: TensorType(.i64, static: [count]), elements: table)
-            var args = [try argument(x, inst), try weight(key: "table#\(r.index)", name: f.name(of: r) + ".index_table", tableData, inst)]
+            var args = try sources.map { try argument(inst.operands[$0]!, inst) }
+            args += [try weight(key: "table#\(r.index)", name: f.name(of: r) + ".index_table", tableData, inst)]
             if !fills.isEmpty {
                 let fillData = fills.reduce(Data(), +).withUnsafeBytes {
                     TensorData(type: TensorType(xType.dtype, static: [fills.count]), copying: $0)
@@ -167,7 +192,7 @@ extension CPUPlanBuilder.Generator {
             args.append(.buffer(y))
             addStep(kind: "index_table_gather",
                     code: CPUKernelLibrary.indexTableGather(name: symbol, elementBytes: elementBytes, indexBytes: narrow ? 4 : 8,
-                                                            hasFills: !fills.isEmpty),
+                                                            sourceStarts: offsets, hasFills: !fills.isEmpty),
                     arguments: args, range: count, work: 2)
         }
     }

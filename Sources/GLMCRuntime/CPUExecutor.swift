@@ -165,8 +165,11 @@ public final class CPUExecutor {
             guard t.bytes.count == b.bytes else {
                 throw RuntimeError("input '\(input.name)' has \(t.bytes.count) bytes, expected \(b.bytes)")
             }
-            if let bound = input.value, let got = Self.boundValue(t.bytes, dtype: t.dtype), !Self.equal(got, bound) {
-                throw RuntimeError("input '\(input.name)' is \(got), but the plan was built for the value \(bound) (it decides shapes and was fixed at convert time; convert again with --input-value \(input.name)=FILE.npy)")
+            if let bound = input.value {
+                guard let got = Self.boundValue(t.bytes, dtype: t.dtype) else {
+                    throw RuntimeError("input '\(input.name)' has a bound value, but its dtype \(t.dtype) cannot be compared with it")
+                }
+                guard Self.equal(got, bound) else { throw RuntimeError("input '\(input.name)' is \(got), but the plan was built for the value \(bound) (it decides shapes and was fixed at convert time; convert again with --input-value \(input.name)=FILE.npy)") }
             }
             if b.bytes > 0 { t.bytes.withUnsafeBytes { (arena + b.offset).copyMemory(from: $0.baseAddress!, byteCount: b.bytes) } }
         }

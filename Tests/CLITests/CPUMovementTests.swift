@@ -12,12 +12,12 @@ import XCTest
 extension CPUPlanTests {
     /// Slice (negative step), Pad (constant with a value, reflect, edge), Tile, Expand, Split,
     /// Trilu, DepthToSpace, Resize (nearest) and GatherElements with constant indices, all through
-    /// index tables; i64 data through the same kernel.
+    /// index tables; Pad with a runtime constant_value (a second source of the table).
     func testIndexTableMovementMatchesTheInterpreter() throws {
         let ir = """
         opsets {"" = 18}
 
-        func @m(%0: f32[2,3,4] loc("x"), %1: f32[1,8,2,3] loc("d")) -> (f32[2,2,2] loc("sl"), f32[2,5,7] loc("pc"), f32[2,3,8] loc("pr"), f32[2,5,4] loc("pe"), f32[4,3,8] loc("ti"), f32[3,2,3,4] loc("ex"), f32[2,1,4] loc("s0"), f32[2,2,4] loc("s1"), f32[2,3,4] loc("tr"), f32[1,2,4,6] loc("ds"), f32[1,8,4,6] loc("rs"), f32[2,2,4] loc("ge")) {
+        func @m(%0: f32[2,3,4] loc("x"), %1: f32[1,8,2,3] loc("d"), %90: f32[] loc("pv")) -> (f32[2,5,7] loc("pv_out"), f32[2,2,2] loc("sl"), f32[2,5,7] loc("pc"), f32[2,3,8] loc("pr"), f32[2,5,4] loc("pe"), f32[4,3,8] loc("ti"), f32[3,2,3,4] loc("ex"), f32[2,1,4] loc("s0"), f32[2,2,4] loc("s1"), f32[2,3,4] loc("tr"), f32[1,2,4,6] loc("ds"), f32[1,8,4,6] loc("rs"), f32[2,2,4] loc("ge")) {
           %2 = const dense<[0, 3, 1]> : i64[3] loc("starts")
           %3 = const dense<[2, -10, 4]> : i64[3] loc("ends")
           %4 = const dense<[0, 1, 2]> : i64[3] loc("axes")
@@ -42,12 +42,14 @@ extension CPUPlanTests {
           %24 = Resize(%1, _, %23) {mode = "nearest"} : f32[1,8,4,6] loc("rs")
           %25 = const dense<[0, 2, 1, -1, 2, 0, 0, 1, 1, 0, 2, 2, 1, 1, 0, 0]> : i64[2,2,4] loc("gi")
           %26 = GatherElements(%0, %25) {axis = 1} : f32[2,2,4] loc("ge")
-          return %6, %9, %11, %13, %15, %17, %19, %20, %21, %22, %24, %26
+          %27 = Pad(%0, %7, %90) : f32[2,5,7] loc("pv_out")
+          return %27, %6, %9, %11, %13, %15, %17, %19, %20, %21, %22, %24, %26
         }
         """
-        try checkAgainstInterpreter(ir, inputs: [[2, 3, 4], [1, 8, 2, 3]], seed: 31, convert: ["-O0"])
+        try checkAgainstInterpreter(ir, inputs: [[2, 3, 4], [1, 8, 2, 3], []], seed: 31, convert: ["-O0"])
         let source = try String(contentsOfFile: scratch + "/model.plan", encoding: .isoLatin1)
         XCTAssertTrue(source.contains("index_table_gather"))
+        XCTAssertTrue(source.contains("4-byte elements, 2 sources"), "Pad's runtime constant_value is a second source")
     }
 
     /// GatherElements, GatherND (with batch_dims), ScatterElements (max), ScatterND (add) and

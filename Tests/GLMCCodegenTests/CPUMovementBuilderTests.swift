@@ -32,7 +32,7 @@ final class CPUMovementBuilderTests: XCTestCase {
         XCTAssertEqual(table, [-1, 0, 1, 2, -1])
         let fills = weight("y.fill_values", in: g).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
         XCTAssertEqual(fills, [7])
-        XCTAssertTrue(g.source.contains("Y[i] = j >= 0 ? X[j] : F[-1 - j];"), g.source)
+        XCTAssertTrue(g.source.contains("Y[i] = j >= 0 ? (X0[j]) : F[-1 - j];"), g.source)
     }
 
     /// A Slice that keeps everything is a copy; a reversing one a table without fills.
