@@ -60,6 +60,30 @@ extension CPUKernelLibrary {
         """
     }
 
+    /// ReverseSequence with runtime lengths L (int64, one per batch entry): along the time axis,
+    /// the first `L[b]` elements of each batch entry reversed, the rest copied (L clamped to
+    /// [0, T]). Parallel range: the elements. Arguments: X, L, Y.
+    public static func reverseSequence(name: String, elementBytes: Int, timeLen: Int, timeStride: Int,
+                                       batchLen: Int, batchStride: Int) -> String {
+        let t = elementType(bytes: elementBytes)!
+        return """
+        // \(name): reverse_sequence, time \(timeLen) (stride \(timeStride)), batch \(batchLen) (stride \(batchStride))
+        void \(name)(void **args, long begin, long end) {
+          const \(t) *X = (const \(t) *)args[0];
+          const long long *L = (const long long *)args[1];
+          \(t) *Y = (\(t) *)args[2];
+          for (long e = begin; e < end; ++e) {
+            long t = (e / \(timeStride)) % \(timeLen), b = (e / \(batchStride)) % \(batchLen);
+            long long len = L[b];
+            if (len < 0) len = 0;
+            if (len > \(timeLen)) len = \(timeLen);
+            Y[e] = t < len ? X[e + (len - 1 - 2 * t) * \(timeStride)] : X[e];
+          }
+        }
+
+        """
+    }
+
     /// Reads index `k` of an int32 or int64 index tensor `I` as a C expression.
     static func indexLoad(_ array: String, _ k: String, indexBytes: Int) -> String {
         indexBytes == 4 ? "(long long)((const int *)\(array))[\(k)]" : "((const long long *)\(array))[\(k)]"

@@ -77,6 +77,7 @@ extension CPUPlanBuilder.Generator {
         }
         if Self.runtimeIndexOps.contains(type) { return try lowerRuntimeIndices(inst) }
         if type == "Trilu", runtimeOperands == [0, 1] { return try lowerTriluWithRuntimeK(inst) }
+        if type == "ReverseSequence", runtimeOperands.contains(1) { return try lowerReverseSequence(inst) }
         throw unsupported(inst, "with runtime operands other than its data")
     }
 
@@ -207,6 +208,23 @@ extension CPUPlanBuilder.Generator {
         addStep(kind: "trilu", code: CPUKernelLibrary.trilu(name: nextSymbol, elementBytes: bytes, rows: max(1, xSizes[xSizes.count - 2]),
                                                             cols: max(1, xSizes[xSizes.count - 1]), upper: intAttr(inst, "upper", 1) != 0),
                 arguments: [try argument(x, inst), try argument(k, inst), try output(inst)], range: count, work: 2)
+    }
+
+    /// ReverseSequence whose sequence lengths are runtime values: a kernel that reads them.
+    mutating func lowerReverseSequence(_ inst: Instruction) throws {
+        guard inst.operands.count == 2, let x = inst.operands[0], let lens = inst.operands[1] else { throw unsupported(inst) }
+        let xSizes = try sizes(x, inst), bytes = f.type(of: x).dtype.byteSize
+        let timeAxis = intAttr(inst, "time_axis", 0), batchAxis = intAttr(inst, "batch_axis", 1)
+        guard xSizes.count >= 2, Set([timeAxis, batchAxis]) == [0, 1], CPUKernelLibrary.elementType(bytes: bytes) != nil,
+              f.type(of: lens).dtype == .i64, try sizes(lens, inst) == [xSizes[batchAxis]] else {
+            throw unsupported(inst, "on \(f.type(of: x)) with lengths \(f.type(of: lens))")
+        }
+        let strides = Self.strides(xSizes), count = xSizes.reduce(1, *)
+        addStep(kind: "reverse_sequence",
+                code: CPUKernelLibrary.reverseSequence(name: nextSymbol, elementBytes: bytes, timeLen: max(1, xSizes[timeAxis]),
+                                                       timeStride: max(1, strides[timeAxis]), batchLen: max(1, xSizes[batchAxis]),
+                                                       batchStride: max(1, strides[batchAxis])),
+                arguments: [try argument(x, inst), try argument(lens, inst), try output(inst)], range: count, work: 2)
     }
 
     /// C element type for scatter arithmetic.

@@ -52,13 +52,13 @@ extension CPUPlanTests {
         XCTAssertTrue(source.contains("4-byte elements, 2 sources"), "Pad's runtime constant_value is a second source")
     }
 
-    /// GatherElements, GatherND (with batch_dims), ScatterElements (max), ScatterND (add) and
-    /// OneHot with indices known only at run time.
+    /// GatherElements, GatherND (with batch_dims), ScatterElements (max), ScatterND (add),
+    /// OneHot, Trilu and ReverseSequence with indices, k or lengths known only at run time.
     func testRuntimeIndexKernelsMatchTheInterpreter() throws {
         let ir = """
         opsets {"" = 18}
 
-        func @r(%0: f32[3,4] loc("x"), %1: i64[3,2] loc("i"), %2: i64[2,1] loc("j"), %3: f32[2,3] loc("u"), %4: i64[3,2] loc("k")) -> (f32[3,2] loc("ge"), f32[2,4] loc("gn"), f32[3,4] loc("se"), f32[3,4] loc("sn"), f32[3,2,3] loc("oh"), f32[3,2] loc("gb")) {
+        func @r(%0: f32[3,4] loc("x"), %1: i64[3,2] loc("i"), %2: i64[2,1] loc("j"), %3: f32[2,3] loc("u"), %4: i64[3,2] loc("k"), %30: i64[] loc("diag")) -> (f32[3,2] loc("ge"), f32[2,4] loc("gn"), f32[3,4] loc("se"), f32[3,4] loc("sn"), f32[3,2,3] loc("oh"), f32[3,2] loc("gb"), f32[3,4] loc("tr")) {
           %5 = GatherElements(%0, %1) {axis = 1} : f32[3,2] loc("ge")
           %6 = GatherND(%0, %2) : f32[2,4] loc("gn")
           %7 = const dense<[0, 1, 2, 2, 1, 0]> : i64[2,3] loc("rows")
@@ -73,12 +73,34 @@ extension CPUPlanTests {
           %15 = Unsqueeze(%4, %18) : i64[3,2,1]
           %16 = GatherND(%14, %15) {batch_dims = 1} : f32[3,2,1]
           %17 = Squeeze(%16, %18) : f32[3,2] loc("gb")
-          return %5, %6, %8, %10, %13, %17
+          %32 = Trilu(%0, %30) {upper = 1} : f32[3,4] loc("tr")
+          return %5, %6, %8, %10, %13, %17, %32
         }
         """
         // Indices in [-3, 3): valid for every indexed dim (sizes 3 and 4).
-        try checkAgainstInterpreter(ir, inputs: [[3, 4], [3, 2], [2, 1], [2, 3], [3, 2]], seed: 5, convert: ["-O0"],
-                                    indexInputs: [1: 3, 2: 3, 4: 3])
+        try checkAgainstInterpreter(ir, inputs: [[3, 4], [3, 2], [2, 1], [2, 3], [3, 2], []], seed: 5, convert: ["-O0"],
+                                    indexInputs: [1: 3, 2: 3, 4: 3, 5: 2])
+    }
+
+    /// ReverseSequence with runtime lengths (batch on axis 1, then on axis 0).
+    func testReverseSequenceWithRuntimeLengths() throws {
+        let model = scratch + "/rev.glmc", plan = scratch + "/rev.plan"
+        try """
+        opsets {"" = 10}
+        func @r(%0: f32[3,4] loc("x"), %1: i64[4] loc("lens"), %2: i64[3] loc("lens_b")) -> (f32[3,4] loc("a"), f32[3,4] loc("b")) {
+          %3 = ReverseSequence(%0, %1) {batch_axis = 1, time_axis = 0} : f32[3,4] loc("a")
+          %4 = ReverseSequence(%0, %2) {batch_axis = 0, time_axis = 1} : f32[3,4] loc("b")
+          return %3, %4
+        }
+        """.write(toFile: model, atomically: true, encoding: .utf8)
+        assertSucceeds(try GLMC.run(["convert", model, "--target", "cpu", "-o", plan], timeout: 120))
+        let x = scratch + "/x.npy", lens = scratch + "/lens.npy", lensB = scratch + "/lens_b.npy"
+        try NPY.write(encoded: try NPY.encode(Tensor((0 ..< 12).map(Float.init), shape: [3, 4])), to: x)
+        try NPY.write(encoded: try NPY.encode(Tensor([3, 0, 2, 1] as [Int64], shape: [4])), to: lens)
+        try NPY.write(encoded: try NPY.encode(Tensor([4, 2, 1] as [Int64], shape: [3])), to: lensB)
+        assertSucceeds(try GLMC.run(["run", plan, "--input", x, "--input", lens, "--input", lensB, "--output-dir", scratch + "/o"]))
+        XCTAssertEqual(try NPY.read(path: scratch + "/o/output_0.npy").doubles, [8, 1, 6, 3, 4, 5, 2, 7, 0, 9, 10, 11])
+        XCTAssertEqual(try NPY.read(path: scratch + "/o/output_1.npy").doubles, [3, 2, 1, 0, 5, 4, 6, 7, 8, 9, 10, 11])
     }
 
     /// `--input-value` binds a shape-determining input at convert time; the plan records it, runs
