@@ -148,6 +148,21 @@ extension CPUPlanTests {
         XCTAssertEqual(engine.stderr, "note: the plan was built for the given values of 'starts' (they decide shapes)\n")
         XCTAssertEqual(try NPY.read(path: scratch + "/e/output_0.npy").shape, [4, 4])
 
+        // A bound input of symbolic shape takes its value's shape.
+        let symbolic = scratch + "/symbolic.glmc"
+        try """
+        opsets {"" = 18}
+        func @s(%0: f32[4,6] loc("x"), %1: i64[?n] loc("starts")) -> (f32[?,?] loc("y")) {
+          %2 = const dense<[4, 6]> : i64[2] loc("ends")
+          %3 = Slice(%0, %1, %2) : f32[?,?] loc("y")
+          return %3
+        }
+        """.write(toFile: symbolic, atomically: true, encoding: .utf8)
+        assertSucceeds(try GLMC.run(["convert", symbolic, "--target", "cpu", "-o", plan, "--input-value", "starts=\(starts)"], timeout: 120))
+        let bound = try PlanReader.read(path: plan).manifest
+        XCTAssertEqual(bound.inputs[1].shape, [2])
+        XCTAssertEqual(bound.outputs[0].shape, [3, 4])
+
         // Bad --input-value arguments.
         assertFails(try GLMC.run(["convert", model, "--target", "cpu", "-o", plan, "--input-value", "starts=\(x)"], timeout: 120),
                     containing: ["--input-value starts: the value is f32[4,6], but input 'starts' is i64[2]"])
