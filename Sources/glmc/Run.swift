@@ -14,8 +14,9 @@ struct Run: ParsableCommand {
         discussion: """
         A plan file (written by glmc convert --target cpu; recognized by its magic GLMCPLAN) runs on the \
         CPU runtime; its inputs must have the dtypes and shapes it was compiled for. --engine cpu on a model \
-        builds such a plan in memory first (-O3 unless told otherwise; symbolic dimensions from the inputs; \
-        integer inputs whose values decide shapes, such as Slice bounds or Reshape shapes, bound to the given values).
+        builds such a plan first (-O3 unless told otherwise; symbolic dimensions from the inputs; inputs whose \
+        values decide shapes, such as Slice bounds or Reshape shapes, bound to the given values) and keeps it in \
+        the plan cache ($GLMC_CACHE_DIR, else $XDG_CACHE_HOME/glmc, else ~/.cache/glmc) for the next run.
         Inputs given as FILE.npy bind to the model's runtime inputs in order; NAME=FILE.npy binds by name.
         -O1..-O3 or --passes run the optimization pipeline first (default -O0: the imported graph).
         Outputs are written in graph-output order as output_0.npy, output_1.npy, ... only after the whole
@@ -44,6 +45,9 @@ struct Run: ParsableCommand {
 
     @Option(help: "Threads a plan's steps are split across (plans only).")
     var threads: Int = 1
+
+    @Flag(help: "With --engine cpu on a model: build the plan afresh and do not store it in the plan cache.")
+    var noCache = false
 
     @Flag(help: "Print one JSON line with timing (median_ms, min_ms, p90_ms, runs).")
     var json = false
@@ -165,7 +169,7 @@ struct Run: ParsableCommand {
             try InputShapes.apply(specs, to: &module)
             try ModuleVerifier.verify(module)
         }
-        // Integer inputs whose values decide shapes are bound to the given values.
+        // Inputs whose values decide shapes are bound to the given values.
         let given = Dictionary(uniqueKeysWithValues: zip(module.main.arguments, tensors))
         let bound = try InputValues.shapeDetermining(module, values: given)
         let boundByName = InputValues.byName(bound, in: module.main)
@@ -174,13 +178,29 @@ struct Run: ParsableCommand {
             try InputShapes.propagate(&module.main)
             try ModuleVerifier.verify(module)
         }
-        try passOptions.optimize(&module, defaultLevel: 3)
-        // Folding may have turned shape computations into constants: infer the types again.
-        try InputShapes.propagate(&module.main)
-        let options = CPUPlanOptions(sourceModelSha256: SHA256Digest.hex(SHA256Digest.hash(modelBytes)),
-                                     glmcVersion: GLMC.configuration.version,
-                                     pipeline: try passOptions.pipelineNames(defaultLevel: 3), boundInputs: boundByName)
-        try execute(try CPUPlanBuilder.build(module, options: options), inputs: tensors)
+        let modelSha256 = SHA256Digest.hex(SHA256Digest.hash(modelBytes))
+        let pipeline = try passOptions.pipelineNames(defaultLevel: 3)
+        let cache = noCache ? nil : PlanCache.standard()
+        let reuse = !passOptions.observesPasses
+        let key = PlanCache.key(modelSha256: modelSha256, options: [
+            "pipeline=" + pipeline.joined(separator: ","),
+            "shapes=" + specs.map { "\($0.name)=\($0.sizes.map(String.init).joined(separator: "x"))" }.joined(separator: ";"),
+            "values=" + boundByName.sorted { $0.key < $1.key }.map { name, value in
+                "\(name):\(value.dtype.rawValue)=" + value.withRawBytes { $0.map { String(format: "%02x", $0) }.joined() }
+            }.joined(separator: ";"),
+        ])
+        if reuse, let plan = cache?.lookup(key) {
+            try execute(plan, inputs: tensors)
+        } else {
+            try passOptions.optimize(&module, defaultLevel: 3)
+            // Folding may have turned shape computations into constants: infer the types again.
+            try InputShapes.propagate(&module.main)
+            let options = CPUPlanOptions(sourceModelSha256: modelSha256, glmcVersion: GLMC.configuration.version,
+                                         pipeline: pipeline, boundInputs: boundByName)
+            let plan = try CPUPlanBuilder.build(module, options: options)
+            cache?.store(plan, key: key)
+            try execute(plan, inputs: tensors)
+        }
         if !boundByName.isEmpty {
             let names = boundByName.keys.sorted().map { "'\($0)'" }.joined(separator: ", ")
             FileHandle.standardError.write(Data("note: the plan was built for the given values of \(names) (they decide shapes)\n".utf8))
