@@ -34,11 +34,13 @@ let package = Package(
         .target(name: "GLMCCodegen", dependencies: ["GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCPasses", "GLMCPlan"]),
         // Executors for plans (today: the CPU). Depends on the plan format only, never on the compiler.
         .target(name: "GLMCRuntime", dependencies: ["GLMCPlan"]),
+        // INT8 calibration: observation taps on a CPU plan, histograms, MinMax/Percentile/Entropy, TensorRT cache writer.
+        .target(name: "GLMCCalibration", dependencies: ["GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCFrontends", "GLMCCodegen", "GLMCPlan", "GLMCRuntime"]),
         // FileCheck-style checker and golden helpers for tests.
         .target(name: "GLMCTestSupport", dependencies: ["GLMCIR"]),
         // The command-line tool: the only target that imports ArgumentParser.
         .executableTarget(name: "glmc", dependencies: [
-            "GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCFrontends", "GLMCTorchScript", "GLMCPasses", "GLMCPlan", "GLMCCodegen", "GLMCRuntime",
+            "GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCFrontends", "GLMCTorchScript", "GLMCPasses", "GLMCPlan", "GLMCCodegen", "GLMCRuntime", "GLMCCalibration",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "GLMCIRTests", dependencies: ["GLMCIR", "GLMCOps", "GLMCTestSupport"]),
@@ -50,6 +52,7 @@ let package = Package(
         .testTarget(name: "GLMCPlanTests", dependencies: ["GLMCPlan"]),
         .testTarget(name: "GLMCCodegenTests", dependencies: ["GLMCIR", "GLMCOps", "GLMCCodegen", "GLMCInterpreter", "GLMCPlan", "GLMCRuntime", "GLMCTestSupport"],
                     exclude: ["Snapshots"]),
+        .testTarget(name: "GLMCCalibrationTests", dependencies: ["GLMCCalibration", "GLMCIR", "GLMCOps", "GLMCCodegen", "GLMCFrontends", "GLMCTestSupport"]),
         // Runs the built `glmc` binary as a subprocess (so it depends on it) and round-trips .npy files.
         .testTarget(name: "CLITests", dependencies: ["glmc", "GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCPlan", "GLMCRuntime", "GLMCTestSupport"]),
     ],

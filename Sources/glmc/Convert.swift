@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GLMCCalibration
 import GLMCCodegen
 import GLMCFrontends
 import GLMCIR
@@ -33,7 +34,8 @@ struct Convert: ParsableCommand {
     @Option(name: .customLong("input-type"), help: "NAME=i64: element type of a TorchScript input (default f32); repeatable.") var inputTypes: [String] = []
     @Option(name: .customLong("input-value"), help: "NAME=FILE.npy to bind an input's value at convert time (cpu plans; for inputs that decide shapes, e.g. Slice bounds); repeatable.") var inputValues: [String] = []
     @Option(help: "Numeric precision of the plan.") var precision: Precision = .fp32
-    @Option(help: "Folder of calibration samples for int8.") var calibrationData: String?
+    @Option(help: "Folder of calibration samples (or random:N): embeds an INT8 calibration table in the plan and writes <plan>.calib.cache.") var calibrationData: String?
+    @Option(help: "Calibration method with --calibration-data: minmax, entropy or percentile[:P].") var calibrationMethod: String = "entropy"
     @OptionGroup var passOptions: PassOptions
 
     func run() throws {
@@ -66,9 +68,11 @@ struct Convert: ParsableCommand {
 extension Convert {
     /// `--target cpu`: optimize, generate and compile the kernels, write the plan.
     func convertToCPUPlan() throws {
-        guard precision == .fp32, calibrationData == nil else {
-            throw GLMCError("unsupported: --target cpu builds fp32 plans only for now (--precision \(precision.rawValue)\(calibrationData == nil ? "" : ", --calibration-data"))")
+        guard precision == .fp32 else {
+            throw GLMCError("unsupported: --target cpu builds fp32 plans only for now (--precision \(precision.rawValue))")
         }
+        // Checked before the (slow) build, so a bad option fails fast.
+        let calibration = try calibrationData.map { (try CalibrationSamples.open($0), try CalibrationMethod.parse(calibrationMethod)) }
         var shapes = try inputShapes.map(InputShapes.parse)
         let values = try inputValues.map(InputValues.parse)
         let modelBytes: Data
@@ -101,8 +105,17 @@ extension Convert {
         let options = CPUPlanOptions(sourceModelSha256: SHA256Digest.hex(SHA256Digest.hash(modelBytes)),
                                      glmcVersion: GLMC.configuration.version,
                                      pipeline: try passOptions.pipelineNames(defaultLevel: defaultLevel), boundInputs: boundByName)
-        let plan = try CPUPlanBuilder.build(module, options: options)
+        var plan = try CPUPlanBuilder.build(module, options: options)
+        var cache: String?
+        if let (samples, method) = calibration {
+            let (table, _, _) = try CalibrationDriver.calibrate(model: model, samples: samples, method: method, inputShapes: inputShapes,
+                                                               inputTypes: inputTypes, passOptions: passOptions, threads: 1)
+            cache = table.tensorRTCache()
+            plan.calibration = cache
+            plan.manifest.metadata["calibration_method"] = method.description
+        }
         do { try PlanWriter.write(plan, to: output) } catch let e as PlanError { throw GLMCError(e.message) }
+        if let cache { try CalibrationDriver.write(cache, to: output + ".calib.cache") }
     }
 }
 
