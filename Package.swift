@@ -29,8 +29,10 @@ let package = Package(
         .target(name: "GLMCPlan"),
         // The code generator: the kernel IR, lowering of fusion groups to kernels, the C/OpenCL/CUDA renderer.
         .target(name: "GLMCCodegen", dependencies: ["GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCPasses", "GLMCPlan"]),
+        // C support for the runtime: the host's CPU features (cpuid) and the persistent thread pool.
+        .target(name: "CGLMCRuntimeSupport", path: "Sources/CGLMCRuntimeSupport", linkerSettings: [.linkedLibrary("pthread")]),
         // Executors for plans (today: the CPU). Depends on the plan format only, never on the compiler.
-        .target(name: "GLMCRuntime", dependencies: ["GLMCPlan"]),
+        .target(name: "GLMCRuntime", dependencies: ["GLMCPlan", "CGLMCRuntimeSupport"]),
         // FileCheck-style checker and golden helpers for tests.
         .target(name: "GLMCTestSupport", dependencies: ["GLMCIR"]),
         // The command-line tool: the only target that imports ArgumentParser.

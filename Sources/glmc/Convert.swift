@@ -5,6 +5,7 @@ import GLMCFrontends
 import GLMCIR
 import GLMCOps
 import GLMCPlan
+import GLMCRuntime
 
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -30,6 +31,8 @@ struct Convert: ParsableCommand {
     @Option(name: .customLong("input-shape"), help: "NAME=1x3x224x224 to fix a symbolic input shape; repeatable.") var inputShapes: [String] = []
     @Option(help: "Numeric precision of the plan.") var precision: Precision = .fp32
     @Option(help: "Folder of calibration samples for int8.") var calibrationData: String?
+    @Option(help: "Instruction set of a cpu plan's kernels: native (the best this host runs), generic, avx2 or avx512.")
+    var cpu: CPUChoice = .native
     @OptionGroup var passOptions: PassOptions
 
     func run() throws {
@@ -79,9 +82,24 @@ extension Convert {
         try passOptions.optimize(&module, defaultLevel: defaultLevel)
         let options = CPUPlanOptions(sourceModelSha256: SHA256Digest.hex(SHA256Digest.hash(modelBytes)),
                                      glmcVersion: GLMC.configuration.version,
-                                     pipeline: try passOptions.pipelineNames(defaultLevel: defaultLevel))
+                                     pipeline: try passOptions.pipelineNames(defaultLevel: defaultLevel),
+                                     instructionSet: cpu.instructionSet)
         let plan = try CPUPlanBuilder.build(module, options: options)
         do { try PlanWriter.write(plan, to: output) } catch let e as PlanError { throw GLMCError(e.message) }
+    }
+}
+
+/// `--cpu`: the instruction set of a CPU plan, `native` resolved against this host.
+enum CPUChoice: String, ExpressibleByArgument, CaseIterable {
+    case native, generic, avx2, avx512
+
+    var instructionSet: CPUInstructionSet {
+        switch self {
+        case .native: return CPUInstructionSet.best(for: HostCPU.features)
+        case .generic: return .generic
+        case .avx2: return .avx2
+        case .avx512: return .avx512
+        }
     }
 }
 

@@ -41,8 +41,8 @@ struct Run: ParsableCommand {
     @Option(help: "Untimed runs before the timed ones.")
     var warmup: Int = 0
 
-    @Option(help: "Threads a plan's steps are split across (plans only).")
-    var threads: Int = 1
+    @Option(help: "Threads a plan's steps are split across (plans only; default: all cores).")
+    var threads: Int?
 
     @Flag(help: "Print one JSON line with timing (median_ms, min_ms, p90_ms, runs).")
     var json = false
@@ -52,7 +52,7 @@ struct Run: ParsableCommand {
     func validate() throws {
         guard repeatCount >= 1 else { throw ValidationError("--repeat must be at least 1") }
         guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard (threads ?? 1) >= 1 else { throw ValidationError("--threads must be at least 1") }
     }
 
     func run() throws {
@@ -167,14 +167,15 @@ struct Run: ParsableCommand {
         try passOptions.optimize(&module, defaultLevel: 3)
         let options = CPUPlanOptions(sourceModelSha256: SHA256Digest.hex(SHA256Digest.hash(modelBytes)),
                                      glmcVersion: GLMC.configuration.version,
-                                     pipeline: try passOptions.pipelineNames(defaultLevel: 3))
+                                     pipeline: try passOptions.pipelineNames(defaultLevel: 3),
+                                     instructionSet: CPUInstructionSet.best(for: HostCPU.features))
         try execute(try CPUPlanBuilder.build(module, options: options), inputs: tensors)
     }
 
     /// Runs `plan` on the CPU runtime with `tensors` (in the plan's input order) and writes the outputs.
     func execute(_ plan: PlanFile, inputs tensors: [Tensor]) throws {
         do {
-            let executor = try CPUExecutor(plan: plan, threads: threads)
+            let executor = try CPUExecutor(plan: plan, threads: threads ?? HostCPU.cores)
             var given: [String: HostTensor] = [:]
             for (input, t) in zip(plan.manifest.inputs, tensors) {
                 given[input.name] = HostTensor(name: input.name, dtype: t.dtype.rawValue, shape: t.shape,

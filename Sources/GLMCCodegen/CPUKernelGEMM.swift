@@ -1,0 +1,347 @@
+/// The instruction set a CPU plan's kernels are compiled for (`glmc convert --cpu`). It decides the
+/// vector width and micro-tile of the blocked GEMM, the compiler's `-m` flags and the plan's
+/// `cpu_features` (what a runtime must find on its host).
+public enum CPUInstructionSet: String, CaseIterable, Sendable {
+    /// Portable C: GCC/Clang vector extensions of 4 floats (SSE2 on x86-64), no `-m` flags.
+    case generic
+    /// AVX2 + FMA: 8-float vectors, 6x16 micro-tiles.
+    case avx2
+    /// AVX-512F (+ AVX2, FMA): 16-float vectors, 8x32 micro-tiles.
+    case avx512
+
+    /// The features a plan built for this instruction set requires, sorted (its `cpu_features`).
+    public var requiredFeatures: [String] {
+        switch self {
+        case .generic: return []
+        case .avx2: return ["avx2", "fma"]
+        case .avx512: return ["avx2", "avx512f", "fma"]
+        }
+    }
+
+    /// The C compiler flags that let the kernels use it.
+    public var compilerFlags: [String] {
+        switch self {
+        case .generic: return []
+        case .avx2: return ["-mavx2", "-mfma"]
+        case .avx512: return ["-mavx512f", "-mavx2", "-mfma"]
+        }
+    }
+
+    /// The widest one whose features are all in `features` (a host's, for `--cpu native`).
+    public static func best(for features: Set<String>) -> CPUInstructionSet {
+        for isa in [CPUInstructionSet.avx512, .avx2] where Set(isa.requiredFeatures).isSubset(of: features) { return isa }
+        return .generic
+    }
+
+    /// Floats per vector register.
+    var vectorWidth: Int {
+        switch self { case .generic: return 4; case .avx2: return 8; case .avx512: return 16 }
+    }
+
+    /// The register-blocked micro-tile: `rows` x `columns` accumulators (columns a multiple of
+    /// the vector width), sized so accumulators, B vectors and one broadcast fit the register file.
+    var microTile: (rows: Int, columns: Int) {
+        switch self { case .generic: return (4, 8); case .avx2: return (6, 16); case .avx512: return (8, 32) }
+    }
+
+    /// The vector type and operations the GEMM kernels are written in, defined once per
+    /// translation unit (after `CPUKernelLibrary.prelude`).
+    var vectorPrelude: String {
+        switch self {
+        case .generic:
+            return """
+            typedef float glmc_vf __attribute__((vector_size(16)));
+            static inline glmc_vf glmc_vload(const float *p) { glmc_vf v; memcpy(&v, p, sizeof v); return v; }
+            static inline void glmc_vstore(float *p, glmc_vf v) { memcpy(p, &v, sizeof v); }
+            static inline glmc_vf glmc_vbroadcast(float x) { glmc_vf v = {x, x, x, x}; return v; }
+            #define glmc_vzero() ((glmc_vf){0.0f, 0.0f, 0.0f, 0.0f})
+            #define glmc_vfma(a, b, c) ((a) * (b) + (c))
+
+            """
+        case .avx2:
+            return """
+            #include <immintrin.h>
+            typedef __m256 glmc_vf;
+            #define glmc_vload(p) _mm256_loadu_ps(p)
+            #define glmc_vstore(p, v) _mm256_storeu_ps((p), (v))
+            #define glmc_vbroadcast(x) _mm256_set1_ps(x)
+            #define glmc_vzero() _mm256_setzero_ps()
+            #define glmc_vfma(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+
+            """
+        case .avx512:
+            return """
+            #include <immintrin.h>
+            typedef __m512 glmc_vf;
+            #define glmc_vload(p) _mm512_loadu_ps(p)
+            #define glmc_vstore(p, v) _mm512_storeu_ps((p), (v))
+            #define glmc_vbroadcast(x) _mm512_set1_ps(x)
+            #define glmc_vzero() _mm512_setzero_ps()
+            #define glmc_vfma(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+
+            """
+        }
+    }
+}
+
+/// Cache-blocked, register-blocked GEMM kernels (Gemm, MatMul and convolution through im2col).
+///
+/// `C[M,N] = alpha * A[M,K] B[K,N] + beta * bias`, then an elementwise epilogue, for `batches`
+/// independent products (batched MatMul; convolution's images x groups). The schedule:
+///
+///     for each job (batch, block of MC rows, block of NC columns)   -- the parallel range
+///       for each depth block of KC
+///         for each panel of NR columns: B's KC x NR panel (packed)  -- stays in L1
+///           for each micro-tile of MR rows: MR x NR accumulators in registers over the KC block,
+///             then added into C (the epilogue when the last depth block is done)
+///
+/// B is read from a panel layout: `[N/NR][K][NR]` floats, zero-padded to whole panels. Constant B
+/// (weights) is packed that way at convert time (`packPanels`); otherwise each panel is packed at
+/// run time into a stack buffer, from a strided matrix or straight from the image (im2col: the
+/// patch matrix is never materialised). A is read in place through MR row pointers (activations,
+/// any row/depth strides: transposed A is free) or from the same panel layout `[M/MR][K][MR]`
+/// (convolution weights, packed at convert time). Rows past M are clamped or zero-padded, columns
+/// past N are computed on zeros and not stored.
+public enum CPUKernelGEMM {
+    /// Where A comes from.
+    public enum AOperand: Sendable {
+        /// In place: element (r, p) at `r * rowStride + p * depthStride`.
+        case strided(rowStride: Int, depthStride: Int)
+        /// Packed panels of MR rows (`packPanels(rows:...)` of an [M, K] matrix).
+        case packed
+    }
+
+    /// The geometry of a 2-D convolution seen as a GEMM over its patch matrix (one image, one group).
+    public struct Im2Col: Sendable {
+        public var channels: Int, height: Int, width: Int
+        public var kernelHeight: Int, kernelWidth: Int
+        public var outputHeight: Int, outputWidth: Int
+        public var strideH: Int, strideW: Int, padTop: Int, padLeft: Int, dilationH: Int, dilationW: Int
+        public init(channels: Int, height: Int, width: Int, kernelHeight: Int, kernelWidth: Int, outputHeight: Int, outputWidth: Int,
+                    strideH: Int, strideW: Int, padTop: Int, padLeft: Int, dilationH: Int, dilationW: Int) {
+            self.channels = channels; self.height = height; self.width = width
+            self.kernelHeight = kernelHeight; self.kernelWidth = kernelWidth
+            self.outputHeight = outputHeight; self.outputWidth = outputWidth
+            self.strideH = strideH; self.strideW = strideW; self.padTop = padTop; self.padLeft = padLeft
+            self.dilationH = dilationH; self.dilationW = dilationW
+        }
+    }
+
+    /// Where B comes from.
+    public enum BOperand: Sendable {
+        /// Packed panels of NR columns (`packPanels(columns:...)`), made at convert time.
+        case packed
+        /// Element (p, c) at `p * depthStride + c * columnStride`; packed at run time.
+        case strided(depthStride: Int, columnStride: Int)
+        /// The patch matrix of a convolution's input; packed at run time.
+        case im2col(Im2Col)
+    }
+
+    /// One GEMM step. Offsets are C expressions in the batch index `bt` (in floats).
+    public struct Spec: Sendable {
+        public var m: Int, n: Int, k: Int
+        public var batches = 1
+        public var a: AOperand, aOffset = "0"
+        public var b: BOperand, bOffset = "0"
+        public var cOffset = "0"
+        public var alpha: Float = 1, beta: Float = 1
+        /// The bias: element (r, c) at `offset + r * rowStride + c * columnStride`.
+        public var bias: (rowStride: Int, columnStride: Int, offset: String)?
+        public var epilogue: [CPUKernelLibrary.Epilogue] = []
+        /// Argument indices of A, B, the bias and C.
+        public var arguments: (a: Int, b: Int, bias: Int?, c: Int)
+        public init(m: Int, n: Int, k: Int, a: AOperand, b: BOperand, arguments: (a: Int, b: Int, bias: Int?, c: Int)) {
+            self.m = m; self.n = n; self.k = k; self.a = a; self.b = b; self.arguments = arguments
+        }
+    }
+
+    /// Depth block: B's KC x NR panel stays in L1, A's MC x KC block in L2.
+    static let depthBlock = 256
+    /// Most micro-tile rows per job.
+    static let maxTilesPerBlock = 12
+    /// Jobs a step should offer at least, when it is big enough, so threads balance.
+    static let desiredJobs = 8
+
+    /// Multiply-adds below which the plain kernels (`CPUKernelLibrary.gemm`/`conv2d`) are used:
+    /// too small for packing to pay.
+    public static let minimumWork = 4096
+
+    /// The blocking of a spec: rows per job (MC), columns per job (NC), job counts.
+    struct Blocking {
+        var mc: Int, nc: Int, mBlocks: Int, nBlocks: Int, kc: Int
+        var jobs: Int
+    }
+
+    static func blocking(_ s: Spec, isa: CPUInstructionSet) -> Blocking {
+        let (mr, nr) = isa.microTile
+        let mTiles = (s.m + mr - 1) / mr, nPanels = (s.n + nr - 1) / nr
+        // Equal row blocks of at most maxTilesPerBlock tiles.
+        let mBlocks = (mTiles + maxTilesPerBlock - 1) / maxTilesPerBlock
+        let mc = mr * ((mTiles + mBlocks - 1) / mBlocks)
+        // Up to 4 panels per job, fewer when that leaves too few jobs.
+        let otherJobs = max(1, mBlocks * s.batches)
+        let panelsPerJob = max(1, min(4, nPanels * otherJobs / desiredJobs))
+        let nBlocks = (nPanels + panelsPerJob - 1) / panelsPerJob
+        // A depth just above a block is split evenly rather than leaving a thin tail.
+        let kBlocks = (s.k + depthBlock - 1) / depthBlock
+        let kc = (s.k + kBlocks - 1) / kBlocks
+        return Blocking(mc: mc, nc: nr * panelsPerJob, mBlocks: mBlocks, nBlocks: nBlocks, kc: max(1, kc),
+                        jobs: s.batches * mBlocks * nBlocks)
+    }
+
+    /// The parallel range of the step (its jobs).
+    public static func jobs(_ s: Spec, isa: CPUInstructionSet) -> Int { blocking(s, isa: isa).jobs }
+
+    /// Packs an [rows, depth] matrix (`transposed`: given as [depth, rows]) into panels of
+    /// `panel` rows: `[ceil(rows/panel)][depth][panel]`, zero-padded. B's panels are its columns:
+    /// pack B[K,N] with `transposed: true`, B given as [N,K] with `transposed: false`.
+    public static func packPanels(_ x: [Float], rows: Int, depth: Int, panel: Int, transposed: Bool) -> [Float] {
+        let panels = (rows + panel - 1) / panel
+        var out = [Float](repeating: 0, count: panels * depth * panel)
+        for r in 0 ..< rows {
+            let base = (r / panel) * depth * panel + r % panel
+            for p in 0 ..< depth { out[base + p * panel] = transposed ? x[p * rows + r] : x[r * depth + p] }
+        }
+        return out
+    }
+
+    /// The C kernel (ABI `void NAME(void **args, long begin, long end)`, parallel range: `jobs`).
+    public static func kernel(name: String, _ s: Spec, isa: CPUInstructionSet) -> String {
+        let (mr, nr) = isa.microTile
+        let vw = isa.vectorWidth, nv = nr / vw
+        let bl = blocking(s, isa: isa)
+        let lit = CPUKernelLibrary.lit
+        var c = "// \(name): gemm \(s.batches > 1 ? "\(s.batches) x " : "")\(s.m)x\(s.k) * \(s.k)x\(s.n), \(describe(s)); "
+        c += "\(mr)x\(nr) micro-tiles (\(isa.rawValue)), blocks MC \(bl.mc) NC \(bl.nc) KC \(bl.kc)\n"
+        c += "void \(name)(void **args, long begin, long end) {\n"
+        c += "  const float *A = (const float *)args[\(s.arguments.a)];\n"
+        c += "  const float *B = (const float *)args[\(s.arguments.b)];\n"
+        if let i = s.arguments.bias { c += "  const float *bias = (const float *)args[\(i)];\n" }
+        c += "  float *C = (float *)args[\(s.arguments.c)];\n"
+        let packsAtRunTime: Bool
+        if case .packed = s.b { packsAtRunTime = false } else { packsAtRunTime = true }
+        if packsAtRunTime { c += "  float bpack[\(bl.kc * nr)] __attribute__((aligned(64)));\n" }
+        c += "  float tile[\(mr * nr)] __attribute__((aligned(64)));\n"
+        c += "  for (long job = begin; job < end; ++job) {\n"
+        c += "    long bt = job / \(bl.mBlocks * bl.nBlocks), mb = job / \(bl.nBlocks) % \(bl.mBlocks), nb = job % \(bl.nBlocks);\n"
+        c += "    (void)bt;\n"
+        c += "    const float *Ab = A + (\(s.aOffset));\n    const float *Bb = B + (\(s.bOffset));\n    float *Cb = C + (\(s.cOffset));\n"
+        if let bias = s.bias { c += "    const float *biasb = bias + (\(bias.offset));\n" }
+        c += "    long m0 = mb * \(bl.mc), m1 = m0 + \(bl.mc) < \(s.m) ? m0 + \(bl.mc) : \(s.m);\n"
+        c += "    long n0 = nb * \(bl.nc), n1 = n0 + \(bl.nc) < \(s.n) ? n0 + \(bl.nc) : \(s.n);\n"
+        c += "    for (long k0 = 0; k0 < \(s.k); k0 += \(bl.kc)) {\n"
+        c += "      long kc = \(s.k) - k0 < \(bl.kc) ? \(s.k) - k0 : \(bl.kc);\n"
+        c += "      int first = k0 == 0, last = k0 + kc == \(s.k);\n"
+        c += "      for (long j0 = n0; j0 < n1; j0 += \(nr)) {\n"
+        c += "        long nr = n1 - j0 < \(nr) ? n1 - j0 : \(nr);\n"
+        c += packB(s.b, k: s.k, nr: nr)
+        c += "        for (long i0 = m0; i0 < m1; i0 += \(mr)) {\n"
+        c += "          long mr = m1 - i0 < \(mr) ? m1 - i0 : \(mr);\n"
+        // Row pointers of A at (i0 + r, k0) and the depth step between consecutive elements.
+        let aks: Int
+        switch s.a {
+        case .strided(let rs, let ds):
+            aks = ds
+            for r in 0 ..< mr { c += "          const float *a\(r) = Ab + (i0 + (\(r) < mr ? \(r) : 0)) * \(rs) + k0 * \(ds);\n" }
+        case .packed:
+            aks = mr
+            c += "          const float *ap = Ab + (i0 / \(mr)) * \(s.k * mr) + k0 * \(mr);\n"
+            for r in 0 ..< mr { c += "          const float *a\(r) = ap + \(r);\n" }
+        }
+        // The micro-kernel.
+        var acc: [String] = []
+        for r in 0 ..< mr { for v in 0 ..< nv { acc.append("c\(r)_\(v)") } }
+        c += "          glmc_vf " + acc.map { "\($0) = glmc_vzero()" }.joined(separator: ", ") + ";\n"
+        c += "          for (long p = 0; p < kc; ++p) {\n"
+        c += "            const float *bq = bp + p * \(nr);\n"
+        c += "            glmc_vf " + (0 ..< nv).map { "b\($0) = glmc_vload(bq + \($0 * vw))" }.joined(separator: ", ") + ";\n"
+        for r in 0 ..< mr {
+            c += "            { glmc_vf a = glmc_vbroadcast(a\(r)[p * \(aks)]); "
+            c += (0 ..< nv).map { "c\(r)_\($0) = glmc_vfma(a, b\($0), c\(r)_\($0));" }.joined(separator: " ") + " }\n"
+        }
+        c += "          }\n"
+        for r in 0 ..< mr { for v in 0 ..< nv { c += "          glmc_vstore(tile + \(r * nr + v * vw), c\(r)_\(v));\n" } }
+        // Into C: the first depth block stores, later ones add, the last applies the epilogue.
+        c += "          for (long r = 0; r < mr; ++r) {\n"
+        c += "            float *cr = Cb + (i0 + r) * \(s.n) + j0;\n            const float *tr = tile + r * \(nr);\n"
+        c += "            if (!last) {\n"
+        c += "              if (first) { for (long j = 0; j < nr; ++j) cr[j] = tr[j]; }\n"
+        c += "              else { for (long j = 0; j < nr; ++j) cr[j] += tr[j]; }\n"
+        c += "              continue;\n            }\n"
+        c += "            for (long j = 0; j < nr; ++j) {\n"
+        c += "              float v = first ? tr[j] : cr[j] + tr[j];\n"
+        if s.alpha != 1 { c += "              v *= \(lit(s.alpha));\n" }
+        if let bias = s.bias {
+            let e = "biasb[(i0 + r) * \(bias.rowStride) + (j0 + j) * \(bias.columnStride)]"
+            c += "              v += \(s.beta == 1 ? e : "\(lit(s.beta)) * \(e)");\n"
+        }
+        for e in s.epilogue { c += "              " + e.apply("v") + "\n" }
+        c += "              cr[j] = v;\n            }\n          }\n"
+        c += "        }\n      }\n    }\n  }\n}\n"
+        return c
+    }
+
+    static func describe(_ s: Spec) -> String {
+        let a: String, b: String
+        switch s.a { case .strided: a = "A in place"; case .packed: a = "A packed" }
+        switch s.b {
+        case .packed: b = "B packed"
+        case .strided: b = "B packed at run time"
+        case .im2col(let g): b = "B im2col of \(g.channels)x\(g.height)x\(g.width), kernel \(g.kernelHeight)x\(g.kernelWidth)"
+        }
+        return a + ", " + b
+    }
+
+    /// The code that points `bp` at the KC x NR panel of B at (k0, j0) (`nr` valid columns).
+    static func packB(_ b: BOperand, k: Int, nr: Int) -> String {
+        var c = ""
+        switch b {
+        case .packed:
+            c += "        const float *bp = Bb + ((j0 / \(nr)) * \(k) + k0) * \(nr);\n"
+        case .strided(let ds, let cs):
+            c += "        const float *bp = bpack;\n"
+            if cs == 1 {
+                c += "        for (long p = 0; p < kc; ++p) {\n"
+                c += "          const float *src = Bb + (k0 + p) * \(ds) + j0;\n          float *dst = bpack + p * \(nr);\n"
+                c += "          for (long j = 0; j < nr; ++j) dst[j] = src[j];\n"
+                c += "          for (long j = nr; j < \(nr); ++j) dst[j] = 0.0f;\n        }\n"
+            } else {
+                // Columns are the far-apart dimension: read along the depth, write across.
+                c += "        for (long j = 0; j < \(nr); ++j) {\n"
+                c += "          if (j >= nr) { for (long p = 0; p < kc; ++p) bpack[p * \(nr) + j] = 0.0f; continue; }\n"
+                c += "          const float *src = Bb + k0 * \(ds) + (j0 + j) * \(cs);\n"
+                c += "          for (long p = 0; p < kc; ++p) bpack[p * \(nr) + j] = src[p * \(ds)];\n        }\n"
+            }
+        case .im2col(let g):
+            // The panel's output pixels, cut into runs within one output row; per depth index
+            // (channel, ky, kx) each run is a strided row segment of the image, zero outside it.
+            let taps = g.kernelHeight * g.kernelWidth
+            c += "        const float *bp = bpack;\n"
+            c += "        long run_j[\(nr + 1)], run_oy[\(nr)], run_ox[\(nr)]; int runs = 0;\n"
+            c += "        for (long j = 0; j < nr; ) {\n"
+            c += "          long pix = j0 + j, len = \(g.outputWidth) - pix % \(g.outputWidth);\n"
+            c += "          if (len > nr - j) len = nr - j;\n"
+            c += "          run_j[runs] = j; run_oy[runs] = pix / \(g.outputWidth); run_ox[runs] = pix % \(g.outputWidth); ++runs; j += len;\n"
+            c += "        }\n        run_j[runs] = nr;\n"
+            c += "        for (long p = 0; p < kc; ++p) {\n"
+            c += "          long kk = k0 + p, ic = kk / \(taps), ky = kk / \(g.kernelWidth) % \(g.kernelHeight), kx = kk % \(g.kernelWidth);\n"
+            c += "          const float *xc = Bb + ic * \(g.height * g.width);\n          float *dst = bpack + p * \(nr);\n"
+            c += "          for (int q = 0; q < runs; ++q) {\n"
+            c += "            long j = run_j[q], len = run_j[q + 1] - j, t;\n            float *d = dst + j;\n"
+            c += "            long iy = run_oy[q] * \(g.strideH) - \(g.padTop) + ky * \(g.dilationH);\n"
+            c += "            if (iy < 0 || iy >= \(g.height)) { for (t = 0; t < len; ++t) d[t] = 0.0f; continue; }\n"
+            c += "            long ix0 = run_ox[q] * \(g.strideW) - \(g.padLeft) + kx * \(g.dilationW);\n"
+            // ix0 + t * strideW in [0, width): t in [lo, hi).
+            c += "            long lo = ix0 >= 0 ? 0 : (-ix0 + \(g.strideW - 1)) / \(g.strideW);\n"
+            c += "            long hi = \(g.width) - ix0 <= 0 ? 0 : (\(g.width) - ix0 + \(g.strideW - 1)) / \(g.strideW);\n"
+            c += "            if (hi > len) hi = len;\n            if (lo > hi) lo = hi;\n"
+            c += "            const float *s = xc + iy * \(g.width) + ix0;\n"
+            c += "            for (t = 0; t < lo; ++t) d[t] = 0.0f;\n"
+            c += "            for (t = lo; t < hi; ++t) d[t] = s[t * \(g.strideW)];\n"
+            c += "            for (t = hi; t < len; ++t) d[t] = 0.0f;\n"
+            c += "          }\n"
+            c += "          for (long j = nr; j < \(nr); ++j) dst[j] = 0.0f;\n        }\n"
+        }
+        return c
+    }
+}
