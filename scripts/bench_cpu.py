@@ -3,8 +3,9 @@
 
 Per model, on the same random inputs and in one run: `glmc convert --target cpu` time, the plan's
 arena bytes (`glmc inspect --json`), the median latency of `glmc run PLAN --repeat N --warmup W
---json --threads T`, and ONNX Runtime's median latency (T intra-op threads, ORT_ENABLE_ALL, one
-session, W warm-up runs then N timed runs); their ratio (glmc / ORT: below 1 is faster). Geometric
+--json --threads T`, and ONNX Runtime's median latency (T intra-op threads, ORT_ENABLE_ALL, W
+warm-up runs then N timed runs), alternating in `--rounds` rounds (the median of the round medians);
+their ratio (glmc / ORT: below 1 is faster). Geometric
 means of the ratio over the CNN set (SqueezeNet from onnx's light model zoo, a MobileNet-like and
 a ResNet-like model) and the transformer set (Models/transformer.onnx and a BERT-like encoder);
 the generated models come from scripts/make_bench_models.py into bench-data/.
@@ -55,15 +56,18 @@ def light_model(name: str) -> str | None:
     return path if os.path.exists(path) else None
 
 
-def random_inputs(model_path: str, folder: str, seed: int) -> tuple[list[str], dict[str, np.ndarray]]:
-    """One .npy per graph input (static shapes; symbolic dims become 1), and the same arrays by name."""
+def random_inputs(model_path: str, folder: str, seed: int) -> tuple[list[str], dict[str, np.ndarray], list[str]]:
+    """One .npy per graph input (symbolic dims become 1), the same arrays by name, and the
+    `--input-shape` options that bind the symbolic ones."""
     model = onnx.load(model_path, load_external_data=False)
     initializers = {i.name for i in model.graph.initializer}
     rng = np.random.default_rng(seed)
-    files, feeds = [], {}
+    files, feeds, shapes = [], {}, []
     for i, value in enumerate(v for v in model.graph.input if v.name not in initializers):
         t = value.type.tensor_type
         shape = [d.dim_value if d.HasField("dim_value") else 1 for d in t.shape.dim]
+        if any(not d.HasField("dim_value") for d in t.shape.dim):
+            shapes.append(f"{value.name}={'x'.join(map(str, shape))}")
         dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)
         if np.issubdtype(dtype, np.integer):
             a = rng.integers(0, 64, size=shape).astype(dtype)
@@ -73,12 +77,15 @@ def random_inputs(model_path: str, folder: str, seed: int) -> tuple[list[str], d
         np.save(path, a)
         files.append(f"{value.name}={path}")
         feeds[value.name] = a
-    return files, feeds
+    return files, feeds, shapes
 
 
-def glmc_convert(glmc: str, model: str, plan: str) -> float:
+def glmc_convert(glmc: str, model: str, plan: str, shapes: list[str]) -> float:
     start = time.perf_counter()
-    r = subprocess.run([glmc, "convert", model, "--target", "cpu", "-o", plan], capture_output=True, text=True)
+    args = [glmc, "convert", model, "--target", "cpu", "-o", plan]
+    for spec in shapes:
+        args += ["--input-shape", spec]
+    r = subprocess.run(args, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"glmc convert {model}: {r.stderr.strip()}")
     return (time.perf_counter() - start) * 1000
@@ -128,6 +135,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeat", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3, help="alternating glmc/ORT rounds per model (median of the round medians)")
     p.add_argument("--gemm-sizes", default="512,1024,2048")
     p.add_argument("--json", help="also write the raw numbers here")
     args = p.parse_args(argv)
@@ -139,7 +147,7 @@ def main(argv=None) -> int:
         "transformer": [("transformer", os.path.join(ROOT, "Models", "transformer.onnx")), ("bert-like", generated["bench_bert"])],
     }
     rows, results = [], {"models": [], "gemm": []}
-    print(f"glmc CPU benchmark: {args.threads} threads, median of {args.repeat} runs after {args.warmup} warm-up runs\n")
+    print(f"glmc CPU benchmark: {args.threads} threads, {args.rounds} alternating rounds of {max(1, args.repeat // args.rounds)} runs after {args.warmup} warm-up runs, median of the round medians\n")
     header = f"{'set':<12} {'model':<16} {'glmc ms':>9} {'ORT ms':>9} {'ratio':>7} {'convert ms':>11} {'arena bytes':>12}"
     print(header)
     print("-" * len(header))
@@ -153,10 +161,15 @@ def main(argv=None) -> int:
                 folder = os.path.join(tmp, name)
                 os.makedirs(folder)
                 plan = os.path.join(folder, "model.plan")
-                inputs, feeds = random_inputs(path, folder, seed)
-                convert_ms = glmc_convert(args.glmc, path, plan)
-                g = glmc_run(args.glmc, plan, inputs, args.threads, args.repeat, args.warmup, os.path.join(folder, "out"))
-                o = ort_median(path, feeds, args.threads, args.repeat, args.warmup)
+                inputs, feeds, shapes = random_inputs(path, folder, seed)
+                convert_ms = glmc_convert(args.glmc, path, plan, shapes)
+                # Alternating rounds, so a burst of load from elsewhere hits both sides alike.
+                gs, os_ = [], []
+                per_round = max(1, args.repeat // args.rounds)
+                for _ in range(args.rounds):
+                    gs.append(glmc_run(args.glmc, plan, inputs, args.threads, per_round, args.warmup, os.path.join(folder, "out")))
+                    os_.append(ort_median(path, feeds, args.threads, per_round, args.warmup))
+                g, o = statistics.median(gs), statistics.median(os_)
                 ratio = g / o
                 ratios.setdefault(set_name, []).append(ratio)
                 arena = arena_bytes(args.glmc, plan)
@@ -178,9 +191,9 @@ def main(argv=None) -> int:
                 [onnx.helper.make_tensor_value_info(x, onnx.TensorProto.FLOAT, [n, n]) for x in "ab"],
                 [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [n, n])])
             onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8), model)
-            inputs, _ = random_inputs(model, folder, n)
+            inputs, _, _ = random_inputs(model, folder, n)
             plan = os.path.join(folder, "matmul.plan")
-            glmc_convert(args.glmc, model, plan)
+            glmc_convert(args.glmc, model, plan, [])
             repeat = max(3, args.repeat // (4 if n >= 2048 else 1))
             g = glmc_run(args.glmc, plan, inputs, args.threads, repeat, 2, os.path.join(folder, "out"))
             env = dict(os.environ, OPENBLAS_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))

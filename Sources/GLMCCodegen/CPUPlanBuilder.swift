@@ -467,10 +467,11 @@ public enum CPUPlanBuilder {
                     epilogue.append(.leakyRelu(alpha: alpha))
                 case "Clip":
                     var lo = -Float.infinity, hi = Float.infinity
-                    if case .float(let a)? = m.attributes["min"] { lo = a }
-                    if case .float(let a)? = m.attributes["max"] { hi = a }
-                    if m.operands.count > 1, let v = m.operands[1] { guard let s = scalar(v) else { throw unsupported(inst, "with a non-constant Clip bound") }; lo = s }
-                    if m.operands.count > 2, let v = m.operands[2] { guard let s = scalar(v) else { throw unsupported(inst, "with a non-constant Clip bound") }; hi = s }
+                    // Bounds are attributes before opset 11 and operands from then on (as in GLMCOps).
+                    if m.opset < 11, case .float(let a)? = m.attributes["min"] { lo = a }
+                    if m.opset < 11, case .float(let a)? = m.attributes["max"] { hi = a }
+                    if m.opset >= 11, m.operands.count > 1, let v = m.operands[1] { guard let s = scalar(v) else { throw unsupported(inst, "with a non-constant Clip bound") }; lo = s }
+                    if m.opset >= 11, m.operands.count > 2, let v = m.operands[2] { guard let s = scalar(v) else { throw unsupported(inst, "with a non-constant Clip bound") }; hi = s }
                     epilogue.append(.clip(min: lo, max: hi))
                 case "Add" where n == 0 && producer.op.type == "MatMul" && m.operands.count == 2 && m.operands[1] != nil:
                     extraBias = m.operands[1]

@@ -1,4 +1,5 @@
 import Foundation
+import GLMCInterpreter
 import GLMCPlan
 import GLMCRuntime
 import GLMCTestSupport
@@ -26,7 +27,7 @@ extension CPUPlanTests {
 
         func @blocked(%0: f32[37,41] loc("a"), %1: f32[41,29] loc("b"), %2: f32[3,19,23] loc("c"), %3: f32[3,23,17] loc("d"),
                       %4: f32[2,7,40] loc("e"), %5: f32[2,6,13,11] loc("x"))
-            -> (f32[37,33] loc("g"), f32[37,29] loc("m"), f32[3,19,17] loc("bm"), f32[2,7,21] loc("s"), f32[2,12,7,11] loc("y")) {
+            -> (f32[37,33] loc("g"), f32[37,29] loc("m"), f32[3,19,17] loc("bm"), f32[2,7,21] loc("s"), f32[2,12,6,10] loc("y")) {
           %10 = \(Self.constant("gw", [33, 41], &rng))
           %11 = \(Self.constant("gb", [33], &rng))
           %12 = Gemm(%0, %10, %11) {alpha = 0.5, beta = 2.0, transB = 1} : f32[37,33] loc("gemm")
@@ -39,12 +40,14 @@ extension CPUPlanTests {
           %19 = Add(%18, %17) : f32[2,7,21] loc("s")
           %20 = \(Self.constant("w1", [18, 3, 3, 3], &rng))
           %21 = \(Self.constant("b1", [18], &rng))
-          %22 = Conv(%5, %20, %21) {dilations = [2, 1], group = 2, kernel_shape = [3, 3], pads = [2, 1, 1, 2], strides = [2, 1]} : f32[2,18,7,13] loc("c1")
-          %23 = Clip(%22) {max = 6.0, min = 0.0} : f32[2,18,7,13] loc("c1r")
+          %22 = Conv(%5, %20, %21) {dilations = [2, 1], group = 2, kernel_shape = [3, 3], pads = [2, 1, 1, 2], strides = [2, 1]} : f32[2,18,6,12] loc("c1")
+          %28 = const dense<[0.0]> : f32[] loc("zero")
+          %29 = const dense<[0.5]> : f32[] loc("half")
+          %23 = Clip(%22, %28, %29) : f32[2,18,6,12] loc("c1r")
           %24 = \(Self.constant("w2", [12, 18, 1, 1], &rng))
-          %25 = Conv(%23, %24) {kernel_shape = [1, 1]} : f32[2,12,7,13] loc("c2")
+          %25 = Conv(%23, %24) {kernel_shape = [1, 1]} : f32[2,12,6,12] loc("c2")
           %26 = \(Self.constant("w3", [12, 1, 3, 3], &rng))
-          %27 = Conv(%25, %26) {group = 12, kernel_shape = [3, 3], pads = [1, 0, 1, 0]} : f32[2,12,7,11] loc("y")
+          %27 = Conv(%25, %26) {group = 12, kernel_shape = [3, 3], pads = [1, 0, 1, 0]} : f32[2,12,6,10] loc("y")
           return %13, %14, %15, %19, %27
         }
         """
@@ -66,6 +69,25 @@ extension CPUPlanTests {
                 let a = try NPY.read(path: out + "/output_\(i).npy"), b = try NPY.read(path: scratch + "/p/output_\(i).npy")
                 XCTAssertEqual(a.doubles, b.doubles, "\(choice) output \(i): 3 threads differ from 1")
             }
+        }
+    }
+
+    /// Clip fused after a Conv takes its bounds from attributes before opset 11 and from operands
+    /// from then on (attributes are ignored there, as by the interpreter).
+    func testClipEpilogueBoundsFollowTheOpset() throws {
+        for opset in [6, 17] {
+            var rng = SplitMix64(seed: 9)
+            let ir = """
+            opsets {"" = \(opset)}
+
+            func @clip(%0: f32[1,4,8,8] loc("x")) -> (f32[1,8,8,8] loc("y")) {
+              %1 = \(Self.constant("w", [8, 4, 3, 3], &rng))
+              %2 = Conv(%0, %1) {kernel_shape = [3, 3], pads = [1, 1, 1, 1]} : f32[1,8,8,8] loc("c")
+              %3 = Clip(%2) {max = 0.25, min = -0.25} : f32[1,8,8,8] loc("y")
+              return %3
+            }
+            """
+            try checkAgainstInterpreter(ir, inputs: [[1, 4, 8, 8]], seed: 4)
         }
     }
 
