@@ -157,8 +157,11 @@ public enum CPUKernelGEMM {
 
     /// Depth block: B's KC x NR panel stays in L1, A's MC x KC block in L2.
     static let depthBlock = 256
-    /// Most micro-tile rows per job.
-    static let maxTilesPerBlock = 12
+    /// Most rows per job: MC x KC of A stays in L2 (256 KiB at 256 x 256). Each job packs its own
+    /// B panels, so when B is packed at run time (im2col above all) fewer, taller row blocks pack
+    /// each panel fewer times; a B packed at convert time costs nothing to share.
+    static let maxRowsPerBlockPackedB = 96
+    static let maxRowsPerBlockPackingB = 256
     /// Jobs a step should offer at least, when it is big enough, so threads balance.
     static let desiredJobs = 8
 
@@ -175,8 +178,10 @@ public enum CPUKernelGEMM {
     static func blocking(_ s: Spec, isa: CPUInstructionSet) -> Blocking {
         let (mr, nr) = isa.microTile
         let mTiles = (s.m + mr - 1) / mr, nPanels = (s.n + nr - 1) / nr
-        // Equal row blocks of at most maxTilesPerBlock tiles.
-        let mBlocks = (mTiles + maxTilesPerBlock - 1) / maxTilesPerBlock
+        // Equal row blocks.
+        var maxTiles = maxRowsPerBlockPackedB / mr
+        if case .packed = s.b {} else { maxTiles = max(1, maxRowsPerBlockPackingB / mr) }
+        let mBlocks = (mTiles + maxTiles - 1) / maxTiles
         let mc = mr * ((mTiles + mBlocks - 1) / mBlocks)
         // Up to 4 panels per job, fewer when that leaves too few jobs.
         let otherJobs = max(1, mBlocks * s.batches)
@@ -262,21 +267,21 @@ public enum CPUKernelGEMM {
         c += "          }\n"
         for r in 0 ..< mr { for v in 0 ..< nv { c += "          glmc_vstore(tile + \(r * nr + v * vw), c\(r)_\(v));\n" } }
         // Into C: the first depth block stores, later ones add, the last applies the epilogue.
-        c += "          for (long r = 0; r < mr; ++r) {\n"
-        c += "            float *cr = Cb + (i0 + r) * \(s.n) + j0;\n            const float *tr = tile + r * \(nr);\n"
-        c += "            if (!last) {\n"
-        c += "              if (first) { for (long j = 0; j < nr; ++j) cr[j] = tr[j]; }\n"
-        c += "              else { for (long j = 0; j < nr; ++j) cr[j] += tr[j]; }\n"
-        c += "              continue;\n            }\n"
-        c += "            for (long j = 0; j < nr; ++j) {\n"
-        c += "              float v = first ? tr[j] : cr[j] + tr[j];\n"
-        if s.alpha != 1 { c += "              v *= \(lit(s.alpha));\n" }
+        // One plain loop per case, so each vectorizes.
+        var finish = ""
+        if s.alpha != 1 { finish += " v *= \(lit(s.alpha));" }
         if let bias = s.bias {
             let e = "biasb[(i0 + r) * \(bias.rowStride) + (j0 + j) * \(bias.columnStride)]"
-            c += "              v += \(s.beta == 1 ? e : "\(lit(s.beta)) * \(e)");\n"
+            finish += " v += \(s.beta == 1 ? e : "\(lit(s.beta)) * \(e)");"
         }
-        for e in s.epilogue { c += "              " + e.apply("v") + "\n" }
-        c += "              cr[j] = v;\n            }\n          }\n"
+        for e in s.epilogue { finish += " " + e.apply("v") }
+        c += "          for (long r = 0; r < mr; ++r) {\n"
+        c += "            float *cr = Cb + (i0 + r) * \(s.n) + j0;\n            const float *tr = tile + r * \(nr);\n"
+        c += "            if (last && first) { for (long j = 0; j < nr; ++j) { float v = tr[j];\(finish) cr[j] = v; } }\n"
+        c += "            else if (last) { for (long j = 0; j < nr; ++j) { float v = cr[j] + tr[j];\(finish) cr[j] = v; } }\n"
+        c += "            else if (first) { for (long j = 0; j < nr; ++j) cr[j] = tr[j]; }\n"
+        c += "            else { for (long j = 0; j < nr; ++j) cr[j] += tr[j]; }\n"
+        c += "          }\n"
         c += "        }\n      }\n    }\n  }\n}\n"
         return c
     }
