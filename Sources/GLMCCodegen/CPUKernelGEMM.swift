@@ -328,6 +328,38 @@ public enum CPUKernelGEMM {
             c += "          if (len > nr - j) len = nr - j;\n"
             c += "          run_j[runs] = j; run_oy[runs] = pix / \(g.outputWidth); run_ox[runs] = pix % \(g.outputWidth); ++runs; j += len;\n"
             c += "        }\n        run_j[runs] = nr;\n"
+            // Most runs a panel can have: pixels of a panel span at most this many output rows.
+            let maxRuns = min(nr, (nr + g.outputWidth - 1) / g.outputWidth + 1)
+            if taps * maxRuns <= 2048 {
+                // Per tap and run, where the segment starts and which part lies inside the image:
+                // the same for every channel, so computed once per panel instead of per depth index.
+                c += "        int tab_off[\(taps * maxRuns)], tab_lo[\(taps * maxRuns)], tab_hi[\(taps * maxRuns)];\n"
+                c += "        for (int t = 0; t < \(taps); ++t) {\n"
+                c += "          long ky = t / \(g.kernelWidth), kx = t % \(g.kernelWidth);\n"
+                c += "          for (int q = 0; q < runs; ++q) {\n"
+                c += "            long len = run_j[q + 1] - run_j[q], e = t * \(maxRuns) + q;\n"
+                c += "            long iy = run_oy[q] * \(g.strideH) - \(g.padTop) + ky * \(g.dilationH);\n"
+                c += "            long ix0 = run_ox[q] * \(g.strideW) - \(g.padLeft) + kx * \(g.dilationW);\n"
+                c += "            long lo = ix0 >= 0 ? 0 : (-ix0 + \(g.strideW - 1)) / \(g.strideW);\n"
+                c += "            long hi = \(g.width) - ix0 <= 0 ? 0 : (\(g.width) - ix0 + \(g.strideW - 1)) / \(g.strideW);\n"
+                c += "            if (hi > len) hi = len;\n            if (lo > hi) lo = hi;\n"
+                c += "            if (iy < 0 || iy >= \(g.height)) { lo = hi = 0; iy = 0; ix0 = 0; }\n"
+                c += "            tab_off[e] = (int)(iy * \(g.width) + ix0); tab_lo[e] = (int)lo; tab_hi[e] = (int)hi;\n"
+                c += "          }\n        }\n"
+                c += "        long ic = k0 / \(taps), tap = k0 % \(taps);\n"
+                c += "        for (long p = 0; p < kc; ++p) {\n"
+                c += "          const float *xc = Bb + ic * \(g.height * g.width);\n          float *dst = bpack + p * \(nr);\n"
+                c += "          for (int q = 0; q < runs; ++q) {\n"
+                c += "            long e = tap * \(maxRuns) + q, len = run_j[q + 1] - run_j[q], lo = tab_lo[e], hi = tab_hi[e], u;\n"
+                c += "            float *d = dst + run_j[q];\n            const float *s = xc + tab_off[e];\n"
+                c += "            for (u = 0; u < lo; ++u) d[u] = 0.0f;\n"
+                c += "            for (u = lo; u < hi; ++u) d[u] = s[u * \(g.strideW)];\n"
+                c += "            for (u = hi; u < len; ++u) d[u] = 0.0f;\n"
+                c += "          }\n"
+                c += "          for (long j = nr; j < \(nr); ++j) dst[j] = 0.0f;\n"
+                c += "          if (++tap == \(taps)) { tap = 0; ++ic; }\n        }\n"
+                return c
+            }
             c += "        for (long p = 0; p < kc; ++p) {\n"
             c += "          long kk = k0 + p, ic = kk / \(taps), ky = kk / \(g.kernelWidth) % \(g.kernelHeight), kx = kk % \(g.kernelWidth);\n"
             c += "          const float *xc = Bb + ic * \(g.height * g.width);\n          float *dst = bpack + p * \(nr);\n"
