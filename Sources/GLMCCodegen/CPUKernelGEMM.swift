@@ -382,3 +382,55 @@ public enum CPUKernelGEMM {
         return c
     }
 }
+
+/// Depthwise 2-D convolution (one input channel per output channel): a GEMM would have a depth of
+/// only KH*KW, all packing. Per output plane and output row: the bias, then for each kernel tap
+/// whose input row is inside the image a multiply-add over the output columns whose input column is
+/// inside (the column range per tap is a constant, so the inner loop has no bounds checks and
+/// vectorizes), then the epilogue while the row is in L1. Parallel range: N*C planes.
+/// Arguments: X, W, [B], Y.
+public enum CPUKernelDepthwise {
+    public static func kernel(name: String, planes: Int, channels: Int, h: Int, w: Int, oh: Int, ow: Int,
+                              kh: Int, kw: Int, padTop: Int, padLeft: Int, strideH: Int, strideW: Int,
+                              dilationH: Int, dilationW: Int, hasBias: Bool, epilogue: [CPUKernelLibrary.Epilogue]) -> String {
+        // Per kernel column kx: the output columns [lo, hi) whose input column is inside the image.
+        var lo: [Int] = [], hi: [Int] = []
+        for kx in 0 ..< kw {
+            let shift = kx * dilationW - padLeft
+            var l = shift >= 0 ? 0 : (-shift + strideW - 1) / strideW
+            let hRaw = w - shift <= 0 ? 0 : (w - shift + strideW - 1) / strideW
+            let hh = min(hRaw, ow)
+            l = min(l, hh)
+            lo.append(l); hi.append(hh)
+        }
+        var c = "// \(name): depthwise conv2d \(planes) planes [\(h)x\(w)] -> [\(oh)x\(ow)] kernel \(kh)x\(kw)\n"
+        c += "void \(name)(void **args, long begin, long end) {\n"
+        c += "  const float *X = (const float *)args[0];\n  const float *W = (const float *)args[1];\n"
+        if hasBias { c += "  const float *B = (const float *)args[2];\n" }
+        c += "  float *Y = (float *)args[\(hasBias ? 3 : 2)];\n"
+        c += CPUKernelLibrary.longArray("col_lo", lo) + CPUKernelLibrary.longArray("col_hi", hi)
+        c += "  for (long plane = begin; plane < end; ++plane) {\n"
+        c += "    long ch = plane % \(channels);\n"
+        c += "    const float *x = X + plane * \(h * w);\n    float *y = Y + plane * \(oh * ow);\n"
+        c += "    const float *wk = W + ch * \(kh * kw);\n"
+        c += "    float init = \(hasBias ? "B[ch]" : "0.0f");\n"
+        c += "    for (long oy = 0; oy < \(oh); ++oy) {\n"
+        c += "      float *restrict yr = y + oy * \(ow);\n"
+        c += "      for (long ox = 0; ox < \(ow); ++ox) yr[ox] = init;\n"
+        c += "      for (long ky = 0; ky < \(kh); ++ky) {\n"
+        c += "        long iy = oy * \(strideH) - \(padTop) + ky * \(dilationH);\n"
+        c += "        if (iy < 0 || iy >= \(h)) continue;\n"
+        c += "        for (long kx = 0; kx < \(kw); ++kx) {\n"
+        c += "          float wv = wk[ky * \(kw) + kx];\n"
+        c += "          const float *restrict xr = x + iy * \(w) + kx * \(dilationW) - \(padLeft);\n"
+        c += "          for (long ox = col_lo[kx]; ox < col_hi[kx]; ++ox) yr[ox] += wv * xr[ox * \(strideW)];\n"
+        c += "        }\n      }\n"
+        if !epilogue.isEmpty {
+            c += "      for (long ox = 0; ox < \(ow); ++ox) { float v = yr[ox];"
+            for e in epilogue { c += " " + e.apply("v") }
+            c += " yr[ox] = v; }\n"
+        }
+        c += "    }\n  }\n}\n"
+        return c
+    }
+}

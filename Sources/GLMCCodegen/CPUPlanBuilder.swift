@@ -633,10 +633,18 @@ public enum CPUPlanBuilder {
                     spec.epilogue = epilogue
                     return addGEMMStep(kind: kind, spec, arguments: args)
                 }
-                // Depthwise (one input channel per output channel) and small convolutions: direct.
                 var args = [try resolve(x), try resolve(w)]
                 if hasBias { args.append(try resolve(producer.operands[2]!)) }
                 args.append(.buffer(yBuffer))
+                if depthwise {
+                    let code = CPUKernelDepthwise.kernel(name: symbol, planes: xS[0] * xS[1], channels: xS[1], h: xS[2], w: xS[3],
+                                                         oh: ySizes[2], ow: ySizes[3], kh: wS[2], kw: wS[3], padTop: pads[0], padLeft: pads[1],
+                                                         strideH: strides[0], strideW: strides[1], dilationH: dilations[0], dilationW: dilations[1],
+                                                         hasBias: hasBias, epilogue: epilogue)
+                    return addStep(kind: epilogue.isEmpty ? "depthwise_conv2d" : "depthwise_conv2d_epilogue", code: code, arguments: args,
+                                   range: ySizes[0] * ySizes[1], work: ySizes[2] * ySizes[3] * wS[2] * wS[3])
+                }
+                // Small convolutions and those with computed weights: direct.
                 let code = CPUKernelLibrary.conv2d(name: symbol, n: xS[0], c: xS[1], h: xS[2], w: xS[3], m: ySizes[1],
                                                    oh: ySizes[2], ow: ySizes[3], kh: wS[2], kw: wS[3], group: group,
                                                    padTop: pads[0], padLeft: pads[1], strideH: strides[0], strideW: strides[1],

@@ -19,7 +19,8 @@ extension CPUPlanTests {
     /// Sizes that leave partial micro-tiles and panels on every instruction set: Gemm (transB,
     /// alpha, beta, bias, Relu) on packed constant weights; MatMul of two inputs (B packed at run
     /// time); batched MatMul; a MatMul on [2,7,40] with a shared constant B and a bias; convolution
-    /// through im2col (stride, asymmetric pads, dilation, groups) and pointwise 1x1; depthwise.
+    /// through im2col (stride, asymmetric pads, dilation, groups) and pointwise 1x1; depthwise
+    /// (stride 1 and, with a bias and Relu, stride 2).
     func testBlockedKernelsMatchTheInterpreterOnEveryInstructionSet() throws {
         var rng = SplitMix64(seed: 21)
         let ir = """
@@ -27,7 +28,7 @@ extension CPUPlanTests {
 
         func @blocked(%0: f32[37,41] loc("a"), %1: f32[41,29] loc("b"), %2: f32[3,19,23] loc("c"), %3: f32[3,23,17] loc("d"),
                       %4: f32[2,7,40] loc("e"), %5: f32[2,6,13,11] loc("x"))
-            -> (f32[37,33] loc("g"), f32[37,29] loc("m"), f32[3,19,17] loc("bm"), f32[2,7,21] loc("s"), f32[2,12,6,10] loc("y")) {
+            -> (f32[37,33] loc("g"), f32[37,29] loc("m"), f32[3,19,17] loc("bm"), f32[2,7,21] loc("s"), f32[2,12,6,10] loc("y"), f32[2,12,3,6] loc("z")) {
           %10 = \(Self.constant("gw", [33, 41], &rng))
           %11 = \(Self.constant("gb", [33], &rng))
           %12 = Gemm(%0, %10, %11) {alpha = 0.5, beta = 2.0, transB = 1} : f32[37,33] loc("gemm")
@@ -48,7 +49,11 @@ extension CPUPlanTests {
           %25 = Conv(%23, %24) {kernel_shape = [1, 1]} : f32[2,12,6,12] loc("c2")
           %26 = \(Self.constant("w3", [12, 1, 3, 3], &rng))
           %27 = Conv(%25, %26) {group = 12, kernel_shape = [3, 3], pads = [1, 0, 1, 0]} : f32[2,12,6,10] loc("y")
-          return %13, %14, %15, %19, %27
+          %30 = \(Self.constant("w4", [12, 1, 3, 3], &rng))
+          %31 = \(Self.constant("b4", [12], &rng))
+          %32 = Conv(%25, %30, %31) {group = 12, kernel_shape = [3, 3], pads = [1, 1, 1, 1], strides = [2, 2]} : f32[2,12,3,6] loc("dw")
+          %33 = Relu(%32) : f32[2,12,3,6] loc("z")
+          return %13, %14, %15, %19, %27, %33
         }
         """
         for choice in runnableChoices {
@@ -60,12 +65,13 @@ extension CPUPlanTests {
             XCTAssertTrue(source.contains("micro-tiles (\(choice))"), "\(choice): no blocked GEMM kernel in the source")
             XCTAssertTrue(source.contains("B im2col"), "\(choice): no im2col convolution")
             XCTAssertTrue(source.contains("A packed, B packed at run time"), "\(choice): no pointwise convolution")
+            XCTAssertEqual(Set(plan.manifest.steps.map(\.kind).filter { $0.hasPrefix("depthwise") }), ["depthwise_conv2d", "depthwise_conv2d_epilogue"])
             XCTAssertTrue(plan.manifest.weights.contains { $0.name == "gw.panels" && $0.offset % 64 == 0 })
             // Several threads split the jobs of every step and give the same outputs.
             let out = scratch + "/threads-\(choice)"
             let inputs = (0 ..< 6).flatMap { ["--input", scratch + "/in\($0).npy"] }
             assertSucceeds(try GLMC.run(["run", scratch + "/model.plan", "--output-dir", out, "--threads", "3"] + inputs), "run with 3 threads")
-            for i in 0 ..< 5 {
+            for i in 0 ..< 6 {
                 let a = try NPY.read(path: out + "/output_\(i).npy"), b = try NPY.read(path: scratch + "/p/output_\(i).npy")
                 XCTAssertEqual(a.doubles, b.doubles, "\(choice) output \(i): 3 threads differ from 1")
             }
