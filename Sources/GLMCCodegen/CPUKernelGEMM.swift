@@ -239,7 +239,7 @@ public enum CPUKernelGEMM {
         c += "      int first = k0 == 0, last = k0 + kc == \(s.k);\n"
         c += "      for (long j0 = n0; j0 < n1; j0 += \(nr)) {\n"
         c += "        long nr = n1 - j0 < \(nr) ? n1 - j0 : \(nr);\n"
-        c += packB(s.b, k: s.k, nr: nr)
+        c += packB(s.b, k: s.k, panelWidth: nr)
         c += "        for (long i0 = m0; i0 < m1; i0 += \(mr)) {\n"
         c += "          long mr = m1 - i0 < \(mr) ? m1 - i0 : \(mr);\n"
         // Row pointers of A at (i0 + r, k0) and the depth step between consecutive elements.
@@ -297,8 +297,9 @@ public enum CPUKernelGEMM {
         return a + ", " + b
     }
 
-    /// The code that points `bp` at the KC x NR panel of B at (k0, j0) (`nr` valid columns).
-    static func packB(_ b: BOperand, k: Int, nr: Int) -> String {
+    /// The code that points `bp` at the KC x NR panel of B at (k0, j0). In the C, `nr` is the
+    /// panel's count of valid columns; here it is the panel width NR.
+    static func packB(_ b: BOperand, k: Int, panelWidth nr: Int) -> String {
         var c = ""
         switch b {
         case .packed:
