@@ -33,6 +33,10 @@ public enum CPUInstructionSet: String, CaseIterable, Sendable {
         return .generic
     }
 
+    /// Whether the prelude has `glmc_vmax`/`glmc_vmin` (x86 max/min: the second operand when
+    /// either is NaN, which the vector epilogue relies on).
+    var hasVectorMinMax: Bool { self != .generic }
+
     /// Floats per vector register.
     var vectorWidth: Int {
         switch self { case .generic: return 4; case .avx2: return 8; case .avx512: return 16 }
@@ -56,6 +60,8 @@ public enum CPUInstructionSet: String, CaseIterable, Sendable {
             static inline glmc_vf glmc_vbroadcast(float x) { glmc_vf v = {x, x, x, x}; return v; }
             #define glmc_vzero() ((glmc_vf){0.0f, 0.0f, 0.0f, 0.0f})
             #define glmc_vfma(a, b, c) ((a) * (b) + (c))
+            #define glmc_vadd(a, b) ((a) + (b))
+            #define glmc_vmul(a, b) ((a) * (b))
 
             """
         case .avx2:
@@ -67,6 +73,10 @@ public enum CPUInstructionSet: String, CaseIterable, Sendable {
             #define glmc_vbroadcast(x) _mm256_set1_ps(x)
             #define glmc_vzero() _mm256_setzero_ps()
             #define glmc_vfma(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+            #define glmc_vadd(a, b) _mm256_add_ps((a), (b))
+            #define glmc_vmul(a, b) _mm256_mul_ps((a), (b))
+            #define glmc_vmax(a, b) _mm256_max_ps((a), (b))
+            #define glmc_vmin(a, b) _mm256_min_ps((a), (b))
 
             """
         case .avx512:
@@ -78,6 +88,10 @@ public enum CPUInstructionSet: String, CaseIterable, Sendable {
             #define glmc_vbroadcast(x) _mm512_set1_ps(x)
             #define glmc_vzero() _mm512_setzero_ps()
             #define glmc_vfma(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+            #define glmc_vadd(a, b) _mm512_add_ps((a), (b))
+            #define glmc_vmul(a, b) _mm512_mul_ps((a), (b))
+            #define glmc_vmax(a, b) _mm512_max_ps((a), (b))
+            #define glmc_vmin(a, b) _mm512_min_ps((a), (b))
 
             """
         }
@@ -265,6 +279,20 @@ public enum CPUKernelGEMM {
             c += (0 ..< nv).map { "c\(r)_\($0) = glmc_vfma(a, b\($0), c\(r)_\($0));" }.joined(separator: " ") + " }\n"
         }
         c += "          }\n"
+        if let fast = vectorWriteOut(s, isa: isa) {
+            // A whole tile goes from the registers into C (adding earlier depth blocks, then
+            // alpha, bias and epilogue), without the round trip through `tile`.
+            c += "          if (mr == \(mr) && nr == \(nr)) {\n"
+            for r in 0 ..< mr {
+                for v in 0 ..< nv {
+                    c += "            { float *cp = Cb + (i0 + \(r)) * \(s.n) + j0 + \(v * vw); glmc_vf t = c\(r)_\(v);\n"
+                    c += "              if (!first) t = glmc_vadd(t, glmc_vload(cp));\n"
+                    if !fast(r, v).isEmpty { c += "              if (last) {\(fast(r, v))}\n" }
+                    c += "              glmc_vstore(cp, t); }\n"
+                }
+            }
+            c += "            continue;\n          }\n"
+        }
         for r in 0 ..< mr { for v in 0 ..< nv { c += "          glmc_vstore(tile + \(r * nr + v * vw), c\(r)_\(v));\n" } }
         // Into C: the first depth block stores, later ones add, the last applies the epilogue.
         // One plain loop per case, so each vectorizes.
@@ -284,6 +312,37 @@ public enum CPUKernelGEMM {
         c += "          }\n"
         c += "        }\n      }\n    }\n  }\n}\n"
         return c
+    }
+
+    /// The last depth block's work on one accumulator vector `t` (row r, vector v of a whole tile)
+    /// as vector code, or nil when something needs the scalar path (LeakyRelu, Sigmoid, Tanh, a
+    /// bias strided along the columns, or no vector min/max).
+    static func vectorWriteOut(_ s: Spec, isa: CPUInstructionSet) -> ((Int, Int) -> String)? {
+        let vw = isa.vectorWidth, lit = CPUKernelLibrary.lit
+        var steps: [(Int, Int) -> String] = []
+        if s.alpha != 1 { steps.append { _, _ in " t = glmc_vmul(t, glmc_vbroadcast(\(lit(s.alpha))));" } }
+        if let bias = s.bias {
+            let scaled = { (x: String) in s.beta == 1 ? x : "glmc_vmul(\(x), glmc_vbroadcast(\(lit(s.beta))))" }
+            switch bias.columnStride {
+            case 0: steps.append { r, _ in " t = glmc_vadd(t, \(scaled("glmc_vbroadcast(biasb[(i0 + \(r)) * \(bias.rowStride)])")));" }
+            case 1: steps.append { r, v in " t = glmc_vadd(t, \(scaled("glmc_vload(biasb + (i0 + \(r)) * \(bias.rowStride) + j0 + \(v * vw))")));" }
+            default: return nil
+            }
+        }
+        for e in s.epilogue {
+            guard isa.hasVectorMinMax else { return nil }
+            switch e {
+            // max(t, 0) gives 0 for NaN, as `v > 0 ? v : 0` does.
+            case .relu: steps.append { _, _ in " t = glmc_vmax(t, glmc_vzero());" }
+            // max(lo, t) and min(hi, t) keep a NaN, as the scalar comparisons do.
+            case .clip(let lo, let hi):
+                guard !(lo > hi) else { return nil }
+                if lo > -.infinity { steps.append { _, _ in " t = glmc_vmax(glmc_vbroadcast(\(lit(lo))), t);" } }
+                if hi < .infinity { steps.append { _, _ in " t = glmc_vmin(glmc_vbroadcast(\(lit(hi))), t);" } }
+            default: return nil
+            }
+        }
+        return { r, v in steps.map { $0(r, v) }.joined() + (steps.isEmpty ? "" : " ") }
     }
 
     static func describe(_ s: Spec) -> String {

@@ -208,10 +208,14 @@ public final class CPUExecutor {
 
     /// Smallest slice worth a thread of its own when a step names no `grain`.
     static let defaultGrain = 64
+    /// Slices per pool thread a step's range is cut into (each at least `grain` long).
+    static let slicesPerThread = 4
 
     private func execute(step i: Int) {
         let kernel = kernels[i], args = argumentTables[i], range = ranges[i]
-        let parts = min(threads, range / grains[i])
+        // Several slices per thread, claimed dynamically: a thread that the OS preempts (these
+        // machines are shared) holds up only a small slice, the others take the rest.
+        let parts = threads > 1 ? min(threads * Self.slicesPerThread, range / grains[i]) : 1
         if parts <= 1 {
             if range > 0 { kernel(args, 0, range) }
             return
