@@ -1,5 +1,5 @@
 /// More hand-written CPU kernels (same ABI and conventions as the rest of `CPUKernelLibrary`):
-/// normalizations, softmax, data movement, batched MatMul and last-axis reductions.
+/// BatchNormalization, LRN, data movement and batched MatMul.
 extension CPUKernelLibrary {
     static func longArray(_ name: String, _ values: [Int]) -> String {
         "  static const long \(name)[\(max(1, values.count))] = {\(values.isEmpty ? "0" : values.map(String.init).joined(separator: ", "))};\n"
@@ -42,69 +42,6 @@ extension CPUKernelLibrary {
               for (long q = c0; q <= c1; ++q) { float v = X[(n * \(channels) + q) * \(plane) + i]; s += v * v; }
               Y[p * \(plane) + i] = X[p * \(plane) + i] / powf(\(lit(bias)) + \(lit(alpha / Float(size))) * s, \(lit(beta)));
             }
-          }
-        }
-
-        """
-    }
-
-    /// Softmax over one axis of length `len`, the tensor seen as [outer, len, inner]. Parallel
-    /// range: outer*inner rows. Arguments: X, Y.
-    public static func softmax(name: String, outer: Int, len: Int, inner: Int, log: Bool = false) -> String {
-        """
-        // \(name): softmax [\(outer), \(len), \(inner)] over the middle axis
-        void \(name)(void **args, long begin, long end) {
-          const float *X = (const float *)args[0];
-          float *Y = (float *)args[1];
-          for (long r = begin; r < end; ++r) {
-            long base = (r / \(inner)) * \(len * inner) + r % \(inner);
-            float m = -INFINITY;
-            for (long i = 0; i < \(len); ++i) { float v = X[base + i * \(inner)]; if (v > m) m = v; }
-            float s = 0.0f;
-            for (long i = 0; i < \(len); ++i) { float e = expf(X[base + i * \(inner)] - m); Y[base + i * \(inner)] = e; s += e; }
-            float inv = 1.0f / s;
-            for (long i = 0; i < \(len); ++i) Y[base + i * \(inner)] *= inv;
-          }
-        }
-
-        """
-    }
-
-    /// LayerNormalization over the last `cols` elements of each of `rows` rows:
-    /// `y = (x - mean) / sqrt(var + eps) * scale [+ bias]`. Parallel range: rows.
-    /// Arguments: X, scale, [B], Y.
-    public static func layerNorm(name: String, rows: Int, cols: Int, epsilon: Float, hasBias: Bool) -> String {
-        """
-        // \(name): layer_norm \(rows) rows of \(cols)
-        void \(name)(void **args, long begin, long end) {
-          const float *X = (const float *)args[0], *S = (const float *)args[1];
-          \(hasBias ? "const float *B = (const float *)args[2]; float *Y = (float *)args[3];" : "float *Y = (float *)args[2];")
-          for (long r = begin; r < end; ++r) {
-            const float *x = X + r * \(cols); float *y = Y + r * \(cols);
-            double s = 0.0;
-            for (long i = 0; i < \(cols); ++i) s += x[i];
-            float mean = (float)(s / \(cols));
-            double q = 0.0;
-            for (long i = 0; i < \(cols); ++i) { float d = x[i] - mean; q += (double)d * d; }
-            float inv = 1.0f / sqrtf((float)(q / \(cols)) + \(lit(epsilon)));
-            for (long i = 0; i < \(cols); ++i) y[i] = (x[i] - mean) * inv * S[i]\(hasBias ? " + B[i]" : "");
-          }
-        }
-
-        """
-    }
-
-    /// Sum or mean of each row of `cols` elements. Parallel range: rows. Arguments: X, Y.
-    public static func reduceRows(name: String, rows: Int, cols: Int, mean: Bool) -> String {
-        """
-        // \(name): reduce_\(mean ? "mean" : "sum") \(rows) rows of \(cols)
-        void \(name)(void **args, long begin, long end) {
-          const float *X = (const float *)args[0];
-          float *Y = (float *)args[1];
-          for (long r = begin; r < end; ++r) {
-            float s = 0.0f;
-            for (long i = 0; i < \(cols); ++i) s += X[r * \(cols) + i];
-            Y[r] = \(mean ? "s / \(cols).0f" : "s");
           }
         }
 

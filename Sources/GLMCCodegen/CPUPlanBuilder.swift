@@ -341,6 +341,7 @@ public enum CPUPlanBuilder {
                 }
                 return try lowerElementwise(inst)
             }
+            if op.domain == "ai.onnx.preview", op.type == "FlexAttention" { return try lowerFlexAttention(inst) }
             guard op.domain.isEmpty || op.domain == "ai.onnx" else { throw unsupported(inst) }
             switch op.type {
             case "Gemm", "MatMul", "Conv":
@@ -355,12 +356,16 @@ public enum CPUPlanBuilder {
                 let args = [try argument(inst.operands[0]!, inst), .buffer(bufferOf[inst.results[0]]!)]
                 addStep(kind: "global_average_pool", code: CPUKernelLibrary.globalAveragePool(name: nextSymbol, planes: planes, size: size),
                         arguments: args, range: planes, work: size)
-            case "Reshape", "Flatten", "Identity", "Squeeze", "Unsqueeze":
+            case "Reshape", "Flatten", "Identity", "Squeeze", "Unsqueeze", "BitCast":
                 guard inst.results.count == 1, let x = inst.operands.first ?? nil else { throw unsupported(inst) }
                 let bytes = byteCount(inst.results[0])
                 guard byteCount(x) == bytes else { throw unsupported(inst, "that changes the byte count") }
                 let args = [try argument(x, inst), .buffer(bufferOf[inst.results[0]]!)]
                 addStep(kind: "copy", code: CPUKernelLibrary.copy(name: nextSymbol, bytes: bytes), arguments: args, range: bytes, work: 1)
+            case let t where Self.reductionOps.contains(t):
+                return try lowerReduction(inst)
+            case let t where Self.attentionOps.contains(t):
+                return try lowerAttentionFamily(inst)
             case let t where Self.moreOps.contains(t):
                 return try lowerMore(inst)
             default:
@@ -392,7 +397,7 @@ public enum CPUPlanBuilder {
                 var seen = Set<ValueID>()
                 for case let v? in inst.operands where !seen.contains(v) {
                     seen.insert(v)
-                    if let c = constants[v], c.elementCount == 1, c.dtype == .f32 || c.dtype == .bool { continue }
+                    if let c = constants[v], ElementwiseLowering.inlinesConstant(c) { continue }
                     args.append(try argument(v, inst))
                 }
             }

@@ -2,12 +2,11 @@ import GLMCIR
 import GLMCOps
 import GLMCPlan
 
-/// Lowering of normalizations, softmax, data movement and last-axis reductions to the kernels of
+/// Lowering of BatchNormalization, LRN and data movement to the kernels of
 /// `CPUKernelLibraryOps.swift`.
 extension CPUPlanBuilder.Generator {
     static let moreOps: Set<String> = [
-        "BatchNormalization", "LRN", "Softmax", "LayerNormalization", "ReduceMean", "ReduceSum",
-        "Concat", "Transpose", "Gather", "Dropout",
+        "BatchNormalization", "LRN", "Concat", "Transpose", "Gather", "Dropout",
     ]
 
     func sizes(_ v: ValueID, _ inst: Instruction) throws -> [Int] {
@@ -81,58 +80,6 @@ extension CPUPlanBuilder.Generator {
                                                             alpha: floatAttr(inst, "alpha", 1e-4), beta: floatAttr(inst, "beta", 0.75),
                                                             bias: floatAttr(inst, "bias", 1)),
                     arguments: [try argument(inst.operands[0]!, inst), try output(inst)], range: x[0] * x[1], work: plane * size * 2)
-        case "Softmax":
-            try requireF32(inst)
-            let x = try sizes(inst.operands[0]!, inst)
-            let axis = try normalizedAxis(intAttr(inst, "axis", inst.opset >= 13 ? -1 : 1), rank: x.count, inst)
-            let outer = x[..<axis].reduce(1, *)
-            // Before opset 13 the input is coerced to 2-D at `axis`: softmax over all later axes.
-            let len = inst.opset >= 13 ? (x.isEmpty ? 1 : x[axis]) : x[axis...].reduce(1, *)
-            let inner = inst.opset >= 13 ? x.dropFirst(axis + 1).reduce(1, *) : 1
-            addStep(kind: "softmax", code: CPUKernelLibrary.softmax(name: nextSymbol, outer: outer, len: len, inner: inner),
-                    arguments: [try argument(inst.operands[0]!, inst), try output(inst)], range: outer * inner, work: len * 4)
-        case "LayerNormalization":
-            try requireF32(inst)
-            try requireOnlyFirstResultUsed(inst)
-            guard inst.operands.count >= 2, let xv = inst.operands[0], let sv = inst.operands[1] else { throw unsupported(inst) }
-            let x = try sizes(xv, inst)
-            let axis = try normalizedAxis(intAttr(inst, "axis", -1), rank: x.count, inst)
-            let rows = x[..<axis].reduce(1, *), cols = x[axis...].reduce(1, *)
-            let bias = inst.operands.count > 2 ? inst.operands[2] : nil
-            for v in [sv] + (bias.map { [$0] } ?? []) where try sizes(v, inst).reduce(1, *) != cols {
-                throw unsupported(inst, "with a scale or bias of shape \(try sizes(v, inst)) (only the normalized shape)")
-            }
-            var args = [try argument(xv, inst), try argument(sv, inst)]
-            if let bias { args.append(try argument(bias, inst)) }
-            args.append(try output(inst))
-            addStep(kind: "layer_norm", code: CPUKernelLibrary.layerNorm(name: nextSymbol, rows: rows, cols: cols,
-                                                                         epsilon: floatAttr(inst, "epsilon", 1e-5), hasBias: bias != nil),
-                    arguments: args, range: rows, work: cols * 4)
-        case "ReduceMean", "ReduceSum":
-            guard f.type(of: inst.operands[0]!).dtype == .f32, f.type(of: y).dtype == .f32 else {
-                throw unsupported(inst, "on \(f.type(of: y).dtype) tensors")
-            }
-            let x = try sizes(inst.operands[0]!, inst)
-            var axes: [Int]?
-            if case .ints(let a)? = inst.attributes["axes"] { axes = a }
-            if inst.operands.count > 1, let av = inst.operands[1] {
-                guard let c = constants[av] else { throw unsupported(inst, "with axes that are not a constant") }
-                axes = c.elements(as: Int64.self).map { Int($0) }
-            }
-            var list = axes ?? []
-            if list.isEmpty {
-                if intAttr(inst, "noop_with_empty_axes", 0) != 0 { throw unsupported(inst, "with noop_with_empty_axes") }
-                list = Array(0 ..< x.count)
-            }
-            let normalized = try Set(list.map { try normalizedAxis($0, rank: x.count, inst) })
-            guard normalized == Set((x.count - normalized.count) ..< x.count) else {
-                throw unsupported(inst, "over axes \(list.sorted()) (only the last axes)")
-            }
-            let rows = x.dropLast(normalized.count).reduce(1, *), cols = x.suffix(normalized.count).reduce(1, *)
-            guard rows == yCount else { throw unsupported(inst, "with inconsistent shapes") }
-            let mean = inst.op.type == "ReduceMean"
-            addStep(kind: mean ? "reduce_mean" : "reduce_sum", code: CPUKernelLibrary.reduceRows(name: nextSymbol, rows: rows, cols: cols, mean: mean),
-                    arguments: [try argument(inst.operands[0]!, inst), try output(inst)], range: rows, work: cols)
         case "Concat":
             let t = f.type(of: y)
             guard t.dtype.byteSize > 0 else { throw unsupported(inst, "on \(t.dtype) tensors") }

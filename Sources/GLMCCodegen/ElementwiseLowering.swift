@@ -1,8 +1,8 @@
 import GLMCIR
 import GLMCOps
 
-/// Lowers a `glmc.Fused` group (or one instruction) made of elementwise and broadcast ops on f32
-/// tensors with static shapes to a `Kernel`.
+/// Lowers a `glmc.Fused` group (or one instruction) made of elementwise and broadcast ops on
+/// tensors of static shapes and any element type but string to a `Kernel`.
 ///
 /// Every value is computed at the output index `i`: an operand of a broadcast shape is loaded at
 /// the index its broadcast gives (`(i / stride) % size` terms from the static shapes), which is
@@ -48,11 +48,16 @@ public enum ElementwiseLowering {
         return try builder.finish()
     }
 
-    /// The ops this lowering handles (of the default ONNX domain).
+    /// The ops this lowering handles (of the default ONNX domain); `ElementwiseOpsLowering.swift`
+    /// defines each.
     public static let supportedOps: Set<String> = [
-        "Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Neg", "Exp", "Log", "Sqrt", "Tanh", "Erf", "Relu",
-        "Sigmoid", "LeakyRelu", "Gelu", "Clip", "Where", "Cast", "Identity",
-        "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Equal",
+        "Identity", "Neg", "Abs", "Sign", "Reciprocal", "Exp", "Log", "Sqrt", "Erf", "Sin", "Cos", "Tan",
+        "Asin", "Acos", "Atan", "Sinh", "Cosh", "Tanh", "Asinh", "Acosh", "Atanh", "Ceil", "Floor", "Round",
+        "Relu", "LeakyRelu", "Elu", "Selu", "Celu", "Sigmoid", "HardSigmoid", "HardSwish", "Softplus", "Softsign",
+        "Mish", "Gelu", "ThresholdedRelu", "Shrink", "Swish", "PRelu",
+        "IsNaN", "IsInf", "Not", "And", "Or", "Xor", "BitwiseNot", "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitShift",
+        "Add", "Sub", "Mul", "Div", "Mod", "Pow", "Sum", "Mean", "Max", "Min", "Clip", "Where",
+        "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Cast", "CastLike",
     ]
 
     static func checkSupported(_ inst: Instruction) throws {
@@ -71,14 +76,37 @@ public enum ElementwiseLowering {
         GLMCError("unsupported: cannot lower \(what) to an elementwise kernel yet")
     }
 
-    /// The value of a one-element f32 or bool constant.
-    static func literal(_ c: TensorData) throws -> Float {
-        guard c.elementCount == 1 else { throw unsupported("a constant of \(c.type)") }
+    /// The kernel type of a tensor element type (every one but string).
+    public static func scalarType(_ dtype: DType) -> ScalarType? {
+        ScalarType(rawValue: dtype.rawValue)
+    }
+
+    /// The value of a one-element constant of any numeric or bool type, as a literal of its computed
+    /// type (halves widen exactly to f32).
+    static func literal(_ c: TensorData) throws -> Literal {
+        guard c.elementCount == 1, !c.isElided, let type = scalarType(c.dtype) else { throw unsupported("a constant of \(c.type)") }
         switch c.dtype {
-        case .f32: return c.elements(as: Float.self)[0]
-        case .bool: return c.elements(as: UInt8.self)[0] != 0 ? 1 : 0
-        default: throw unsupported("a constant of \(c.type)")
+        case .f32: return .float(Double(c.elements(as: Float.self)[0]), .f32)
+        case .f64: return .float(c.elements(as: Double.self)[0], .f64)
+        case .f16: return .float(Double(halfToFloat(c.elements(as: UInt16.self)[0])), .f32)
+        case .bf16: return .float(Double(bfloat16ToFloat(c.elements(as: UInt16.self)[0])), .f32)
+        case .bool: return .int(c.elements(as: UInt8.self)[0] != 0 ? 1 : 0, .bool)
+        case .i8: return .int(Int64(c.elements(as: Int8.self)[0]), type)
+        case .i16: return .int(Int64(c.elements(as: Int16.self)[0]), type)
+        case .i32: return .int(Int64(c.elements(as: Int32.self)[0]), type)
+        case .i64: return .int(c.elements(as: Int64.self)[0], type)
+        case .u8: return .uint(UInt64(c.elements(as: UInt8.self)[0]), type)
+        case .u16: return .uint(UInt64(c.elements(as: UInt16.self)[0]), type)
+        case .u32: return .uint(UInt64(c.elements(as: UInt32.self)[0]), type)
+        case .u64: return .uint(c.elements(as: UInt64.self)[0], type)
+        case .string: throw unsupported("a constant of \(c.type)")
         }
+    }
+
+    /// Whether a single instruction's constant operand `c` becomes a literal in its kernel (and so is
+    /// no buffer argument of it).
+    public static func inlinesConstant(_ c: TensorData) -> Bool {
+        (try? literal(c)) != nil
     }
 
     /// The element index of an operand of static shape `shape` broadcast to `output`
@@ -120,6 +148,9 @@ public enum ElementwiseLowering {
         var values: [ValueID: Expr] = [:]
         var body: [Statement] = []
         var bound: [Expr: Int] = [:]
+        var boundValues: [Int: Expr] = [:]
+        /// Arguments whose shape does not broadcast to the output (see `addArgument`).
+        var unreadable: Set<ValueID> = []
         var types: [Int: ScalarType] = [:]
         var outputs: [ValueID]
 
@@ -135,32 +166,35 @@ public enum ElementwiseLowering {
             for o in outputs {
                 let t = function.type(of: o)
                 guard t.shape.staticSizes == shape else { throw unsupported("results of different shapes (\(shape) and \(t.shape))") }
-                guard [.f32, .bool, .f16].contains(t.dtype) else { throw unsupported("a result of type \(t.dtype)") }
+                _ = try scalarType(o)
             }
             for a in arguments { try addArgument(a) }
         }
 
         func scalarType(_ v: ValueID) throws -> ScalarType {
-            switch function.type(of: v).dtype {
-            case .f32: return .f32
-            case .bool: return .bool
-            case .f16: return .f16
-            case let t: throw unsupported("a value of type \(t)")
-            }
+            let dtype = function.type(of: v).dtype
+            guard let t = ElementwiseLowering.scalarType(dtype) else { throw unsupported("a value of type \(dtype)") }
+            return t
         }
 
         mutating func addArgument(_ v: ValueID) throws {
             let t = function.type(of: v)
             guard let shape = t.shape.staticSizes else { throw unsupported("an operand of dynamic shape \(t)") }
-            let index = try broadcastIndex(from: shape, to: outputShape)
+            let count = shape.reduce(1, *)
+            // A one-element operand (Clip's bounds) is read at 0 whatever its rank. An operand that
+            // does not broadcast to the output (CastLike's type donor) is a buffer nothing reads.
+            var index = IndexExpr.constant(0)
+            if count != 1 {
+                do { index = try broadcastIndex(from: shape, to: outputShape) } catch { unreadable.insert(v) }
+            }
             let b = buffers.count
-            buffers.append(KernelBuffer(name: "in\(b)", elementType: try scalarType(v), count: shape.reduce(1, *), access: .read))
+            buffers.append(KernelBuffer(name: "in\(b)", elementType: try scalarType(v), count: count, access: .read))
             values[v] = .load(buffer: b, index: index)
         }
 
         /// Binds `e` to a temporary (or finds the one it already has) and returns the reference.
         mutating func bind(_ e: Expr, _ type: ScalarType) -> Expr {
-            let type = type == .f16 ? .f32 : type  // halves are computed as floats
+            let type = type.computed
             switch e {
             case .constant, .temp: return e
             default: break
@@ -168,26 +202,24 @@ public enum ElementwiseLowering {
             if let t = bound[e] { return .temp(t) }
             let t = bound.count
             bound[e] = t
+            boundValues[t] = e
             types[t] = type
             body.append(.let(temp: t, type: type, value: e))
             return .temp(t)
         }
 
-        func type(of e: Expr) -> ScalarType {
-            switch e {
-            case .load(let b, _): return buffers[b].elementType == .f16 ? .f32 : buffers[b].elementType
-            case .constant, .unary, .binary: return .f32
-            case .temp(let t): return types[t] ?? .f32
-            case .select(_, let a, _): return type(of: a)
-            case .compare: return .bool
-            case .cast(_, let t): return t == .f16 ? .f32 : t
-            }
-        }
+        /// Binds `e` to a temporary of its own type: for a value used several times.
+        mutating func bind(_ e: Expr) -> Expr { bind(e, type(of: e)) }
+
+        func type(of e: Expr) -> ScalarType { e.type(buffers: buffers, temps: types) }
 
         /// The operand as an expression; loads are bound to temporaries on first use.
         mutating func operand(_ inst: Instruction, _ k: Int) throws -> Expr? {
             guard k < inst.operands.count, let v = inst.operands[k] else { return nil }
             guard let e = values[v] else { throw unsupported("\(inst.op) reading a value from outside the group") }
+            guard !unreadable.contains(v) else {
+                throw unsupported("\(inst.op) reading a value of shape \(function.type(of: v).shape) that does not broadcast to \(outputShape)")
+            }
             if case .load = e {
                 let t = bind(e, type(of: e))
                 values[v] = t
@@ -219,92 +251,33 @@ public enum ElementwiseLowering {
                       inst.nestedFunctions.isEmpty else { throw unsupported("\(inst.op)") }
                 let r = inst.results[0]
                 let rt = function.type(of: r)
-                guard rt.dtype == .f32 || (rt.dtype == .f16 && inst.op.type == "Cast") || (rt.dtype == .bool && ["Greater", "Less", "Equal", "GreaterOrEqual", "LessOrEqual"].contains(inst.op.type)) else {
-                    throw unsupported("\(inst.op) on \(rt.dtype)")
-                }
                 guard let shape = rt.shape.staticSizes else { throw unsupported("\(inst.op) of dynamic shape \(rt)") }
                 _ = try broadcastIndex(from: shape, to: outputShape)
-                // Every f32 operand must be f32 too (Where's condition is bool).
-                for (k, v) in inst.operands.enumerated() {
-                    guard let v else { continue }
-                    let dt = function.type(of: v).dtype
-                    if dt != .f32 && !(inst.op.type == "Where" && k == 0 && dt == .bool) && !(inst.op.type == "Cast" && dt == .f16) {
-                        throw unsupported("\(inst.op) on \(dt)")
-                    }
+                let resultType = try scalarType(r)
+                for case let v? in inst.operands { _ = try scalarType(v) }
+                var e = try expression(inst)
+                // A check of the lowering itself: what it computes has the result's type.
+                guard type(of: e) == resultType.computed else {
+                    throw unsupported("\(inst.op) computing \(type(of: e)) for a \(rt.dtype) result")
                 }
-                let e = try expression(inst)
-                values[r] = bind(e, try scalarType(r))
+                // The interpreter rounds every half-precision result; so does the kernel.
+                e = roundedIfHalf(e, resultType)
+                values[r] = bind(e, resultType)
             }
         }
 
-        mutating func expression(_ inst: Instruction) throws -> Expr {
-            let op = inst.op.type
-            let binary: [String: BinaryOp] = ["Add": .add, "Sub": .sub, "Mul": .mul, "Div": .div, "Max": .max, "Min": .min, "Sum": .add]
-            let unary: [String: UnaryOp] = ["Neg": .neg, "Exp": .exp, "Log": .log, "Sqrt": .sqrt, "Tanh": .tanh, "Erf": .erf]
-            let compare: [String: (CompareOp, Bool)] = ["Less": (.lt, false), "LessOrEqual": (.le, false), "Greater": (.gt, false),
-                                                        "GreaterOrEqual": (.ge, false), "Equal": (.eq, false)]
-            if let b = binary[op] {
-                var e = try required(inst, 0)
-                guard inst.operands.count >= 2 || ["Max", "Min", "Sum"].contains(op) else { throw unsupported("\(op) with one operand") }
-                for k in 1 ..< inst.operands.count { e = .binary(b, e, try required(inst, k)) }
-                return e
-            }
-            if let u = unary[op] { return .unary(u, try required(inst, 0)) }
-            if let (c, _) = compare[op] { return .compare(c, try required(inst, 0), try required(inst, 1)) }
-            switch op {
-            case "Relu":
-                return .binary(.max, try required(inst, 0), .constant(0))
-            case "Sigmoid":
-                return .binary(.div, .constant(1), .binary(.add, .constant(1), .unary(.exp, .unary(.neg, try required(inst, 0)))))
-            case "LeakyRelu":
-                let x = try required(inst, 0)
-                return .select(.compare(.lt, x, .constant(0)), .binary(.mul, .constant(float(inst, "alpha", 0.01)), x), x)
-            case "Gelu":
-                let x = try required(inst, 0)
-                var approximate = "none"
-                if case .string(let s)? = inst.attributes["approximate"] { approximate = s }
-                let inner: Expr
-                switch approximate {
-                case "none":
-                    inner = .unary(.erf, .binary(.mul, x, .constant(Float(0.5.squareRoot()))))
-                case "tanh":
-                    let cube = Expr.binary(.mul, .binary(.mul, .binary(.mul, .constant(0.044715), x), x), x)
-                    inner = .unary(.tanh, .binary(.mul, .constant(Float((2 / Double.pi).squareRoot())), .binary(.add, x, cube)))
-                default:
-                    throw unsupported("Gelu with approximate = \"\(approximate)\"")
-                }
-                return .binary(.mul, .binary(.mul, .constant(0.5), x), .binary(.add, .constant(1), inner))
-            case "Clip":
-                var e = try required(inst, 0)
-                var low: Float?, high: Float?
-                if inst.opset < 11 {
-                    if inst.attributes["min"] != nil { low = float(inst, "min", 0) }
-                    if inst.attributes["max"] != nil { high = float(inst, "max", 0) }
-                } else {
-                    for (k, isLow) in [(1, true), (2, false)] {
-                        guard let b = try operand(inst, k) else { continue }
-                        guard case .constant(let x) = b else { throw unsupported("Clip with a bound that is not a one-element constant") }
-                        if isLow { low = x } else { high = x }
-                    }
-                }
-                if let low { e = .binary(.max, e, .constant(low)) }
-                if let high { e = .binary(.min, e, .constant(high)) }
-                return e
-            case "Where":
-                return .select(try required(inst, 0), try required(inst, 1), try required(inst, 2))
-            case "Cast":
-                guard case .int(let to)? = inst.attributes["to"], let target = DType(onnxCode: Int32(to)),
-                      target == .f32 || target == .f16 else {
-                    throw unsupported("Cast to anything but f32 or f16")
-                }
-                let x = try required(inst, 0)
-                // f16 → f32 is exact (loads already widen); f32 → f16 rounds.
-                let source = function.type(of: inst.operands[0]!).dtype
-                return target == .f16 && source == .f32 ? .cast(x, to: .f16) : x
-            case "Identity":
-                return try required(inst, 0)
-            default:
-                throw unsupported(op)
+        /// `e` rounded to `type` when that is f16 or bf16 (and `e` is not such a value already).
+        func roundedIfHalf(_ e: Expr, _ type: ScalarType) -> Expr {
+            guard type == .f16 || type == .bf16, !isRounded(e, to: type) else { return e }
+            return .cast(e, to: type)
+        }
+
+        func isRounded(_ e: Expr, to type: ScalarType) -> Bool {
+            switch e {
+            case .cast(_, let t): return t == type
+            case .load(let b, _): return buffers[b].elementType == type
+            case .temp(let t): return boundValues[t].map { isRounded($0, to: type) } ?? false
+            default: return false
             }
         }
 

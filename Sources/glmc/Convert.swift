@@ -6,6 +6,7 @@ import GLMCIR
 import GLMCOps
 import GLMCPlan
 import GLMCRuntime
+import GLMCTorchScript
 
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -25,10 +26,11 @@ struct Convert: ParsableCommand {
     enum Target: String, ExpressibleByArgument, CaseIterable { case cpu, opencl, cuda, onnx }
     enum Precision: String, ExpressibleByArgument, CaseIterable { case fp32, fp16, int8 }
 
-    @Argument(help: "An ONNX model or glmc IR text.") var model: String
+    @Argument(help: "An ONNX model, glmc IR text, a TorchScript archive or TorchScript IR text.") var model: String
     @Option(help: "What to produce.") var target: Target
     @Option(name: .shortAndLong, help: "Output file.") var output: String
     @Option(name: .customLong("input-shape"), help: "NAME=1x3x224x224 to fix a symbolic input shape; repeatable.") var inputShapes: [String] = []
+    @Option(name: .customLong("input-type"), help: "NAME=i64: element type of a TorchScript input (default f32); repeatable.") var inputTypes: [String] = []
     @Option(help: "Numeric precision of the plan.") var precision: Precision = .fp32
     @Option(help: "Folder of calibration samples for int8.") var calibrationData: String?
     @Option(help: "Instruction set of a cpu plan's kernels: native (the best this host runs), generic, avx2 or avx512.")
@@ -45,7 +47,8 @@ struct Convert: ParsableCommand {
                 throw GLMCError("unsupported: --precision and --calibration-data apply to plans, not to --target onnx")
             }
             let shapes = try inputShapes.map(InputShapes.parse)
-            let result = try ModelLoader.load(path: model, allowUnsupported: true)
+            let result = try ModelLoader.load(path: model, allowUnsupported: true,
+                                              torchScriptInputs: try InputShapes.torchScriptInputs(model: model, shapes: shapes, types: inputTypes))
             for u in result.unsupported {
                 printWarning("unsupported op \(u.op) (\(u.count) node\(u.count == 1 ? "" : "s")): \(u.reason); written back unchanged")
             }
@@ -72,7 +75,8 @@ extension Convert {
         do { modelBytes = try Data(contentsOf: URL(fileURLWithPath: model), options: .mappedIfSafe) } catch {
             throw GLMCError("cannot read \(model): \(error.localizedDescription)")
         }
-        var module = try ModelLoader.load(path: model).module
+        var module = try ModelLoader.load(path: model,
+                                          torchScriptInputs: try InputShapes.torchScriptInputs(model: model, shapes: shapes, types: inputTypes)).module
         try ModuleVerifier.verify(module)
         if !shapes.isEmpty {
             try InputShapes.apply(shapes, to: &module)
@@ -122,6 +126,27 @@ enum InputShapes {
             sizes.append(v)
         }
         return (name, sizes)
+    }
+
+    /// TorchScript models take `--input-shape` (and `--input-type NAME=i64`) while they are imported:
+    /// their size arithmetic is resolved then. Other formats take no `--input-type`.
+    static func torchScriptInputs(model: String, shapes: [(name: String, sizes: [Int])], types: [String]) throws -> [String: TorchScriptInput] {
+        let format = try ModelLoader.detectFormat(path: model)
+        let isTorchScript = format == .torchScriptArchive || format == .torchScriptText
+        guard isTorchScript else {
+            if let first = types.first { throw GLMCError("--input-type \(first): only TorchScript models take --input-type (\(model) is \(format.rawValue))") }
+            return [:]
+        }
+        var inputs: [String: TorchScriptInput] = [:]
+        for (name, sizes) in shapes { inputs[name, default: TorchScriptInput()].sizes = sizes }
+        for spec in types {
+            guard let eq = spec.lastIndex(of: "="), eq != spec.startIndex, let dtype = DType(rawValue: String(spec[spec.index(after: eq)...])),
+                  dtype != .string else {
+                throw GLMCError("--input-type '\(spec)': expected NAME=TYPE with TYPE one of f32, f64, f16, i64, i32, bool, ...")
+            }
+            inputs[String(spec[..<eq]), default: TorchScriptInput()].dtype = dtype
+        }
+        return inputs
     }
 
     /// Fixes each named input's shape. A symbolic dimension takes the size everywhere its symbol

@@ -40,6 +40,13 @@ struct PassOptions: ParsableArguments {
         }
     }
 
+    /// Whether a flag asks to watch the passes run (dumps, timing, statistics, verification): then a
+    /// cached plan must not stand in for running them.
+    var observesPasses: Bool {
+        printIrAfterAll || !printIrBefore.isEmpty || !printIrAfter.isEmpty || printIrAfterChange
+            || timePasses || passStatistics || verifyEach
+    }
+
     /// The names of the passes `optimize` runs, in order.
     func pipelineNames(defaultLevel: Int) throws -> [String] {
         let pipeline = try passes.map { try PassRegistry.pipeline(names: $0) } ?? PassRegistry.pipeline(level: level ?? defaultLevel)

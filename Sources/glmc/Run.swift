@@ -14,7 +14,8 @@ struct Run: ParsableCommand {
         discussion: """
         A plan file (written by glmc convert --target cpu; recognized by its magic GLMCPLAN) runs on the \
         CPU runtime; its inputs must have the dtypes and shapes it was compiled for. --engine cpu on a model \
-        builds such a plan in memory first (-O3 unless told otherwise; symbolic dimensions from the inputs).
+        builds such a plan first (-O3 unless told otherwise; symbolic dimensions from the inputs) and keeps it in \
+        the plan cache ($GLMC_CACHE_DIR, else $XDG_CACHE_HOME/glmc, else ~/.cache/glmc) for the next run.
         Inputs given as FILE.npy bind to the model's runtime inputs in order; NAME=FILE.npy binds by name.
         -O1..-O3 or --passes run the optimization pipeline first (default -O0: the imported graph).
         Outputs are written in graph-output order as output_0.npy, output_1.npy, ... only after the whole
@@ -43,6 +44,9 @@ struct Run: ParsableCommand {
 
     @Option(help: "Threads a plan's steps are split across (plans only; default: all cores).")
     var threads: Int?
+
+    @Flag(help: "With --engine cpu on a model: build the plan afresh and do not store it in the plan cache.")
+    var noCache = false
 
     @Flag(help: "Print one JSON line with timing (median_ms, min_ms, p90_ms, runs).")
     var json = false
@@ -164,12 +168,23 @@ struct Run: ParsableCommand {
             try InputShapes.apply(specs, to: &module)
             try ModuleVerifier.verify(module)
         }
+        let modelSha256 = SHA256Digest.hex(SHA256Digest.hash(modelBytes))
+        let pipeline = try passOptions.pipelineNames(defaultLevel: 3)
+        let cache = noCache ? nil : PlanCache.standard()
+        let reuse = !passOptions.observesPasses
+        let instructionSet = CPUInstructionSet.best(for: HostCPU.features)
+        let key = PlanCache.key(modelSha256: modelSha256, options: [
+            "pipeline=" + pipeline.joined(separator: ","),
+            "cpu=" + instructionSet.rawValue,
+            "shapes=" + specs.map { "\($0.name)=\($0.sizes.map(String.init).joined(separator: "x"))" }.joined(separator: ";"),
+        ])
+        if reuse, let plan = cache?.lookup(key) { return try execute(plan, inputs: tensors) }
         try passOptions.optimize(&module, defaultLevel: 3)
-        let options = CPUPlanOptions(sourceModelSha256: SHA256Digest.hex(SHA256Digest.hash(modelBytes)),
-                                     glmcVersion: GLMC.configuration.version,
-                                     pipeline: try passOptions.pipelineNames(defaultLevel: 3),
-                                     instructionSet: CPUInstructionSet.best(for: HostCPU.features))
-        try execute(try CPUPlanBuilder.build(module, options: options), inputs: tensors)
+        let options = CPUPlanOptions(sourceModelSha256: modelSha256, glmcVersion: GLMC.configuration.version,
+                                     pipeline: pipeline, instructionSet: instructionSet)
+        let plan = try CPUPlanBuilder.build(module, options: options)
+        cache?.store(plan, key: key)
+        try execute(plan, inputs: tensors)
     }
 
     /// Runs `plan` on the CPU runtime with `tensors` (in the plan's input order) and writes the outputs.

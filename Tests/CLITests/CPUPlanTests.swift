@@ -78,6 +78,50 @@ final class CPUPlanTests: XCTestCase {
                        ["conv2d_epilogue", "max_pool2d", "conv2d_epilogue", "global_average_pool", "copy", "gemm"])
     }
 
+    /// `glmc run MODEL --engine cpu` keeps the plan it builds in the plan cache and reuses it; a
+    /// corrupt cached plan is rebuilt with a warning; `--no-cache` neither reads nor writes it.
+    func testRunModelOnTheCPUEngineCachesThePlan() throws {
+        let cache = scratch + "/cache", plans = cache + "/plans"
+        func run(_ out: String, _ extra: [String] = []) throws -> CLIResult {
+            try GLMC.run(["run", RoundTripPaths.model("mlp.onnx"), "--engine", "cpu", "--input",
+                          RoundTripPaths.model("mlp.input_0.npy"), "--output-dir", scratch + "/" + out] + extra,
+                         timeout: 120, environment: ["GLMC_CACHE_DIR": cache])
+        }
+        func cached() throws -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: plans)) ?? []).sorted() }
+        func output(_ out: String) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: scratch + "/\(out)/output_0.npy")) }
+
+        assertSucceeds(try run("first"), "first run")
+        let files = try cached()
+        XCTAssertEqual(files.count, 1, "one plan cached: \(files)")
+        XCTAssertTrue(files.allSatisfy { $0.hasSuffix(".plan") })
+        let plan = plans + "/" + files[0]
+        let written = try FileManager.default.attributesOfItem(atPath: plan)[.modificationDate] as? Date
+
+        let second = try run("second")
+        assertSucceeds(second, "cached run")
+        XCTAssertEqual(second.stderr, "")
+        XCTAssertEqual(try cached(), files)
+        XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: plan)[.modificationDate] as? Date, written,
+                       "a cache hit does not rewrite the plan")
+        XCTAssertEqual(try output("second"), try output("first"))
+
+        // Corrupt the cached plan: the checksum catches it and the plan is rebuilt.
+        let handle = try XCTUnwrap(FileHandle(forUpdatingAtPath: plan))
+        try handle.seek(toOffset: 200)
+        try handle.write(contentsOf: Data([0xde, 0xad, 0xbe, 0xef]))
+        try handle.close()
+        let third = try run("third")
+        XCTAssertEqual(third.status, 0, third.stderr)
+        XCTAssertTrue(third.stderr.contains("warning: ignoring unreadable cached plan"), third.stderr)
+        XCTAssertEqual(try output("third"), try output("first"))
+        XCTAssertNoThrow(try PlanReader.read(path: plan), "the rebuilt plan is valid again")
+
+        try FileManager.default.removeItem(atPath: plans)
+        assertSucceeds(try run("fourth", ["--no-cache"]), "--no-cache")
+        XCTAssertEqual(try cached(), [], "--no-cache stores nothing")
+        XCTAssertEqual(try output("fourth"), try output("first"))
+    }
+
     /// `glmc run MODEL --engine cpu` builds the plan in memory (symbolic dimensions bound from the
     /// inputs) and runs it.
     func testRunModelOnTheCPUEngine() throws {
@@ -134,16 +178,16 @@ final class CPUPlanTests: XCTestCase {
         let model = RoundTripPaths.model("transformer.onnx")
         assertFails(try GLMC.run(["convert", model, "--target", "cpu", "-o", scratch + "/t.plan"], timeout: 120),
                     containing: ["static shapes", "?batch", "--input-shape"])
-        let hardmax = scratch + "/hardmax.glmc"
+        let det = scratch + "/det.glmc"
         try """
         opsets {"" = 17}
-        func @h(%x: f32[2,4] loc("x")) -> (f32[2,4] loc("y")) {
-          %y = Hardmax(%x) {axis = 1} : f32[2,4] node("hm")
+        func @h(%x: f32[3,2,2] loc("x")) -> (f32[3] loc("y")) {
+          %y = Det(%x) : f32[3] node("det")
           return %y
         }
-        """.write(toFile: hardmax, atomically: true, encoding: .utf8)
-        assertFails(try GLMC.run(["convert", hardmax, "--target", "cpu", "-o", scratch + "/t.plan"], timeout: 120),
-                    containing: ["unsupported: --target cpu cannot compile Hardmax yet", "(node 'hm')"])
+        """.write(toFile: det, atomically: true, encoding: .utf8)
+        assertFails(try GLMC.run(["convert", det, "--target", "cpu", "-o", scratch + "/t.plan"], timeout: 120),
+                    containing: ["unsupported: --target cpu cannot compile Det yet", "(node 'det')"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: scratch + "/t.plan"))
     }
 
@@ -257,6 +301,31 @@ final class CPUPlanTests: XCTestCase {
         }
         """
         try checkAgainstInterpreter(ir, inputs: [[2, 3, 4], [4]], seed: 3)
+    }
+
+    /// Integer arithmetic (division and remainder by zero and negative values), casts between
+    /// integers, floats, halves and bools, and a bool select, through the whole plan path.
+    func testIntegerAndCastKernelsMatchTheInterpreter() throws {
+        let ir = """
+        opsets {"" = 17}
+
+        func @ints(%0: i64[2,3,4] loc("x"), %1: i64[4] loc("y")) -> (i32[2,3,4] loc("q"), f32[2,3,4] loc("f"), i64[2,3,4] loc("w")) {
+          %2 = Div(%0, %1) : i64[2,3,4] loc("d")
+          %3 = Mod(%0, %1) : i64[2,3,4] loc("m")
+          %4 = Add(%2, %3) : i64[2,3,4] loc("s")
+          %5 = Cast(%4) {to = 6} : i32[2,3,4] loc("q")
+          %6 = Cast(%0) {to = 10} : f16[2,3,4] loc("h")
+          %7 = Cast(%6) {to = 1} : f32[2,3,4] loc("hf")
+          %8 = Cast(%1) {to = 1} : f32[4] loc("yf")
+          %12 = const dense<[0.5]> : f32[] loc("half")
+          %13 = Add(%8, %12) : f32[4] loc("nonzero")
+          %9 = Div(%7, %13) : f32[2,3,4] loc("f")
+          %10 = Less(%0, %1) : bool[2,3,4] loc("l")
+          %11 = Where(%10, %2, %3) : i64[2,3,4] loc("w")
+          return %5, %9, %11
+        }
+        """
+        try checkAgainstInterpreter(ir, inputs: [[2, 3, 4], [4]], seed: 5, indexInputs: [0: 50, 1: 3])
     }
 
     /// A fusion group the builder cannot compile as one kernel (MatMul, Relu, then an Add of a

@@ -28,11 +28,16 @@ enum GLMC {
         return candidates.first { fm.isExecutableFile(atPath: $0) } ?? candidates.last!
     }()
 
-    /// Runs `glmc args...` with stdin closed; kills it after `timeout` seconds.
-    static func run(_ args: [String], timeout: TimeInterval = 20, cwd: String? = nil) throws -> CLIResult {
+    /// Runs `glmc args...` with stdin closed and `environment` added to this process's; kills it
+    /// after `timeout` seconds.
+    static func run(_ args: [String], timeout: TimeInterval = 20, cwd: String? = nil,
+                    environment: [String: String] = [:]) throws -> CLIResult {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = args
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out

@@ -168,7 +168,9 @@ final class CodegenTests: XCTestCase {
         let kernel = try ElementwiseLowering.lower(module.main.body[2], in: module.main)
         XCTAssertEqual(kernel.buffers.map(\.name), ["in0", "out0"])
         let rendered = Renderer(dialect: .openCL).render(kernel)
-        XCTAssertTrue(rendered.contains("float t1 = fmin(fmax(t0, -1.0f), 2.0f);"), rendered)
+        // Below the low bound gives it, then above the high one gives that (NaN stays NaN).
+        XCTAssertTrue(rendered.contains("float t1 = (t0 < (-1.0f)) ? (-1.0f) : t0;"), rendered)
+        XCTAssertTrue(rendered.contains("float t2 = (t1 > 2.0f) ? 2.0f : t1;"), rendered)
     }
 
     func testUnsupportedOpsThrow() throws {
@@ -251,13 +253,7 @@ final class CodegenTests: XCTestCase {
 
     /// A `main` that reads each input buffer from the file named by its argument, runs the kernel
     /// over [0, n) in two halves (as two runtime threads would) and writes the outputs.
-    static func cType(_ t: ScalarType) -> String {
-        switch t {
-        case .f32: return "float"
-        case .bool: return "unsigned char"
-        case .f16: return "_Float16"
-        }
-    }
+    static func cType(_ t: ScalarType) -> String { Dialect.c.storageName(of: t) }
 
     static func harness(for kernel: Kernel) -> String {
         var s = "#include <stdio.h>\n#include <stdlib.h>\n\nint main(int argc, char **argv) {\n"
@@ -361,7 +357,7 @@ final class CodegenTests: XCTestCase {
         try compileAndRun(Self.everyOp)
     }
 
-    func syntaxCheck(_ source: String, file name: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+    static func syntaxCheck(_ source: String, file name: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("glmc-syntax-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -378,7 +374,7 @@ final class CodegenTests: XCTestCase {
         for text in [Self.biasReluScaleSigmoid, Self.everyOp, Self.halfCasts] {
             let (_, kernel) = try fusedKernel(text)
             let source = Renderer(dialect: .openCL).render(kernel)
-            let result = try syntaxCheck(source, file: "kernel.cl",
+            let result = try Self.syntaxCheck(source, file: "kernel.cl",
                                          ["-x", "cl", "-cl-std=CL1.2", "-Xclang", "-finclude-default-header", "-fsyntax-only", "-Werror"])
             if result.status != 0, result.output.contains("opencl-c.h") || result.output.contains("unknown argument") {
                 throw XCTSkip("clang cannot check OpenCL C here: \(result.output)")
@@ -387,31 +383,38 @@ final class CodegenTests: XCTestCase {
         }
     }
 
-    /// Syntax-checks the CUDA rendering as C++ with a header standing in for the CUDA built-ins
-    /// (no CUDA toolkit needed).
-    func testCUDASyntaxChecks() throws {
-        let builtins = """
+    /// Declarations standing in for the CUDA built-ins the renderings use.
+    static let cudaBuiltins = """
         #include <math.h>
         #define __global__
+        #define __device__
         struct dim3 { unsigned x, y, z; };
         extern dim3 blockIdx, blockDim, threadIdx;
         float __int_as_float(int);
+        float __uint_as_float(unsigned int);
+        unsigned int __float_as_uint(float);
         typedef _Float16 __half;
         float __half2float(__half);
         __half __float2half(float);
+        __half __double2half(double);
 
         """
+
+    /// Syntax-checks the CUDA rendering as C++ with a header standing in for the CUDA built-ins
+    /// (no CUDA toolkit needed).
+    func testCUDASyntaxChecks() throws {
+        let builtins = Self.cudaBuiltins
         for text in [Self.biasReluScaleSigmoid, Self.everyOp, Self.halfCasts] {
             let (_, kernel) = try fusedKernel(text)
             let source = builtins + Renderer(dialect: .cuda).render(kernel).replacingOccurrences(of: "#include <cuda_fp16.h>\n", with: "")
-            let result = try syntaxCheck(source, file: "kernel.cpp", ["-x", "c++", "-std=c++17", "-fsyntax-only", "-Werror"])
+            let result = try Self.syntaxCheck(source, file: "kernel.cpp", ["-x", "c++", "-std=c++17", "-fsyntax-only", "-Werror"])
             XCTAssertEqual(result.status, 0, "\(result.output)\n\(source)")
         }
     }
 
     /// The syntax checks above do report errors (they are not silently skipped or passing).
     func testSyntaxCheckRejectsBrokenOpenCL() throws {
-        let result = try syntaxCheck("__kernel void k(__global float *x) { x[0] = undefined_name; }\n", file: "bad.cl",
+        let result = try Self.syntaxCheck("__kernel void k(__global float *x) { x[0] = undefined_name; }\n", file: "bad.cl",
                                      ["-x", "cl", "-cl-std=CL1.2", "-Xclang", "-finclude-default-header", "-fsyntax-only"])
         XCTAssertNotEqual(result.status, 0)
     }
