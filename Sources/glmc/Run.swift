@@ -42,8 +42,8 @@ struct Run: ParsableCommand {
     @Option(help: "Untimed runs before the timed ones.")
     var warmup: Int = 0
 
-    @Option(help: "Threads a plan's steps are split across (plans only).")
-    var threads: Int = 1
+    @Option(help: "Threads a plan's steps are split across (plans only; default: all cores).")
+    var threads: Int?
 
     @Flag(help: "With --engine cpu on a model: build the plan afresh and do not store it in the plan cache.")
     var noCache = false
@@ -56,7 +56,7 @@ struct Run: ParsableCommand {
     func validate() throws {
         guard repeatCount >= 1 else { throw ValidationError("--repeat must be at least 1") }
         guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard (threads ?? 1) >= 1 else { throw ValidationError("--threads must be at least 1") }
     }
 
     func run() throws {
@@ -172,14 +172,16 @@ struct Run: ParsableCommand {
         let pipeline = try passOptions.pipelineNames(defaultLevel: 3)
         let cache = noCache ? nil : PlanCache.standard()
         let reuse = !passOptions.observesPasses
+        let instructionSet = CPUInstructionSet.best(for: HostCPU.features)
         let key = PlanCache.key(modelSha256: modelSha256, options: [
             "pipeline=" + pipeline.joined(separator: ","),
+            "cpu=" + instructionSet.rawValue,
             "shapes=" + specs.map { "\($0.name)=\($0.sizes.map(String.init).joined(separator: "x"))" }.joined(separator: ";"),
         ])
         if reuse, let plan = cache?.lookup(key) { return try execute(plan, inputs: tensors) }
         try passOptions.optimize(&module, defaultLevel: 3)
         let options = CPUPlanOptions(sourceModelSha256: modelSha256, glmcVersion: GLMC.configuration.version,
-                                     pipeline: pipeline)
+                                     pipeline: pipeline, instructionSet: instructionSet)
         let plan = try CPUPlanBuilder.build(module, options: options)
         cache?.store(plan, key: key)
         try execute(plan, inputs: tensors)
@@ -188,7 +190,7 @@ struct Run: ParsableCommand {
     /// Runs `plan` on the CPU runtime with `tensors` (in the plan's input order) and writes the outputs.
     func execute(_ plan: PlanFile, inputs tensors: [Tensor]) throws {
         do {
-            let executor = try CPUExecutor(plan: plan, threads: threads)
+            let executor = try CPUExecutor(plan: plan, threads: threads ?? HostCPU.cores)
             var given: [String: HostTensor] = [:]
             for (input, t) in zip(plan.manifest.inputs, tensors) {
                 given[input.name] = HostTensor(name: input.name, dtype: t.dtype.rawValue, shape: t.shape,
