@@ -6,6 +6,7 @@ import GLMCFrontends
 import GLMCIR
 import GLMCOps
 import GLMCPlan
+import GLMCRuntime
 import GLMCTorchScript
 
 struct Convert: ParsableCommand {
@@ -36,6 +37,8 @@ struct Convert: ParsableCommand {
     @Option(help: "Numeric precision of the plan.") var precision: Precision = .fp32
     @Option(help: "Folder of calibration samples (or random:N): embeds an INT8 calibration table in the plan and writes <plan>.calib.cache.") var calibrationData: String?
     @Option(help: "Calibration method with --calibration-data: minmax, entropy or percentile[:P].") var calibrationMethod: String = "entropy"
+    @Option(help: "Instruction set of a cpu plan's kernels: native (the best this host runs), generic, avx2 or avx512.")
+    var cpu: CPUChoice = .native
     @OptionGroup var passOptions: PassOptions
 
     func run() throws {
@@ -104,7 +107,8 @@ extension Convert {
         try InputShapes.propagate(&module.main)
         let options = CPUPlanOptions(sourceModelSha256: SHA256Digest.hex(SHA256Digest.hash(modelBytes)),
                                      glmcVersion: GLMC.configuration.version,
-                                     pipeline: try passOptions.pipelineNames(defaultLevel: defaultLevel), boundInputs: boundByName)
+                                     pipeline: try passOptions.pipelineNames(defaultLevel: defaultLevel),
+                                     instructionSet: cpu.instructionSet, boundInputs: boundByName)
         var plan = try CPUPlanBuilder.build(module, options: options)
         var cache: String?
         if let (samples, method) = calibration {
@@ -116,6 +120,20 @@ extension Convert {
         }
         do { try PlanWriter.write(plan, to: output) } catch let e as PlanError { throw GLMCError(e.message) }
         if let cache { try CalibrationDriver.write(cache, to: output + ".calib.cache") }
+    }
+}
+
+/// `--cpu`: the instruction set of a CPU plan, `native` resolved against this host.
+enum CPUChoice: String, ExpressibleByArgument, CaseIterable {
+    case native, generic, avx2, avx512
+
+    var instructionSet: CPUInstructionSet {
+        switch self {
+        case .native: return CPUInstructionSet.best(for: HostCPU.features)
+        case .generic: return .generic
+        case .avx2: return .avx2
+        case .avx512: return .avx512
+        }
     }
 }
 

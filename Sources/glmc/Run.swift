@@ -43,8 +43,8 @@ struct Run: ParsableCommand {
     @Option(help: "Untimed runs before the timed ones.")
     var warmup: Int = 0
 
-    @Option(help: "Threads a plan's steps are split across (plans only).")
-    var threads: Int = 1
+    @Option(help: "Threads a plan's steps are split across (plans only; default: all cores).")
+    var threads: Int?
 
     @Flag(help: "With --engine cpu on a model: build the plan afresh and do not store it in the plan cache.")
     var noCache = false
@@ -57,7 +57,7 @@ struct Run: ParsableCommand {
     func validate() throws {
         guard repeatCount >= 1 else { throw ValidationError("--repeat must be at least 1") }
         guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard (threads ?? 1) >= 1 else { throw ValidationError("--threads must be at least 1") }
     }
 
     func run() throws {
@@ -182,8 +182,10 @@ struct Run: ParsableCommand {
         let pipeline = try passOptions.pipelineNames(defaultLevel: 3)
         let cache = noCache ? nil : PlanCache.standard()
         let reuse = !passOptions.observesPasses
+        let instructionSet = CPUInstructionSet.best(for: HostCPU.features)
         let key = PlanCache.key(modelSha256: modelSha256, options: [
             "pipeline=" + pipeline.joined(separator: ","),
+            "cpu=" + instructionSet.rawValue,
             "shapes=" + specs.map { "\($0.name)=\($0.sizes.map(String.init).joined(separator: "x"))" }.joined(separator: ";"),
             "values=" + boundByName.sorted { $0.key < $1.key }.map { name, value in
                 "\(name):\(value.dtype.rawValue)=" + value.withRawBytes { $0.map { String(format: "%02x", $0) }.joined() }
@@ -196,7 +198,7 @@ struct Run: ParsableCommand {
             // Folding may have turned shape computations into constants: infer the types again.
             try InputShapes.propagate(&module.main)
             let options = CPUPlanOptions(sourceModelSha256: modelSha256, glmcVersion: GLMC.configuration.version,
-                                         pipeline: pipeline, boundInputs: boundByName)
+                                         pipeline: pipeline, instructionSet: instructionSet, boundInputs: boundByName)
             let plan = try CPUPlanBuilder.build(module, options: options)
             cache?.store(plan, key: key)
             try execute(plan, inputs: tensors)
@@ -210,7 +212,7 @@ struct Run: ParsableCommand {
     /// Runs `plan` on the CPU runtime with `tensors` (in the plan's input order) and writes the outputs.
     func execute(_ plan: PlanFile, inputs tensors: [Tensor]) throws {
         do {
-            let executor = try CPUExecutor(plan: plan, threads: threads)
+            let executor = try CPUExecutor(plan: plan, threads: threads ?? HostCPU.cores)
             var given: [String: HostTensor] = [:]
             for (input, t) in zip(plan.manifest.inputs, tensors) {
                 given[input.name] = HostTensor(name: input.name, dtype: t.dtype.rawValue, shape: t.shape,
