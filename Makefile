@@ -6,6 +6,7 @@
 #   make conformance-cpu  the same suite through CPU plans (--engine cpu --check; not part of make test)
 #   make bench-import  import benchmark (generates bench-data/ on first run)
 #   make bench-passes  node counts and optimize time: glmc -O3 vs onnx-simplifier vs ONNX Runtime
+#   make bench         CPU plans vs ONNX Runtime (latency ratios) and the generated GEMM vs OpenBLAS
 #   make bench-calibrate  INT8 calibration: glmc's MinMax/Entropy/Percentile amax vs ONNX Runtime's calibrators
 #   make proto         regenerate the protoc-c sources in Sources/CONNXProto
 #   make models        regenerate Models/ (onnx + ORT reference outputs)
@@ -26,7 +27,7 @@ PROTOC_C ?= protoc-c
 ONNX_PROTO ?= /usr/include/onnx/onnx.proto
 PROTO_DIR  := Sources/CONNXProto
 
-.PHONY: all setup build test conformance conformance-cpu demo bench-import bench-passes bench-calibrate proto models fixtures clean distclean
+.PHONY: all setup build test conformance conformance-cpu demo bench bench-import bench-passes bench-calibrate proto models fixtures clean distclean
 
 all: build
 
@@ -85,6 +86,10 @@ distclean: clean
 # Also checks that every -O3 model still computes what the original does (ONNX Runtime and the interpreter).
 bench-passes: build
 	$(PYTHON) scripts/bench_passes.py --glmc $(GLMC)
+
+# Generates bench-data/bench_*.onnx on first run; prints one table (ratios are what to read).
+bench: build
+	$(PYTHON) scripts/bench_cpu.py --glmc $(GLMC) --threads 2
 
 # Fails when glmc's MinMax amax differs from ONNX Runtime's (rel err > 1e-5) or misses a tensor it reports.
 bench-calibrate: build

@@ -32,8 +32,10 @@ let package = Package(
         .target(name: "GLMCPlan"),
         // The code generator: the kernel IR, lowering of fusion groups to kernels, the C/OpenCL/CUDA renderer.
         .target(name: "GLMCCodegen", dependencies: ["GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCPasses", "GLMCPlan"]),
+        // C support for the runtime: the host's CPU features (cpuid) and the persistent thread pool.
+        .target(name: "CGLMCRuntimeSupport", path: "Sources/CGLMCRuntimeSupport", linkerSettings: [.linkedLibrary("pthread")]),
         // Executors for plans (today: the CPU). Depends on the plan format only, never on the compiler.
-        .target(name: "GLMCRuntime", dependencies: ["GLMCPlan"]),
+        .target(name: "GLMCRuntime", dependencies: ["GLMCPlan", "CGLMCRuntimeSupport"]),
         // INT8 calibration: observation taps on a CPU plan, histograms, MinMax/Percentile/Entropy, TensorRT cache writer.
         .target(name: "GLMCCalibration", dependencies: ["GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCFrontends", "GLMCCodegen", "GLMCPlan", "GLMCRuntime"]),
         // FileCheck-style checker and golden helpers for tests.

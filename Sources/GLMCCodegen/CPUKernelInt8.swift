@@ -12,8 +12,9 @@ public enum CPUKernelInt8 {
     /// Helpers shared by the int8 kernels, emitted once per translation unit.
     ///
     /// `glmc_dot1` / `glmc_dot4`: the int32 dot product of an int8 row with one or four int8 weight
-    /// rows (four share each load of the row). Plans are compiled for the baseline ISA (no
-    /// `-march`), so on x86-64 with GCC or Clang there are AVX-512 VNNI (`vpdpwssd` on
+    /// rows (four share each load of the row). Plans are compiled for the instruction set `--cpu`
+    /// names (never VNNI, and GCC 12 widens a portable int8 dot loop with `pmullw` instead of
+    /// `pmaddwd`), so on x86-64 with GCC or Clang there are AVX-512 VNNI (`vpdpwssd` on
     /// sign-extended 16-bit lanes) and AVX2 (`vpmaddwd`) versions in functions with a `target`
     /// attribute, and a constructor run when the plan's code is loaded picks the best one the CPU
     /// has; elsewhere, and on CPUs without AVX2, the portable loops.

@@ -12,14 +12,21 @@ public struct CPUPlanOptions: Sendable {
     public var pipeline: [String]
     /// The C compiler (a path or a name on PATH); nil: `$CC`, else `cc`, `gcc`, `clang`.
     public var compiler: String?
+    /// What the kernels are compiled for; the plan's `cpu_features` are what it requires.
+    public var instructionSet: CPUInstructionSet
+    /// Inputs whose values were bound at convert time (by name; the module reads constants in
+    /// their place): the manifest records each value, and a runtime refuses any other.
+    public var boundInputs: [String: TensorData]
     /// Set for an int8 plan: the activation scales of the calibration table (amax / 127) by source
     /// tensor name; Conv, Gemm and MatMul with constant weights and a scaled input are quantized
     /// (see `CPUPlanBuilderInt8.swift`).
     public var int8ActivationScales: [String: Float]?
     public init(sourceModelSha256: String, glmcVersion: String, pipeline: [String] = [], compiler: String? = nil,
+                instructionSet: CPUInstructionSet = .generic, boundInputs: [String: TensorData] = [:],
                 int8ActivationScales: [String: Float]? = nil) {
         self.sourceModelSha256 = sourceModelSha256; self.glmcVersion = glmcVersion
-        self.pipeline = pipeline; self.compiler = compiler; self.int8ActivationScales = int8ActivationScales
+        self.pipeline = pipeline; self.compiler = compiler; self.instructionSet = instructionSet
+        self.boundInputs = boundInputs; self.int8ActivationScales = int8ActivationScales
     }
 }
 
@@ -40,7 +47,7 @@ public enum CPUPlanBuilder {
     /// Generates, compiles and assembles the plan.
     public static func build(_ module: Module, options: CPUPlanOptions) throws -> PlanFile {
         let generated = try generate(module, options: options)
-        let so = try compile(source: generated.source, compiler: options.compiler)
+        let so = try compile(source: generated.source, compiler: options.compiler, instructionSet: options.instructionSet)
         let plan = PlanFile(manifest: generated.manifest, sources: ["kernels.c": generated.source],
                             code: ["kernels.so": so], weights: generated.weights)
         try plan.validate()
@@ -53,17 +60,29 @@ public enum CPUPlanBuilder {
         // instructions (each then a step of its own, its intermediates planned like any other
         // value), and generation starts again.
         var function = module.main
+        try refuseValueShapedOps(in: function)
         evaluateConstantValues(in: &function, opset: module.opsets[""] ?? module.opsets["ai.onnx"] ?? OpRegistry.newestOpset)
         var g: Generator
         while true {
             g = try Generator(function: function, int8ActivationScales: options.int8ActivationScales)
+            g.instructionSet = options.instructionSet
             do { try g.run(); break } catch let failure as FusedGroupFailure {
                 guard inlineFusedGroup(at: failure.index, in: &function) else { throw failure.error }
             }
         }
-        var manifest = PlanManifest(target: "cpu", cpuFeatures: [], sourceModelSha256: options.sourceModelSha256,
+        var source = g.source
+        if g.usesVectorPrelude, source.hasPrefix(CPUKernelLibrary.prelude) {
+            source.insert(contentsOf: options.instructionSet.vectorPrelude, at: source.index(source.startIndex, offsetBy: CPUKernelLibrary.prelude.count))
+        }
+        var inputs = g.inputs
+        for i in inputs.indices {
+            guard let value = options.boundInputs[inputs[i].name] else { continue }
+            let t = try Tensor(value)
+            inputs[i].value = t.dtype.isFloatingPoint ? .reals(t.doubles) : .integers(t.int64s)
+        }
+        var manifest = PlanManifest(target: "cpu", cpuFeatures: options.instructionSet.requiredFeatures, sourceModelSha256: options.sourceModelSha256,
                                     glmcVersion: options.glmcVersion, pipeline: options.pipeline,
-                                    inputs: g.inputs, outputs: g.outputs, arenaBytes: g.arenaBytes,
+                                    inputs: inputs, outputs: g.outputs, arenaBytes: g.arenaBytes,
                                     buffers: g.buffers, steps: g.steps, weights: g.weightsBuilder.table,
                                     kernelSources: [PlanKernelSource(name: "kernels.c", language: "c")],
                                     metadata: ["kernel_abi": "void k(void **args, long begin, long end)"])
@@ -71,7 +90,7 @@ public enum CPUPlanBuilder {
             manifest.metadata["precision"] = "int8"
             manifest.metadata["int8_ops"] = String(g.int8Count)
         }
-        return Generated(manifest: manifest, weights: g.weightsBuilder.blob, source: g.source)
+        return Generated(manifest: manifest, weights: g.weightsBuilder.blob, source: source)
     }
 
     /// Evaluates, with the interpreter, every value computed from constants alone (e.g. a weight
@@ -93,6 +112,7 @@ public enum CPUPlanBuilder {
             let read = inst.operands.compactMap { $0 } + inst.nestedFunctions.flatMap { $0.captures.map(\.outer) }
             for v in read where computed.contains(v) && !neededSet.contains(v) { neededSet.insert(v); needed.append(v) }
         }
+        for v in f.outputs where computed.contains(v) && !neededSet.contains(v) { neededSet.insert(v); needed.append(v) }
         let defining = f.definingInstructions()
         needed = needed.filter { v in defining[v].map { f.body[$0].constantValue == nil } ?? false }
         guard !needed.isEmpty else { return }
@@ -158,8 +178,10 @@ public enum CPUPlanBuilder {
         return nil
     }
 
-    /// Compiles one C translation unit into a shared object and returns its bytes.
-    public static func compile(source: String, compiler: String? = nil) throws -> Data {
+    /// Compiles one C translation unit into a shared object and returns its bytes. No
+    /// `-ffast-math`: results keep IEEE semantics (NaN, infinities); FMAs in the GEMM kernels are
+    /// explicit intrinsics.
+    public static func compile(source: String, compiler: String? = nil, instructionSet: CPUInstructionSet = .generic) throws -> Data {
         guard let cc = findCompiler(compiler) else {
             let which = compiler ?? ProcessInfo.processInfo.environment["CC"] ?? "cc, gcc or clang"
             throw GLMCError("--target cpu needs a C compiler to build the kernels, and none was found (looked for \(which); set CC)")
@@ -171,7 +193,7 @@ public enum CPUPlanBuilder {
         try Data(source.utf8).write(to: src)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: cc)
-        process.arguments = ["-std=c99", "-O3", "-fPIC", "-shared", "-o", out.path, src.path, "-lm"]
+        process.arguments = ["-std=c99", "-O3", "-fPIC", "-shared"] + instructionSet.compilerFlags + ["-o", out.path, src.path, "-lm"]
         let errPipe = Pipe()
         process.standardError = errPipe
         process.standardOutput = errPipe
@@ -205,6 +227,10 @@ public enum CPUPlanBuilder {
         var usedWeightNames = Set<String>()
         var constants: [ValueID: TensorData] = [:]
         var constantComputed = Set<ValueID>()
+        /// What the blocked GEMM kernels are generated for.
+        var instructionSet = CPUInstructionSet.generic
+        /// Whether a kernel uses the instruction set's vector prelude (`glmc_vf`, ...).
+        var usesVectorPrelude = false
         /// int8 plans (see `CPUPlanBuilderInt8.swift`).
         let int8ActivationScales: [String: Float]?
         var int8HelpersEmitted = false
@@ -223,7 +249,7 @@ public enum CPUPlanBuilder {
                             return nil
                         }
                         let what = symbolic.isEmpty ? "a dynamic shape" : "the symbolic dimension \(symbolic.joined(separator: ", "))"
-                        throw GLMCError("--target cpu needs static shapes: \(kind) '\(f.name(of: v))' (\(t)) has \(what); bind it with --input-shape NAME=DxDx...")
+                        throw GLMCError("--target cpu needs static shapes: \(kind) '\(f.name(of: v))' (\(t)) has \(what); bind it with --input-shape NAME=DxDx..., or the inputs whose values decide it with --input-value NAME=FILE.npy")
                     }
                     guard t.dtype.byteSize > 0 else { throw GLMCError("unsupported: --target cpu cannot take \(kind) '\(f.name(of: v))' of type \(t.dtype)") }
                 }
@@ -261,13 +287,21 @@ public enum CPUPlanBuilder {
                 inputs.append(PlanTensor(name: f.name(of: a), dtype: t.dtype.rawValue, shape: t.shape.staticSizes!, buffer: slot(a)))
             }
             let argumentSet = Set(f.arguments)
+            var copiedOutputs: [(value: ValueID, buffer: Int)] = []
             for (i, o) in f.outputs.enumerated() {
-                guard !argumentSet.contains(o), constants[o] == nil, !constantComputed.contains(o) else {
-                    throw GLMCError("unsupported: --target cpu cannot return input or constant '\(f.name(of: o))' as an output yet")
-                }
                 let t = f.type(of: o)
                 let name = i < f.outputNames.count ? f.outputNames[i] : f.name(of: o)
-                outputs.append(PlanTensor(name: name, dtype: t.dtype.rawValue, shape: t.shape.staticSizes!, buffer: slot(o)))
+                var buffer: Int
+                if argumentSet.contains(o) || constants[o] != nil || constantComputed.contains(o) {
+                    // An input or a constant returned as an output is copied into a slot of its own.
+                    let offset = PlanLayout.align(end)
+                    end = offset + PlanLayout.align(byteCount(o))
+                    buffer = addBuffer(offset: offset, bytes: byteCount(o))
+                    copiedOutputs.append((o, buffer))
+                } else {
+                    buffer = slot(o)
+                }
+                outputs.append(PlanTensor(name: name, dtype: t.dtype.rawValue, shape: t.shape.staticSizes!, buffer: buffer))
             }
             arenaBytes = PlanLayout.align(end)
 
@@ -279,6 +313,7 @@ public enum CPUPlanBuilder {
                     try lower(inst)
                 }
             }
+            for (o, buffer) in copiedOutputs { try lowerOutputCopy(o, into: buffer) }
         }
 
         mutating func addBuffer(offset: Int, bytes: Int) -> Int {
@@ -369,6 +404,8 @@ public enum CPUPlanBuilder {
                 return try lowerAttentionFamily(inst)
             case let t where Self.moreOps.contains(t):
                 return try lowerMore(inst)
+            case let t where Self.movementOps.contains(t):
+                return try lowerMovement(inst)
             default:
                 guard ElementwiseLowering.supportedOps.contains(op.type) else { throw unsupported(inst) }
                 try lowerElementwise(inst)
@@ -473,10 +510,11 @@ public enum CPUPlanBuilder {
                     epilogue.append(.leakyRelu(alpha: alpha))
                 case "Clip":
                     var lo = -Float.infinity, hi = Float.infinity
-                    if case .float(let a)? = m.attributes["min"] { lo = a }
-                    if case .float(let a)? = m.attributes["max"] { hi = a }
-                    if m.operands.count > 1, let v = m.operands[1] { guard let s = scalar(v) else { throw unsupported(inst, "with a non-constant Clip bound") }; lo = s }
-                    if m.operands.count > 2, let v = m.operands[2] { guard let s = scalar(v) else { throw unsupported(inst, "with a non-constant Clip bound") }; hi = s }
+                    // Bounds are attributes before opset 11 and operands from then on (as in GLMCOps).
+                    if m.opset < 11, case .float(let a)? = m.attributes["min"] { lo = a }
+                    if m.opset < 11, case .float(let a)? = m.attributes["max"] { hi = a }
+                    if m.opset >= 11, m.operands.count > 1, let v = m.operands[1] { guard let s = scalar(v) else { throw unsupported(inst, "with a non-constant Clip bound") }; lo = s }
+                    if m.opset >= 11, m.operands.count > 2, let v = m.operands[2] { guard let s = scalar(v) else { throw unsupported(inst, "with a non-constant Clip bound") }; hi = s }
                     epilogue.append(.clip(min: lo, max: hi))
                 case "Add" where n == 0 && producer.op.type == "MatMul" && m.operands.count == 2 && m.operands[1] != nil:
                     extraBias = m.operands[1]
@@ -495,6 +533,10 @@ public enum CPUPlanBuilder {
             let attrs = producer.attributes
             func int(_ name: String, _ d: Int) -> Int { if case .int(let v)? = attrs[name] { return v }; return d }
             func float(_ name: String, _ d: Float) -> Float { if case .float(let v)? = attrs[name] { return v }; return d }
+            /// The weight key of a constant operand's repacked form.
+            func packedKey(_ v: ValueID, _ suffix: String) -> String {
+                (bodyConstants[v] != nil ? "\(g.name)#\(v.index)" : "v\(outerValue(v)!.index)") + suffix
+            }
             if int8ActivationScales != nil {
                 let biasOperand = producer.op.type == "MatMul" ? extraBias : (producer.operands.count > 2 ? producer.operands[2] : nil)
                 let isGemm = producer.op.type == "Gemm"
@@ -509,58 +551,94 @@ public enum CPUPlanBuilder {
                 let isGemm = producer.op.type == "Gemm"
                 guard let a = producer.operands[0], let b = producer.operands[1] else { throw unsupported(inst) }
                 let aS = g.type(of: a).shape.staticSizes!, bS = g.type(of: b).shape.staticSizes!
-                if !isGemm, aS.count > 2, bS.count >= 2 {
-                    // Batched: [..., M, K] x [K, N] (B shared) or [..., M, K] x [..., K, N] (equal batch dims).
+                let kind = epilogue.isEmpty ? producer.op.type.lowercased() : producer.op.type.lowercased() + "_epilogue"
+                if !isGemm, aS.count > 2, bS.count > 2 {
+                    // Batched: [..., M, K] x [..., K, N] with equal batch dims.
                     guard extraBias == nil else { throw unsupported(inst, "batched with a bias") }
                     let m = aS[aS.count - 2], k = aS[aS.count - 1], n = bS[bS.count - 1]
                     let batchDims = Array(aS.dropLast(2))
-                    guard bS[bS.count - 2] == k, ySizes == batchDims + [m, n],
-                          bS.count == 2 || Array(bS.dropLast(2)) == batchDims else {
+                    guard bS[bS.count - 2] == k, ySizes == batchDims + [m, n], Array(bS.dropLast(2)) == batchDims else {
                         throw unsupported(inst, "on operands of shapes \(aS) and \(bS) (batched: [..., M, K] x [K, N] or equal batch dimensions)")
                     }
                     let batch = batchDims.reduce(1, *)
                     let args = [try resolve(a), try resolve(b), .buffer(yBuffer)]
+                    if m * n * k >= CPUKernelGEMM.minimumWork {
+                        var spec = CPUKernelGEMM.Spec(m: m, n: n, k: k, a: .strided(rowStride: k, depthStride: 1),
+                                                      b: .strided(depthStride: n, columnStride: 1), arguments: (0, 1, nil, 2))
+                        spec.batches = batch
+                        spec.aOffset = "bt * \(m * k)"; spec.bOffset = "bt * \(k * n)"; spec.cOffset = "bt * \(m * n)"
+                        spec.epilogue = epilogue
+                        return addGEMMStep(kind: epilogue.isEmpty ? "batched_matmul" : "batched_matmul_epilogue", spec, arguments: args)
+                    }
                     addStep(kind: epilogue.isEmpty ? "batched_matmul" : "batched_matmul_epilogue",
-                            code: CPUKernelLibrary.batchedMatMul(name: symbol, batch: batch, m: m, n: n, k: k, bBatched: bS.count > 2, epilogue: epilogue),
+                            code: CPUKernelLibrary.batchedMatMul(name: symbol, batch: batch, m: m, n: n, k: k, bBatched: true, epilogue: epilogue),
                             arguments: args, range: batch * m * n, work: k)
                     return
                 }
-                guard aS.count == 2, bS.count == 2, ySizes.count == 2 else {
+                // [..., M, K] x [K, N] (B shared by the batch) is one [batch*M, K] x [K, N] product.
+                let sharedB = !isGemm && aS.count > 2 && bS.count == 2
+                guard (aS.count == 2 || sharedB), bS.count == 2, ySizes.count == aS.count else {
                     throw unsupported(inst, "on operands of rank \(aS.count) and \(bS.count) (only 2-D)")
                 }
                 let transA = isGemm && int("transA", 0) != 0
                 var transB = isGemm && int("transB", 0) != 0
-                let m = transA ? aS[1] : aS[0], k = transA ? aS[0] : aS[1], n = transB ? bS[0] : bS[1]
-                guard (transB ? bS[1] : bS[0]) == k, ySizes == [m, n] else { throw unsupported(inst, "with inconsistent shapes") }
-                var args = [try resolve(a)]
-                if !transB, let c = constant(b), c.dtype == .f32, !c.isElided {
-                    // A constant [K,N] right operand is stored transposed ([N,K]), so every output
-                    // is a dot product of two contiguous rows.
-                    let e = c.elements(as: Float.self)
-                    var t = [Float](repeating: 0, count: e.count)
-                    for p in 0 ..< k { for q in 0 ..< n { t[q * k + p] = e[p * n + q] } }
-                    let key = (bodyConstants[b] != nil ? "\(g.name)#\(b.index)" : "v\(outerValue(b)!.index)") + "#T"
-                    args.append(try weight(key: key, name: g.name(of: b) + ".T", TensorData(type: TensorType(.f32, static: [n, k]), elements: t), inst))
-                    transB = true
-                } else {
-                    args.append(try resolve(b))
+                let rows = sharedB ? aS.dropLast().reduce(1, *) : aS[0]
+                let m = transA ? aS[1] : rows, k = transA ? aS[0] : aS[aS.count - 1], n = transB ? bS[0] : bS[1]
+                guard (transB ? bS[1] : bS[0]) == k, ySizes.reduce(1, *) == m * n, ySizes.last == n else {
+                    throw unsupported(inst, "with inconsistent shapes")
                 }
                 var biasStrides: (rowStride: Int, colStride: Int)?
                 let c: ValueID? = isGemm ? (producer.operands.count > 2 ? producer.operands[2] : nil) : extraBias
                 if let c {
                     let cS = g.type(of: c).shape.staticSizes!
-                    guard cS.count <= 2 else { throw unsupported(inst, "with a bias of rank \(cS.count)") }
-                    let cm = cS.count == 2 ? cS[0] : 1, cn = cS.count >= 1 ? cS[cS.count - 1] : 1
-                    guard cm == 1 || cm == m, cn == 1 || cn == n else { throw unsupported(inst, "with a bias of shape \(cS)") }
+                    guard cS.count <= 2 || (sharedB && cS.dropLast().allSatisfy { $0 == 1 }) else { throw unsupported(inst, "with a bias of rank \(cS.count)") }
+                    let cm = cS.count >= 2 ? cS.dropLast().reduce(1, *) : 1, cn = cS.count >= 1 ? cS[cS.count - 1] : 1
+                    guard cm == 1 || (cm == m && !sharedB), cn == 1 || cn == n else { throw unsupported(inst, "with a bias of shape \(cS)") }
                     biasStrides = (cm == 1 ? 0 : cn, cn == 1 ? 0 : 1)
-                    args.append(try resolve(c))
                 }
+                let alpha: Float = isGemm ? float("alpha", 1) : 1, beta: Float = isGemm ? float("beta", 1) : 1
+                let constantB = constant(b).flatMap { $0.dtype == .f32 && !$0.isElided ? $0 : nil }
+                if m * n * k >= CPUKernelGEMM.minimumWork {
+                    // Blocked: a constant B is packed into column panels now; otherwise at run time.
+                    var args = [try resolve(a)]
+                    let bOperand: CPUKernelGEMM.BOperand
+                    if let cb = constantB {
+                        let nr = instructionSet.microTile.columns
+                        let packed = CPUKernelGEMM.packPanels(cb.elements(as: Float.self), rows: n, depth: k, panel: nr, transposed: !transB)
+                        args.append(try weight(key: packedKey(b, "#panels\(nr)"), name: g.name(of: b) + ".panels",
+                                               TensorData(type: TensorType(.f32, static: [packed.count / (k * nr), k, nr]), elements: packed), inst))
+                        bOperand = .packed
+                    } else {
+                        args.append(try resolve(b))
+                        bOperand = .strided(depthStride: transB ? 1 : n, columnStride: transB ? k : 1)
+                    }
+                    var spec = CPUKernelGEMM.Spec(m: m, n: n, k: k, a: .strided(rowStride: transA ? 1 : k, depthStride: transA ? m : 1),
+                                                  b: bOperand, arguments: (0, 1, c == nil ? nil : 2, c == nil ? 2 : 3))
+                    if let c, let strides = biasStrides {
+                        args.append(try resolve(c))
+                        spec.bias = (strides.rowStride, strides.colStride, "0")
+                    }
+                    args.append(.buffer(yBuffer))
+                    spec.alpha = alpha; spec.beta = beta; spec.epilogue = epilogue
+                    return addGEMMStep(kind: kind, spec, arguments: args)
+                }
+                var args = [try resolve(a)]
+                if !transB, let cb = constantB {
+                    // A constant [K,N] right operand is stored transposed ([N,K]), so every output
+                    // is a dot product of two contiguous rows.
+                    let e = cb.elements(as: Float.self)
+                    var t = [Float](repeating: 0, count: e.count)
+                    for p in 0 ..< k { for q in 0 ..< n { t[q * k + p] = e[p * n + q] } }
+                    args.append(try weight(key: packedKey(b, "#T"), name: g.name(of: b) + ".T", TensorData(type: TensorType(.f32, static: [n, k]), elements: t), inst))
+                    transB = true
+                } else {
+                    args.append(try resolve(b))
+                }
+                if let c { args.append(try resolve(c)) }
                 args.append(.buffer(yBuffer))
                 let code = CPUKernelLibrary.gemm(name: symbol, m: m, n: n, k: k, transA: transA, transB: transB,
-                                                 alpha: isGemm ? float("alpha", 1) : 1, beta: isGemm ? float("beta", 1) : 1,
-                                                 bias: biasStrides, epilogue: epilogue)
-                addStep(kind: epilogue.isEmpty ? producer.op.type.lowercased() : producer.op.type.lowercased() + "_epilogue",
-                        code: code, arguments: args, range: m * n, work: k)
+                                                 alpha: alpha, beta: beta, bias: biasStrides, epilogue: epilogue)
+                addStep(kind: kind, code: code, arguments: args, range: m * n, work: k)
             default:  // Conv
                 guard let x = producer.operands[0], let w = producer.operands[1] else { throw unsupported(inst) }
                 let xS = g.type(of: x).shape.staticSizes!, wS = g.type(of: w).shape.staticSizes!
@@ -571,17 +649,68 @@ public enum CPUPlanBuilder {
                 }
                 let (pads, strides, dilations) = try window(producer, input: Array(xS[2...]), output: Array(ySizes[2...]),
                                                            kernel: Array(wS[2...]), inst)
-                var args = [try resolve(x), try resolve(w)]
                 let hasBias = producer.operands.count > 2 && producer.operands[2] != nil
+                let kind = epilogue.isEmpty ? "conv2d" : "conv2d_epilogue"
+                let cg = xS[1] / group, mg = ySizes[1] / group, depth = cg * wS[2] * wS[3], pixels = ySizes[2] * ySizes[3]
+                let depthwise = cg == 1 && mg == 1
+                if !depthwise, mg * pixels * depth >= CPUKernelGEMM.minimumWork,
+                   let cw = constant(w), cw.dtype == .f32, !cw.isElided {
+                    // Per image and group: Y[mg, pixels] = W[mg, depth] x patches[depth, pixels]; the
+                    // weights packed into row panels now, the patches at run time (a 1x1, stride 1,
+                    // unpadded convolution reads its input as the patch matrix directly).
+                    let mr = instructionSet.microTile.rows
+                    let e = cw.elements(as: Float.self)
+                    var packed: [Float] = []
+                    for gi in 0 ..< group {
+                        packed += CPUKernelGEMM.packPanels(Array(e[gi * mg * depth ..< (gi + 1) * mg * depth]), rows: mg, depth: depth, panel: mr, transposed: false)
+                    }
+                    var args = [try resolve(x), try weight(key: packedKey(w, "#panels\(mr)"), name: g.name(of: w) + ".panels",
+                                                           TensorData(type: TensorType(.f32, static: [packed.count / (depth * mr), depth, mr]), elements: packed), inst)]
+                    let pointwise = wS[2] == 1 && wS[3] == 1 && pads == [0, 0] && strides == [1, 1] && ySizes[2] == xS[2] && ySizes[3] == xS[3]
+                    let bOperand: CPUKernelGEMM.BOperand = pointwise ? .strided(depthStride: xS[2] * xS[3], columnStride: 1) : .im2col(.init(
+                        channels: cg, height: xS[2], width: xS[3], kernelHeight: wS[2], kernelWidth: wS[3], outputHeight: ySizes[2], outputWidth: ySizes[3],
+                        strideH: strides[0], strideW: strides[1], padTop: pads[0], padLeft: pads[1], dilationH: dilations[0], dilationW: dilations[1]))
+                    var spec = CPUKernelGEMM.Spec(m: mg, n: pixels, k: depth, a: .packed, b: bOperand,
+                                                  arguments: (1, 0, hasBias ? 2 : nil, hasBias ? 3 : 2))
+                    spec.batches = xS[0] * group
+                    spec.aOffset = "bt % \(group) * \(packed.count / group)"
+                    spec.bOffset = "bt * \(cg * xS[2] * xS[3])"
+                    spec.cOffset = "bt * \(mg * pixels)"
+                    if hasBias {
+                        args.append(try resolve(producer.operands[2]!))
+                        spec.bias = (1, 0, "bt % \(group) * \(mg)")
+                    }
+                    args.append(.buffer(yBuffer))
+                    spec.epilogue = epilogue
+                    return addGEMMStep(kind: kind, spec, arguments: args)
+                }
+                var args = [try resolve(x), try resolve(w)]
                 if hasBias { args.append(try resolve(producer.operands[2]!)) }
                 args.append(.buffer(yBuffer))
+                if depthwise {
+                    let code = CPUKernelDepthwise.kernel(name: symbol, planes: xS[0] * xS[1], channels: xS[1], h: xS[2], w: xS[3],
+                                                         oh: ySizes[2], ow: ySizes[3], kh: wS[2], kw: wS[3], padTop: pads[0], padLeft: pads[1],
+                                                         strideH: strides[0], strideW: strides[1], dilationH: dilations[0], dilationW: dilations[1],
+                                                         hasBias: hasBias, epilogue: epilogue)
+                    return addStep(kind: epilogue.isEmpty ? "depthwise_conv2d" : "depthwise_conv2d_epilogue", code: code, arguments: args,
+                                   range: ySizes[0] * ySizes[1], work: ySizes[2] * ySizes[3] * wS[2] * wS[3])
+                }
+                // Small convolutions and those with computed weights: direct.
                 let code = CPUKernelLibrary.conv2d(name: symbol, n: xS[0], c: xS[1], h: xS[2], w: xS[3], m: ySizes[1],
                                                    oh: ySizes[2], ow: ySizes[3], kh: wS[2], kw: wS[3], group: group,
                                                    padTop: pads[0], padLeft: pads[1], strideH: strides[0], strideW: strides[1],
                                                    dilationH: dilations[0], dilationW: dilations[1], hasBias: hasBias, epilogue: epilogue)
-                addStep(kind: epilogue.isEmpty ? "conv2d" : "conv2d_epilogue", code: code, arguments: args, range: ySizes[0] * ySizes[1],
+                addStep(kind: kind, code: code, arguments: args, range: ySizes[0] * ySizes[1],
                         work: ySizes[2] * ySizes[3] * wS[1] * wS[2] * wS[3])
             }
+        }
+
+        /// A blocked GEMM step (`CPUKernelGEMM`): one job per unit of its range.
+        mutating func addGEMMStep(kind: String, _ spec: CPUKernelGEMM.Spec, arguments: [PlanArgument]) {
+            usesVectorPrelude = true
+            let jobs = CPUKernelGEMM.jobs(spec, isa: instructionSet)
+            addStep(kind: kind, code: CPUKernelGEMM.kernel(name: nextSymbol, spec, isa: instructionSet), arguments: arguments,
+                    range: jobs, work: Self.grainWork)
         }
 
         /// Begin pads, strides and dilations of a 2-D window op, auto_pad resolved.

@@ -53,6 +53,12 @@ public struct PlanFile: Equatable, Sendable {
                 guard names.insert(t.name).inserted else { throw PlanError("duplicate \(kind) '\(t.name)'") }
                 guard t.shape.allSatisfy({ $0 >= 0 }) else { throw PlanError("\(kind) '\(t.name)' has a negative dimension in \(t.shape)") }
                 guard bufferIDs.contains(t.buffer) else { throw PlanError("\(kind) '\(t.name)' names unknown buffer \(t.buffer)") }
+                if let value = t.value {
+                    guard kind == "input" else { throw PlanError("output '\(t.name)' has a bound value (only inputs may)") }
+                    guard value.count == t.shape.reduce(1, *) else {
+                        throw PlanError("input '\(t.name)' has a bound value of \(value.count) elements for shape \(t.shape)")
+                    }
+                }
             }
         }
         var weightNames = Set<String>()

@@ -66,8 +66,56 @@ public struct PlanTensor: Codable, Equatable, Sendable {
     public var dtype: String
     public var shape: [Int]
     public var buffer: Int
-    public init(name: String, dtype: String, shape: [Int], buffer: Int) {
-        self.name = name; self.dtype = dtype; self.shape = shape; self.buffer = buffer
+    /// For an input whose value was bound at convert time (a shape-determining input), its elements
+    /// in row-major order; a runtime refuses any other value. Nil otherwise.
+    public var value: PlanBoundValue?
+    public init(name: String, dtype: String, shape: [Int], buffer: Int, value: PlanBoundValue? = nil) {
+        self.name = name; self.dtype = dtype; self.shape = shape; self.buffer = buffer; self.value = value
+    }
+}
+
+/// The bound value of an input, a JSON array of numbers: exact integers for integer and bool
+/// inputs (bool as 0/1), finite reals for floating-point ones.
+public enum PlanBoundValue: Codable, Equatable, Sendable, CustomStringConvertible {
+    case integers([Int64])
+    case reals([Double])
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let v = try? c.decode([Int64].self) { self = .integers(v) } else { self = .reals(try c.decode([Double].self)) }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .integers(let v): try c.encode(v)
+        case .reals(let v): try c.encode(v)
+        }
+    }
+
+    public var count: Int {
+        switch self {
+        case .integers(let v): return v.count
+        case .reals(let v): return v.count
+        }
+    }
+
+    /// The elements as reals (integers converted).
+    public var reals: [Double] {
+        switch self {
+        case .integers(let v): return v.map { Double($0) }
+        case .reals(let v): return v
+        }
+    }
+
+    /// At most 8 elements, for messages.
+    public var description: String {
+        let text: [String]
+        switch self {
+        case .integers(let v): text = v.prefix(8).map(String.init)
+        case .reals(let v): text = v.prefix(8).map { "\($0)" }
+        }
+        return "[" + text.joined(separator: ", ") + (count > 8 ? ", ...]" : "]")
     }
 }
 

@@ -95,7 +95,8 @@ public struct PlanSummary: Encodable, Equatable, Sendable {
     /// The human-readable summary.
     public var text: String {
         func tensor(_ t: PlanTensor) -> String {
-            "  \(t.name): \(t.dtype)[\(t.shape.map(String.init).joined(separator: ", "))] (buffer \(t.buffer))"
+            let bound = t.value.map { " bound to \($0)" } ?? ""
+            return "  \(t.name): \(t.dtype)[\(t.shape.map(String.init).joined(separator: ", "))] (buffer \(t.buffer))\(bound)"
         }
         var lines: [String] = []
         lines.append("plan format \(formatVersion), target \(target)" + (gpuArch.map { " (\($0))" } ?? ""))

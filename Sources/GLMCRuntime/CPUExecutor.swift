@@ -1,3 +1,4 @@
+import CGLMCRuntimeSupport
 import Foundation
 import GLMCPlan
 #if canImport(Glibc)
@@ -26,12 +27,30 @@ public struct HostTensor: Equatable, Sendable {
 }
 
 /// The plan's CPU kernel ABI: `void k(void **args, long begin, long end)`.
-typealias CPUKernel = @convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>?, Int, Int) -> Void
+typealias CPUKernel = glmc_kernel_fn
 
-/// Runs a `--target cpu` plan: loads its `kernels.so`, resolves each step's kernel, allocates the
-/// one 64-byte aligned arena, binds the weights in place (the plan's mapped weights section) and
-/// runs the steps in order, splitting each step's range `[0, launch["range"])` across up to
-/// `threads` threads, each slice at least `launch["grain"]` long.
+/// What the host CPU can run.
+public enum HostCPU {
+    /// The feature names a plan's `cpu_features` may list (those the runtime can check).
+    public static let knownFeatures = ["sse2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512vnni"]
+
+    /// Whether the host (CPU and OS) supports `feature`; false for names it does not know.
+    public static func supports(_ feature: String) -> Bool {
+        glmc_cpu_supports(feature) != 0
+    }
+
+    /// The host's features among `knownFeatures`.
+    public static var features: Set<String> { Set(knownFeatures.filter(supports)) }
+
+    /// The cores this process may use (at least 1).
+    public static var cores: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
+}
+
+/// Runs a `--target cpu` plan: checks that the host has the plan's `cpu_features`, loads its
+/// `kernels.so`, resolves each step's kernel, allocates the one 64-byte aligned arena, binds the
+/// weights in place (the plan's mapped weights section) and runs the steps in order, splitting
+/// each step's range `[0, launch["range"])` across up to `threads` threads (a persistent pool
+/// made at load time, the calling thread included), each slice at least `launch["grain"]` long.
 ///
 /// An executor owns mutable state (the arena): one `run` at a time.
 public final class CPUExecutor {
@@ -50,11 +69,17 @@ public final class CPUExecutor {
     private var weightsCopy: UnsafeMutableRawPointer?
     /// Per step, the argument pointers (arena slices and weights), fixed at load time.
     private var argumentTables: [UnsafeMutablePointer<UnsafeMutableRawPointer?>] = []
+    /// The worker threads (`threads` - 1 of them), made once.
+    private var pool: OpaquePointer?
 
     public init(plan: PlanFile, threads: Int = 1) throws {
         let m = plan.manifest
         guard m.target == "cpu" else { throw RuntimeError("the plan is for target '\(m.target)', not cpu") }
         try plan.validate()
+        let missing = m.cpuFeatures.filter { !HostCPU.supports($0) }
+        guard missing.isEmpty else {
+            throw RuntimeError("the plan needs CPU features this host lacks: \(missing.joined(separator: ", ")) (convert it again with --cpu native or --cpu generic)")
+        }
         guard let so = plan.code["kernels.so"], !so.isEmpty else { throw RuntimeError("the plan has no code section 'code/kernels.so'") }
         self.plan = plan
         self.threads = max(1, threads)
@@ -137,9 +162,16 @@ public final class CPUExecutor {
             }
             argumentTables.append(table)
         }
+        if self.threads > 1 {
+            guard let pool = glmc_pool_create(Int32(clamping: self.threads)) else {
+                throw RuntimeError("cannot start \(self.threads - 1) worker threads")
+            }
+            self.pool = pool
+        }
     }
 
     deinit {
+        if let pool { glmc_pool_destroy(pool) }
         for t in argumentTables { t.deallocate() }
         free(arena)
         if let weightsCopy { free(weightsCopy) }
@@ -165,6 +197,12 @@ public final class CPUExecutor {
             guard t.bytes.count == b.bytes else {
                 throw RuntimeError("input '\(input.name)' has \(t.bytes.count) bytes, expected \(b.bytes)")
             }
+            if let bound = input.value {
+                guard let got = Self.boundValue(t.bytes, dtype: t.dtype) else {
+                    throw RuntimeError("input '\(input.name)' has a bound value, but its dtype \(t.dtype) cannot be compared with it")
+                }
+                guard Self.equal(got, bound) else { throw RuntimeError("input '\(input.name)' is \(got), but the plan was built for the value \(bound) (it decides shapes and was fixed at convert time; convert again with --input-value \(input.name)=FILE.npy)") }
+            }
             if b.bytes > 0 { t.bytes.withUnsafeBytes { (arena + b.offset).copyMemory(from: $0.baseAddress!, byteCount: b.bytes) } }
         }
         for i in kernels.indices { execute(step: i) }
@@ -174,27 +212,55 @@ public final class CPUExecutor {
         }
     }
 
+    /// The elements of a little-endian integer, bool or floating-point tensor, as a manifest
+    /// records bound values (nil for other dtypes).
+    static func boundValue(_ bytes: Data, dtype: String) -> PlanBoundValue? {
+        func load<T>(_: T.Type, _ convert: (T) -> Double) -> [Double] {
+            let size = MemoryLayout<T>.size
+            return bytes.withUnsafeBytes { raw in (0 ..< raw.count / size).map { convert(raw.loadUnaligned(fromByteOffset: $0 * size, as: T.self)) } }
+        }
+        func integers<T: FixedWidthInteger>(_: T.Type) -> PlanBoundValue {
+            let size = MemoryLayout<T>.size
+            return .integers(bytes.withUnsafeBytes { raw in
+                (0 ..< raw.count / size).map { Int64(truncatingIfNeeded: T(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * size, as: T.self))) }
+            })
+        }
+        switch dtype {
+        case "i64": return integers(Int64.self)
+        case "i32": return integers(Int32.self)
+        case "i16": return integers(Int16.self)
+        case "i8": return integers(Int8.self)
+        case "u64": return integers(UInt64.self)
+        case "u32": return integers(UInt32.self)
+        case "u16": return integers(UInt16.self)
+        case "u8", "bool": return integers(UInt8.self)
+        case "f32": return .reals(load(UInt32.self) { Double(Float(bitPattern: UInt32(littleEndian: $0))) })
+        case "f64": return .reals(load(UInt64.self) { Double(bitPattern: UInt64(littleEndian: $0)) })
+        default: return nil
+        }
+    }
+
+    /// Whether two bound values hold the same numbers (integers compare exactly).
+    static func equal(_ a: PlanBoundValue, _ b: PlanBoundValue) -> Bool {
+        if case .integers(let x) = a, case .integers(let y) = b { return x == y }
+        return a.reals == b.reals
+    }
+
     /// Smallest slice worth a thread of its own when a step names no `grain`.
     static let defaultGrain = 64
+    /// Slices per pool thread a step's range is cut into (each at least `grain` long).
+    static let slicesPerThread = 4
 
     private func execute(step i: Int) {
         let kernel = kernels[i], args = argumentTables[i], range = ranges[i]
-        let parts = min(threads, range / grains[i])
+        // Several slices per thread, claimed dynamically: a thread that the OS preempts (these
+        // machines are shared) holds up only a small slice, the others take the rest.
+        let parts = threads > 1 ? min(threads * Self.slicesPerThread, range / grains[i]) : 1
         if parts <= 1 {
             if range > 0 { kernel(args, 0, range) }
             return
         }
         let chunk = (range + parts - 1) / parts
-        let table = UncheckedPointer(args)
-        DispatchQueue.concurrentPerform(iterations: parts) { p in
-            let begin = p * chunk, end = min(range, begin + chunk)
-            if begin < end { kernel(table.pointer, begin, end) }
-        }
+        glmc_pool_run(pool, kernel, args, range, (range + chunk - 1) / chunk, chunk)
     }
-}
-
-/// A pointer handed to worker threads; the kernels only read their argument tables.
-private struct UncheckedPointer: @unchecked Sendable {
-    let pointer: UnsafeMutablePointer<UnsafeMutableRawPointer?>
-    init(_ p: UnsafeMutablePointer<UnsafeMutableRawPointer?>) { pointer = p }
 }

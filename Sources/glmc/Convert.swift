@@ -6,6 +6,7 @@ import GLMCFrontends
 import GLMCIR
 import GLMCOps
 import GLMCPlan
+import GLMCRuntime
 import GLMCTorchScript
 
 struct Convert: ParsableCommand {
@@ -17,7 +18,8 @@ struct Convert: ParsableCommand {
         occurs more than once become model-local functions (domain glmc.fused); the others are \
         expanded back into ONNX nodes.
         --target cpu runs the pipeline (-O3 unless -O or --passes says otherwise), needs static shapes \
-        (bind symbolic dimensions with --input-shape), generates one C kernel per instruction or fusion \
+        (bind symbolic dimensions with --input-shape, and the values of integer inputs that decide shapes \
+        with --input-value; the plan then refuses other values), generates one C kernel per instruction or fusion \
         group, compiles them with $CC (or cc) into a shared object and writes a plan holding the code, \
         the kernel source, the weights and the memory plan (see Docs/Backends.md). \
         The opencl and cuda plan targets arrive with their back ends.
@@ -31,9 +33,12 @@ struct Convert: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output file.") var output: String
     @Option(name: .customLong("input-shape"), help: "NAME=1x3x224x224 to fix a symbolic input shape; repeatable.") var inputShapes: [String] = []
     @Option(name: .customLong("input-type"), help: "NAME=i64: element type of a TorchScript input (default f32); repeatable.") var inputTypes: [String] = []
+    @Option(name: .customLong("input-value"), help: "NAME=FILE.npy to bind an input's value at convert time (cpu plans; for inputs that decide shapes, e.g. Slice bounds); repeatable.") var inputValues: [String] = []
     @Option(help: "Numeric precision of the plan: fp32, or int8 (--target cpu, with --calibration-data).") var precision: Precision = .fp32
     @Option(help: "Folder of calibration samples (or random:N): embeds an INT8 calibration table in the plan and writes <plan>.calib.cache.") var calibrationData: String?
     @Option(help: "Calibration method with --calibration-data: minmax, entropy or percentile[:P].") var calibrationMethod: String = "entropy"
+    @Option(help: "Instruction set of a cpu plan's kernels: native (the best this host runs), generic, avx2 or avx512.")
+    var cpu: CPUChoice = .native
     @OptionGroup var passOptions: PassOptions
 
     func run() throws {
@@ -42,8 +47,8 @@ struct Convert: ParsableCommand {
             guard target == .onnx else {
                 throw GLMCError("unsupported: glmc convert --target \(target.rawValue) is not built yet (it arrives with its back end); --target cpu and --target onnx work")
             }
-            guard precision == .fp32, calibrationData == nil else {
-                throw GLMCError("unsupported: --precision and --calibration-data apply to plans, not to --target onnx")
+            guard precision == .fp32, calibrationData == nil, inputValues.isEmpty else {
+                throw GLMCError("unsupported: --precision, --calibration-data and --input-value apply to plans, not to --target onnx")
             }
             let shapes = try inputShapes.map(InputShapes.parse)
             let result = try ModelLoader.load(path: model, allowUnsupported: true,
@@ -74,7 +79,8 @@ extension Convert {
         }
         // Checked before the (slow) build, so a bad option fails fast.
         let calibration = try calibrationData.map { (try CalibrationSamples.open($0), try CalibrationMethod.parse(calibrationMethod)) }
-        let shapes = try inputShapes.map(InputShapes.parse)
+        var shapes = try inputShapes.map(InputShapes.parse)
+        let values = try inputValues.map(InputValues.parse)
         let modelBytes: Data
         do { modelBytes = try Data(contentsOf: URL(fileURLWithPath: model), options: .mappedIfSafe) } catch {
             throw GLMCError("cannot read \(model): \(error.localizedDescription)")
@@ -82,12 +88,26 @@ extension Convert {
         var module = try ModelLoader.load(path: model,
                                           torchScriptInputs: try InputShapes.torchScriptInputs(model: model, shapes: shapes, types: inputTypes)).module
         try ModuleVerifier.verify(module)
+        let bound = try InputValues.resolve(values, in: module.main, what: "--input-value")
+        // A bound input with symbolic dimensions takes its value's shape.
+        for (arg, value) in bound where !module.main.type(of: arg).shape.isStatic {
+            let name = module.main.name(of: arg)
+            if !shapes.contains(where: { $0.name == name }) { shapes.append((name, value.shape)) }
+        }
         if !shapes.isEmpty {
             try InputShapes.apply(shapes, to: &module)
             try ModuleVerifier.verify(module)
         }
+        let boundByName = InputValues.byName(bound, in: module.main)
+        if !bound.isEmpty {
+            InputValues.bind(bound, in: &module)
+            try InputShapes.propagate(&module.main)
+            try ModuleVerifier.verify(module)
+        }
         let defaultLevel = 3
         try passOptions.optimize(&module, defaultLevel: defaultLevel)
+        // Folding may have turned shape computations into constants: infer the types again.
+        try InputShapes.propagate(&module.main)
         // Calibration observes the source model, so it does not depend on the plan; an int8 plan
         // is built from its scales.
         var table: CalibrationTable?
@@ -97,7 +117,8 @@ extension Convert {
         }
         var options = CPUPlanOptions(sourceModelSha256: SHA256Digest.hex(SHA256Digest.hash(modelBytes)),
                                      glmcVersion: GLMC.configuration.version,
-                                     pipeline: try passOptions.pipelineNames(defaultLevel: defaultLevel))
+                                     pipeline: try passOptions.pipelineNames(defaultLevel: defaultLevel),
+                                     instructionSet: cpu.instructionSet, boundInputs: boundByName)
         if precision == .int8, let table {
             options.int8ActivationScales = Dictionary(table.entries.map { ($0.name, $0.scale) }, uniquingKeysWith: { a, _ in a })
         }
@@ -110,6 +131,20 @@ extension Convert {
         }
         do { try PlanWriter.write(plan, to: output) } catch let e as PlanError { throw GLMCError(e.message) }
         if let cache { try CalibrationDriver.write(cache, to: output + ".calib.cache") }
+    }
+}
+
+/// `--cpu`: the instruction set of a CPU plan, `native` resolved against this host.
+enum CPUChoice: String, ExpressibleByArgument, CaseIterable {
+    case native, generic, avx2, avx512
+
+    var instructionSet: CPUInstructionSet {
+        switch self {
+        case .native: return CPUInstructionSet.best(for: HostCPU.features)
+        case .generic: return .generic
+        case .avx2: return .avx2
+        case .avx512: return .avx512
+        }
     }
 }
 

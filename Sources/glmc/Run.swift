@@ -14,7 +14,8 @@ struct Run: ParsableCommand {
         discussion: """
         A plan file (written by glmc convert --target cpu; recognized by its magic GLMCPLAN) runs on the \
         CPU runtime; its inputs must have the dtypes and shapes it was compiled for. --engine cpu on a model \
-        builds such a plan first (-O3 unless told otherwise; symbolic dimensions from the inputs) and keeps it in \
+        builds such a plan first (-O3 unless told otherwise; symbolic dimensions from the inputs; inputs whose \
+        values decide shapes, such as Slice bounds or Reshape shapes, bound to the given values) and keeps it in \
         the plan cache ($GLMC_CACHE_DIR, else $XDG_CACHE_HOME/glmc, else ~/.cache/glmc) for the next run.
         Inputs given as FILE.npy bind to the model's runtime inputs in order; NAME=FILE.npy binds by name.
         -O1..-O3 or --passes run the optimization pipeline first (default -O0: the imported graph).
@@ -42,8 +43,8 @@ struct Run: ParsableCommand {
     @Option(help: "Untimed runs before the timed ones.")
     var warmup: Int = 0
 
-    @Option(help: "Threads a plan's steps are split across (plans only).")
-    var threads: Int = 1
+    @Option(help: "Threads a plan's steps are split across (plans only; default: all cores).")
+    var threads: Int?
 
     @Flag(help: "With --engine cpu on a model: build the plan afresh and do not store it in the plan cache.")
     var noCache = false
@@ -56,7 +57,7 @@ struct Run: ParsableCommand {
     func validate() throws {
         guard repeatCount >= 1 else { throw ValidationError("--repeat must be at least 1") }
         guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard (threads ?? 1) >= 1 else { throw ValidationError("--threads must be at least 1") }
     }
 
     func run() throws {
@@ -168,27 +169,50 @@ struct Run: ParsableCommand {
             try InputShapes.apply(specs, to: &module)
             try ModuleVerifier.verify(module)
         }
+        // Inputs whose values decide shapes are bound to the given values.
+        let given = Dictionary(uniqueKeysWithValues: zip(module.main.arguments, tensors))
+        let bound = try InputValues.shapeDetermining(module, values: given)
+        let boundByName = InputValues.byName(bound, in: module.main)
+        if !bound.isEmpty {
+            InputValues.bind(bound, in: &module)
+            try InputShapes.propagate(&module.main)
+            try ModuleVerifier.verify(module)
+        }
         let modelSha256 = SHA256Digest.hex(SHA256Digest.hash(modelBytes))
         let pipeline = try passOptions.pipelineNames(defaultLevel: 3)
         let cache = noCache ? nil : PlanCache.standard()
         let reuse = !passOptions.observesPasses
+        let instructionSet = CPUInstructionSet.best(for: HostCPU.features)
         let key = PlanCache.key(modelSha256: modelSha256, options: [
             "pipeline=" + pipeline.joined(separator: ","),
+            "cpu=" + instructionSet.rawValue,
             "shapes=" + specs.map { "\($0.name)=\($0.sizes.map(String.init).joined(separator: "x"))" }.joined(separator: ";"),
+            "values=" + boundByName.sorted { $0.key < $1.key }.map { name, value in
+                "\(name):\(value.dtype.rawValue)=" + value.withRawBytes { $0.map { String(format: "%02x", $0) }.joined() }
+            }.joined(separator: ";"),
         ])
-        if reuse, let plan = cache?.lookup(key) { return try execute(plan, inputs: tensors) }
-        try passOptions.optimize(&module, defaultLevel: 3)
-        let options = CPUPlanOptions(sourceModelSha256: modelSha256, glmcVersion: GLMC.configuration.version,
-                                     pipeline: pipeline)
-        let plan = try CPUPlanBuilder.build(module, options: options)
-        cache?.store(plan, key: key)
-        try execute(plan, inputs: tensors)
+        if reuse, let plan = cache?.lookup(key) {
+            try execute(plan, inputs: tensors)
+        } else {
+            try passOptions.optimize(&module, defaultLevel: 3)
+            // Folding may have turned shape computations into constants: infer the types again.
+            try InputShapes.propagate(&module.main)
+            let options = CPUPlanOptions(sourceModelSha256: modelSha256, glmcVersion: GLMC.configuration.version,
+                                         pipeline: pipeline, instructionSet: instructionSet, boundInputs: boundByName)
+            let plan = try CPUPlanBuilder.build(module, options: options)
+            cache?.store(plan, key: key)
+            try execute(plan, inputs: tensors)
+        }
+        if !boundByName.isEmpty {
+            let names = boundByName.keys.sorted().map { "'\($0)'" }.joined(separator: ", ")
+            FileHandle.standardError.write(Data("note: the plan was built for the given values of \(names) (they decide shapes)\n".utf8))
+        }
     }
 
     /// Runs `plan` on the CPU runtime with `tensors` (in the plan's input order) and writes the outputs.
     func execute(_ plan: PlanFile, inputs tensors: [Tensor]) throws {
         do {
-            let executor = try CPUExecutor(plan: plan, threads: threads)
+            let executor = try CPUExecutor(plan: plan, threads: threads ?? HostCPU.cores)
             var given: [String: HostTensor] = [:]
             for (input, t) in zip(plan.manifest.inputs, tensors) {
                 given[input.name] = HostTensor(name: input.name, dtype: t.dtype.rawValue, shape: t.shape,

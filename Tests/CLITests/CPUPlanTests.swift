@@ -66,7 +66,7 @@ final class CPUPlanTests: XCTestCase {
         XCTAssertEqual(object?["target"] as? String, "cpu")
         let file = try PlanReader.read(path: plan)
         XCTAssertEqual(file.manifest.steps.map(\.kind), ["gemm_epilogue", "gemm_epilogue", "gemm"])
-        XCTAssertEqual(file.manifest.cpuFeatures, [])
+        XCTAssertTrue(file.manifest.cpuFeatures.allSatisfy(HostCPU.supports), "\(file.manifest.cpuFeatures)")
         XCTAssertNotNil(file.code["kernels.so"])
         XCTAssertTrue(file.sources["kernels.c"]?.contains("void glmc_step0(void **args, long begin, long end)") ?? false)
     }

@@ -143,7 +143,7 @@ final class Int8PlanTests: XCTestCase {
         assertFails(try GLMC.run(["convert", model, "--target", "cpu", "--precision", "fp16", "-o", out]),
                     containing: ["--precision fp16"])
         assertFails(try GLMC.run(["convert", model, "--target", "onnx", "--precision", "int8", "--calibration-data", "random:2", "-o", out]),
-                    containing: ["--precision and --calibration-data apply to plans"])
+                    containing: ["apply to plans, not to --target onnx"])
         // Calibration data is checked before the build: a bad folder fails fast, nothing written.
         assertFails(try GLMC.run(["convert", model, "--target", "cpu", "--precision", "int8", "--calibration-data", scratch + "/none", "-o", out]),
                     containing: [scratch + "/none"])
