@@ -20,14 +20,14 @@ public enum CPUKernelInt8 {
     /// has; elsewhere, and on CPUs without AVX2, the portable loops.
     public static let helpers = """
     #include <stdint.h>
-    typedef int32_t (*glmc_dot1_fn)(const int8_t *, const int8_t *, long);
-    typedef void (*glmc_dot4_fn)(const int8_t *, const int8_t *, long, int32_t *);
-    static int32_t glmc_dot1_portable(const int8_t *a, const int8_t *b, long k) {
+    typedef int32_t (*glmc_dot1_fn)(const uint8_t *, const int8_t *, long);
+    typedef void (*glmc_dot4_fn)(const uint8_t *, const int8_t *, long, int32_t *);
+    static int32_t glmc_dot1_portable(const uint8_t *a, const int8_t *b, long k) {
       int32_t acc = 0;
       for (long p = 0; p < k; ++p) acc += (int32_t)a[p] * (int32_t)b[p];
       return acc;
     }
-    static void glmc_dot4_portable(const int8_t *a, const int8_t *b, long k, int32_t *out) {
+    static void glmc_dot4_portable(const uint8_t *a, const int8_t *b, long k, int32_t *out) {
       for (int j = 0; j < 4; ++j) out[j] = glmc_dot1_portable(a, b + j * k, k);
     }
     static glmc_dot1_fn glmc_dot1 = glmc_dot1_portable;
@@ -42,11 +42,11 @@ public enum CPUKernelInt8 {
       return _mm_cvtsi128_si32(s);
     }
     __attribute__((target("avx2")))
-    static int32_t glmc_dot1_avx2(const int8_t *a, const int8_t *b, long k) {
+    static int32_t glmc_dot1_avx2(const uint8_t *a, const int8_t *b, long k) {
       __m256i acc = _mm256_setzero_si256();
       long p = 0;
       for (; p + 16 <= k; p += 16) {
-        __m256i x = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a + p)));
+        __m256i x = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a + p)));
         __m256i y = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + p)));
         acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, y));
       }
@@ -55,11 +55,11 @@ public enum CPUKernelInt8 {
       return r;
     }
     __attribute__((target("avx2")))
-    static void glmc_dot4_avx2(const int8_t *a, const int8_t *b, long k, int32_t *out) {
+    static void glmc_dot4_avx2(const uint8_t *a, const int8_t *b, long k, int32_t *out) {
       __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
       long p = 0;
       for (; p + 16 <= k; p += 16) {
-        __m256i x = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a + p)));
+        __m256i x = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a + p)));
         s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(x, _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + p)))));
         s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(x, _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + k + p)))));
         s2 = _mm256_add_epi32(s2, _mm256_madd_epi16(x, _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + 2 * k + p)))));
@@ -69,29 +69,27 @@ public enum CPUKernelInt8 {
       for (; p < k; ++p)
         for (int j = 0; j < 4; ++j) out[j] += (int32_t)a[p] * (int32_t)b[j * k + p];
     }
+    /* vpdpbusd: 64 unsigned x signed byte products per instruction, summed in groups of four
+       into int32 lanes without saturation. */
     __attribute__((target("avx512f,avx512bw,avx512vnni")))
-    static int32_t glmc_dot1_vnni(const int8_t *a, const int8_t *b, long k) {
+    static int32_t glmc_dot1_vnni(const uint8_t *a, const int8_t *b, long k) {
       __m512i acc = _mm512_setzero_si512();
       long p = 0;
-      for (; p + 32 <= k; p += 32) {
-        __m512i x = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(a + p)));
-        __m512i y = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(b + p)));
-        acc = _mm512_dpwssd_epi32(acc, x, y);
-      }
+      for (; p + 64 <= k; p += 64) acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(a + p), _mm512_loadu_si512(b + p));
       int32_t r = _mm512_reduce_add_epi32(acc);
       for (; p < k; ++p) r += (int32_t)a[p] * (int32_t)b[p];
       return r;
     }
     __attribute__((target("avx512f,avx512bw,avx512vnni")))
-    static void glmc_dot4_vnni(const int8_t *a, const int8_t *b, long k, int32_t *out) {
+    static void glmc_dot4_vnni(const uint8_t *a, const int8_t *b, long k, int32_t *out) {
       __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
       long p = 0;
-      for (; p + 32 <= k; p += 32) {
-        __m512i x = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(a + p)));
-        s0 = _mm512_dpwssd_epi32(s0, x, _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(b + p))));
-        s1 = _mm512_dpwssd_epi32(s1, x, _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(b + k + p))));
-        s2 = _mm512_dpwssd_epi32(s2, x, _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(b + 2 * k + p))));
-        s3 = _mm512_dpwssd_epi32(s3, x, _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(b + 3 * k + p))));
+      for (; p + 64 <= k; p += 64) {
+        __m512i x = _mm512_loadu_si512(a + p);
+        s0 = _mm512_dpbusd_epi32(s0, x, _mm512_loadu_si512(b + p));
+        s1 = _mm512_dpbusd_epi32(s1, x, _mm512_loadu_si512(b + k + p));
+        s2 = _mm512_dpbusd_epi32(s2, x, _mm512_loadu_si512(b + 2 * k + p));
+        s3 = _mm512_dpbusd_epi32(s3, x, _mm512_loadu_si512(b + 3 * k + p));
       }
       out[0] = _mm512_reduce_add_epi32(s0); out[1] = _mm512_reduce_add_epi32(s1);
       out[2] = _mm512_reduce_add_epi32(s2); out[3] = _mm512_reduce_add_epi32(s3);
@@ -108,17 +106,18 @@ public enum CPUKernelInt8 {
       }
     }
     #endif
-    static inline int8_t glmc_quantize_i8(float x, float inverseScale) {
+    /* An activation q in [-127, 127] is stored as the byte q + 128 (so 0 is 128). */
+    static inline uint8_t glmc_quantize_u8(float x, float inverseScale) {
       float t = x * inverseScale;
       t = t > 127.0f ? 127.0f : (t < -127.0f ? -127.0f : t);
-      return (int8_t)(t >= 0.0f ? (int)(t + 0.5f) : (int)(t - 0.5f));
+      return (uint8_t)((t >= 0.0f ? (int)(t + 0.5f) : (int)(t - 0.5f)) + 128);
     }
 
     """
 
     /// Rows are padded with zeros to `paddedK` (a multiple of the widest vector loop, `rowAlignment`)
     /// so the dot loops have no scalar tail.
-    public static let rowAlignment = 32
+    public static let rowAlignment = 64
 
     /// Quantizes a [rows, K] matrix (stored [K, rows] when `transposed`) into int8 rows.
     /// Parallel range: rows. Arguments: X (f32), Q (int8 scratch).
@@ -128,10 +127,10 @@ public enum CPUKernelInt8 {
         // \(name): quantize \(rows) rows of \(k)\(transposed ? " (transposed)" : "") to int8, rows padded to \(paddedK)
         void \(name)(void **args, long begin, long end) {
           const float *X = (const float *)args[0];
-          int8_t *Q = (int8_t *)args[1];
+          uint8_t *Q = (uint8_t *)args[1];
           for (long r = begin; r < end; ++r) {
-            for (long p = 0; p < \(k); ++p) Q[r * \(paddedK) + p] = glmc_quantize_i8(X[\(index)], \(CPUKernelLibrary.lit(inverseScale)));
-            for (long p = \(k); p < \(paddedK); ++p) Q[r * \(paddedK) + p] = 0;
+            for (long p = 0; p < \(k); ++p) Q[r * \(paddedK) + p] = glmc_quantize_u8(X[\(index)], \(CPUKernelLibrary.lit(inverseScale)));
+            for (long p = \(k); p < \(paddedK); ++p) Q[r * \(paddedK) + p] = 128;
           }
         }
 
@@ -145,8 +144,8 @@ public enum CPUKernelInt8 {
         // \(name): quantize \(count) values to int8
         void \(name)(void **args, long begin, long end) {
           const float *X = (const float *)args[0];
-          int8_t *Q = (int8_t *)args[1];
-          for (long i = begin; i < end; ++i) Q[i] = glmc_quantize_i8(X[i], \(CPUKernelLibrary.lit(inverseScale)));
+          uint8_t *Q = (uint8_t *)args[1];
+          for (long i = begin; i < end; ++i) Q[i] = glmc_quantize_u8(X[i], \(CPUKernelLibrary.lit(inverseScale)));
         }
 
         """
@@ -163,30 +162,30 @@ public enum CPUKernelInt8 {
         let cg = c / group, k = cg * kh * kw
         var s = "// \(name): im2col [\(n),\(c),\(h),\(w)] int8 -> \(n * group * oh * ow) rows of \(k) (padded to \(paddedK)), kernel \(kh)x\(kw) group \(group)\n"
         s += "void \(name)(void **args, long begin, long end) {\n"
-        s += "  const int8_t *X = (const int8_t *)args[0];\n  int8_t *Q = (int8_t *)args[1];\n"
+        s += "  const uint8_t *X = (const uint8_t *)args[0];\n  uint8_t *Q = (uint8_t *)args[1];\n"
         s += "  for (long line = begin; line < end; ++line) {\n"
         s += "    long bg = line / \(oh), oy = line % \(oh);\n"
-        s += "    const int8_t *x = X + bg * \(cg * h * w);\n"
-        s += "    int8_t *q = Q + (bg * \(oh * ow) + oy * \(ow)) * \(paddedK);\n"
+        s += "    const uint8_t *x = X + bg * \(cg * h * w);\n"
+        s += "    uint8_t *q = Q + (bg * \(oh * ow) + oy * \(ow)) * \(paddedK);\n"
         if paddedK > k {
-            s += "    for (long ox = 0; ox < \(ow); ++ox) memset(q + ox * \(paddedK) + \(k), 0, \(paddedK - k));\n"
+            s += "    for (long ox = 0; ox < \(ow); ++ox) memset(q + ox * \(paddedK) + \(k), 128, \(paddedK - k));\n"
         }
         s += "    for (long ic = 0; ic < \(cg); ++ic)\n"
         s += "      for (long ky = 0; ky < \(kh); ++ky) {\n"
         s += "        long iy = oy * \(strideH) - \(padTop) + ky * \(dilationH);\n"
         s += "        for (long kx = 0; kx < \(kw); ++kx) {\n"
-        s += "          int8_t *qc = q + (ic * \(kh) + ky) * \(kw) + kx;\n"
-        s += "          if (iy < 0 || iy >= \(h)) { for (long ox = 0; ox < \(ow); ++ox) qc[ox * \(paddedK)] = 0; continue; }\n"
+        s += "          uint8_t *qc = q + (ic * \(kh) + ky) * \(kw) + kx;\n"
+        s += "          if (iy < 0 || iy >= \(h)) { for (long ox = 0; ox < \(ow); ++ox) qc[ox * \(paddedK)] = 128; continue; }\n"
         // ox * strideW + shift in [0, w): ox in [lo, hi), as in the fp32 conv.
         s += "          long shift = kx * \(dilationW) - \(padLeft);\n"
         s += "          long lo = shift >= 0 ? 0 : (-shift + \(strideW - 1)) / \(strideW);\n"
         s += "          long hi = \(w) - shift <= 0 ? 0 : (\(w) - shift + \(strideW - 1)) / \(strideW);\n"
         s += "          if (hi > \(ow)) hi = \(ow);\n"
         s += "          if (lo > hi) lo = hi;\n"
-        s += "          const int8_t *xr = x + (ic * \(h) + iy) * \(w) + shift;\n"
-        s += "          for (long ox = 0; ox < lo; ++ox) qc[ox * \(paddedK)] = 0;\n"
+        s += "          const uint8_t *xr = x + (ic * \(h) + iy) * \(w) + shift;\n"
+        s += "          for (long ox = 0; ox < lo; ++ox) qc[ox * \(paddedK)] = 128;\n"
         s += "          for (long ox = lo; ox < hi; ++ox) qc[ox * \(paddedK)] = xr[ox * \(strideW)];\n"
-        s += "          for (long ox = hi; ox < \(ow); ++ox) qc[ox * \(paddedK)] = 0;\n"
+        s += "          for (long ox = hi; ox < \(ow); ++ox) qc[ox * \(paddedK)] = 128;\n"
         s += "        }\n      }\n  }\n}\n"
         return s
     }
@@ -206,32 +205,32 @@ public enum CPUKernelInt8 {
         let epilogueCode = epilogue.isEmpty ? "" : "          {\n" + CPUKernelLibrary.epilogueCode(epilogue, "v") + "\n          }\n"
         var s = "// \(name): int8 dot, \(rows) rows x \(channels) channels x \(k)\(groups > 1 ? ", \(groups) groups" : "")\n"
         s += "void \(name)(void **args, long begin, long end) {\n"
-        s += "  const int8_t *Q = (const int8_t *)args[0];\n  const int8_t *W = (const int8_t *)args[1];\n"
+        s += "  const uint8_t *Q = (const uint8_t *)args[0];\n  const int8_t *W = (const int8_t *)args[1];\n"
         s += "  const float *S = (const float *)args[2];\n  const float *B = (const float *)args[3];\n"
-        s += "  float *Y = (float *)args[4];\n"
+        s += "  const int32_t *C = (const int32_t *)args[4];\n  float *Y = (float *)args[5];\n"
         s += "  int32_t acc[16][4];\n"
         s += "  for (long i = begin; i < end;) {\n"
         s += "    long block = i / \(rowsPerBlock), r = i % \(rowsPerBlock), base = (block % \(groups)) * \(channels);\n"
         s += "    long tile = end - i;\n    if (tile > 16) tile = 16;\n    if (tile > \(rowsPerBlock) - r) tile = \(rowsPerBlock) - r;\n"
-        s += "    const int8_t *q = Q + i * \(k);\n"
+        s += "    const uint8_t *q = Q + i * \(k);\n"
         s += "    float *y = Y + block * \(blockStride) + r * \(rowStride);\n"
         s += "    long c = 0;\n"
         s += "    for (; c + 4 <= \(channels); c += 4) {\n"
         s += "      const int8_t *w = W + (base + c) * \(k);\n"
         s += "      for (long t = 0; t < tile; ++t) glmc_dot4(q + t * \(k), w, \(k), acc[t]);\n"
         s += "      for (int j = 0; j < 4; ++j) {\n"
-        s += "        float scale = S[base + c + j], bias = B[base + c + j];\n"
+        s += "        float scale = S[base + c + j], bias = B[base + c + j];\n        int32_t offset = C[base + c + j];\n"
         s += "        float *yc = y + (c + j) * \(channelStride);\n"
         s += "        for (long t = 0; t < tile; ++t) {\n"
-        s += "          float v = (float)acc[t][j] * scale + bias;\n"
+        s += "          float v = (float)(acc[t][j] - offset) * scale + bias;\n"
         s += epilogueCode
         s += "          yc[t * \(rowStride)] = v;\n        }\n      }\n    }\n"
         s += "    for (; c < \(channels); ++c) {\n"
         s += "      const int8_t *w = W + (base + c) * \(k);\n"
-        s += "      float scale = S[base + c], bias = B[base + c];\n"
+        s += "      float scale = S[base + c], bias = B[base + c];\n      int32_t offset = C[base + c];\n"
         s += "      float *yc = y + c * \(channelStride);\n"
         s += "      for (long t = 0; t < tile; ++t) {\n"
-        s += "          float v = (float)glmc_dot1(q + t * \(k), w, \(k)) * scale + bias;\n"
+        s += "          float v = (float)(glmc_dot1(q + t * \(k), w, \(k)) - offset) * scale + bias;\n"
         s += epilogueCode
         s += "          yc[t * \(rowStride)] = v;\n      }\n    }\n"
         s += "    i += tile;\n  }\n}\n"

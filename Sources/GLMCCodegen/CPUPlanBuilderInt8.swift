@@ -93,6 +93,9 @@ extension CPUPlanBuilder.Generator {
         // quantized input's); the dequantization scale folds alpha.
         let kp = Self.padded(k)
         var q = [Int8](repeating: 0, count: allChannels * kp), dequant = [Float](repeating: 0, count: allChannels)
+        // Activations are stored as q + 128 (unsigned, for vpdpbusd): the dot of a row with
+        // channel c is then the true one plus 128 * sum(w[c,:]), which the kernel subtracts.
+        var offsets = [Int32](repeating: 0, count: allChannels)
         for c in 0 ..< allChannels {
             let row = rows[c * k ..< (c + 1) * k]
             let amax = row.reduce(Float(0)) { max($0, abs($1)) }
@@ -101,6 +104,7 @@ extension CPUPlanBuilder.Generator {
             let sw = amax / 127
             for (j, v) in row.enumerated() { q[c * kp + j] = Int8(max(-127, min(127, (v / sw).rounded()))) }
             dequant[c] = inScale * sw * alpha
+            offsets[c] = 128 * q[c * kp ..< (c + 1) * kp].reduce(Int32(0)) { $0 + Int32($1) }
         }
 
         if !int8HelpersEmitted { source += "\n" + CPUKernelInt8.helpers; int8HelpersEmitted = true }
@@ -111,6 +115,7 @@ extension CPUPlanBuilder.Generator {
         let qArg = try weight(key: key + "w", name: prefix + ".weights", TensorData(type: TensorType(.i8, static: [allChannels, kp]), elements: q), producer)
         let sArg = try weight(key: key + "s", name: prefix + ".scales", TensorData(type: TensorType(.f32, static: [allChannels]), elements: dequant), producer)
         let bArg = try weight(key: key + "b", name: prefix + ".bias", TensorData(type: TensorType(.f32, static: [allChannels]), elements: biasValues), producer)
+        let cArg = try weight(key: key + "c", name: prefix + ".offsets", TensorData(type: TensorType(.i32, static: [allChannels]), elements: offsets), producer)
         let scratch = int8Scratch(bytes: imageBytes > 0 ? PlanLayout.align(dotRows * kp) + imageBytes : dotRows * kp)
         if let im2colCode {
             // The image goes after the rows, in a buffer of its own over the same bytes.
@@ -128,7 +133,7 @@ extension CPUPlanBuilder.Generator {
         addStep(kind: epilogue.isEmpty ? kind : kind + "_epilogue",
                 code: CPUKernelInt8.dot(name: nextSymbol, rows: dotRows, rowsPerBlock: rowsPerBlock, channels: channels, k: kp, groups: groups,
                                         blockStride: blockStride, channelStride: channelStride, rowStride: rowStride, epilogue: epilogue),
-                arguments: [.buffer(scratch), qArg, sArg, bArg, .buffer(output)], range: dotRows, work: channels * k)
+                arguments: [.buffer(scratch), qArg, sArg, bArg, cArg, .buffer(output)], range: dotRows, work: channels * k)
         int8Count += 1
         return true
     }
