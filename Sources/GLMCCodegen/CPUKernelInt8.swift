@@ -2,7 +2,7 @@
 /// CPU ABI (see `CPUKernelLibrary`).
 ///
 /// A quantized Gemm or MatMul is two steps: a quantize step turns the fp32 input into int8 rows
-/// `Q[rows, K]`; a Conv quantizes its input and then im2cols it into rows (one per output pixel
+/// `Q[rows, K]`; a Conv quantizes its input channels-last and then im2cols it into rows (one per output pixel
 /// holding its receptive field, zero where it reads padding, which is exact since the quantization
 /// is symmetric). Then a dot step
 /// computes, per row and output channel, the int32 dot product of the row with that channel's
@@ -137,57 +137,61 @@ public enum CPUKernelInt8 {
         """
     }
 
-    /// Quantizes `count` floats to int8, elementwise. Parallel range: count. Arguments: X (f32),
-    /// Q (int8 scratch).
-    public static func quantize(name: String, count: Int, inverseScale: Float) -> String {
-        """
-        // \(name): quantize \(count) values to int8
+    /// Quantizes an NCHW image into channels-last bytes per group, `[N*group, H, W, C/group]`, so
+    /// im2col copies each tap's channels as one run. Parallel range: N * group * H.
+    /// Arguments: X (f32), Q (u8).
+    public static func quantizeChannelsLast(name: String, n: Int, c: Int, h: Int, w: Int, group: Int, inverseScale: Float) -> String {
+        let cg = c / group
+        return """
+        // \(name): quantize [\(n),\(c),\(h),\(w)] to int8, channels last per group of \(cg)
         void \(name)(void **args, long begin, long end) {
           const float *X = (const float *)args[0];
           uint8_t *Q = (uint8_t *)args[1];
-          for (long i = begin; i < end; ++i) Q[i] = glmc_quantize_u8(X[i], \(CPUKernelLibrary.lit(inverseScale)));
+          for (long line = begin; line < end; ++line) {
+            long bg = line / \(h), iy = line % \(h);
+            const float *x = X + bg * \(cg * h * w) + iy * \(w);
+            uint8_t *q = Q + line * \(w * cg);
+            for (long ic = 0; ic < \(cg); ++ic)
+              for (long ix = 0; ix < \(w); ++ix) q[ix * \(cg) + ic] = glmc_quantize_u8(x[ic * \(h * w) + ix], \(CPUKernelLibrary.lit(inverseScale)));
+          }
         }
 
         """
     }
 
-    /// im2col of an int8 NCHW image (`quantize`d first, so each value is quantized once, not once
-    /// per kernel tap) into int8 rows, one per (image, group, output pixel): row
-    /// `(b * group + g) * OH*OW + pixel` holds the group's input channels x kernel taps in the
-    /// weight layout's order, zero-padded to `paddedK`. Parallel range: N * group * OH.
-    /// Arguments: X (int8), Q (int8 rows).
+    /// im2col of a channels-last int8 image (`quantizeChannelsLast`) into rows, one per (image,
+    /// group, output pixel): row `(b * group + g) * OH*OW + pixel` holds the kernel taps in order,
+    /// each tap the group's input channels (the weights are stored in that order), the value 0
+    /// (byte 128) where the tap reads padding, then zero-padded to `paddedK`.
+    /// Parallel range: N * group * OH. Arguments: X (u8), Q (u8 rows).
     public static func im2col(name: String, n: Int, c: Int, h: Int, w: Int, oh: Int, ow: Int, kh: Int, kw: Int,
                               group: Int, padTop: Int, padLeft: Int, strideH: Int, strideW: Int,
                               dilationH: Int, dilationW: Int, paddedK: Int) -> String {
         let cg = c / group, k = cg * kh * kw
-        var s = "// \(name): im2col [\(n),\(c),\(h),\(w)] int8 -> \(n * group * oh * ow) rows of \(k) (padded to \(paddedK)), kernel \(kh)x\(kw) group \(group)\n"
-        s += "void \(name)(void **args, long begin, long end) {\n"
-        s += "  const uint8_t *X = (const uint8_t *)args[0];\n  uint8_t *Q = (uint8_t *)args[1];\n"
-        s += "  for (long line = begin; line < end; ++line) {\n"
-        s += "    long bg = line / \(oh), oy = line % \(oh);\n"
-        s += "    const uint8_t *x = X + bg * \(cg * h * w);\n"
-        s += "    uint8_t *q = Q + (bg * \(oh * ow) + oy * \(ow)) * \(paddedK);\n"
-        if paddedK > k {
-            s += "    for (long ox = 0; ox < \(ow); ++ox) memset(q + ox * \(paddedK) + \(k), 128, \(paddedK - k));\n"
+        return """
+        // \(name): im2col [\(n),\(c),\(h),\(w)] int8 -> \(n * group * oh * ow) rows of \(k) (padded to \(paddedK)), kernel \(kh)x\(kw) group \(group)
+        void \(name)(void **args, long begin, long end) {
+          const uint8_t *X = (const uint8_t *)args[0];
+          uint8_t *Q = (uint8_t *)args[1];
+          for (long line = begin; line < end; ++line) {
+            long bg = line / \(oh), oy = line % \(oh);
+            const uint8_t *x = X + bg * \(h * w * cg);
+            for (long ox = 0; ox < \(ow); ++ox) {
+              uint8_t *q = Q + (line * \(ow) + ox) * \(paddedK);
+              for (long ky = 0; ky < \(kh); ++ky) {
+                long iy = oy * \(strideH) - \(padTop) + ky * \(dilationH);
+                for (long kx = 0; kx < \(kw); ++kx, q += \(cg)) {
+                  long ix = ox * \(strideW) - \(padLeft) + kx * \(dilationW);
+                  if (iy < 0 || iy >= \(h) || ix < 0 || ix >= \(w)) memset(q, 128, \(cg));
+                  else memcpy(q, x + (iy * \(w) + ix) * \(cg), \(cg));
+                }
+              }
+              \(paddedK > k ? "memset(q, 128, \(paddedK - k));" : "")
+            }
+          }
         }
-        s += "    for (long ic = 0; ic < \(cg); ++ic)\n"
-        s += "      for (long ky = 0; ky < \(kh); ++ky) {\n"
-        s += "        long iy = oy * \(strideH) - \(padTop) + ky * \(dilationH);\n"
-        s += "        for (long kx = 0; kx < \(kw); ++kx) {\n"
-        s += "          uint8_t *qc = q + (ic * \(kh) + ky) * \(kw) + kx;\n"
-        s += "          if (iy < 0 || iy >= \(h)) { for (long ox = 0; ox < \(ow); ++ox) qc[ox * \(paddedK)] = 128; continue; }\n"
-        // ox * strideW + shift in [0, w): ox in [lo, hi), as in the fp32 conv.
-        s += "          long shift = kx * \(dilationW) - \(padLeft);\n"
-        s += "          long lo = shift >= 0 ? 0 : (-shift + \(strideW - 1)) / \(strideW);\n"
-        s += "          long hi = \(w) - shift <= 0 ? 0 : (\(w) - shift + \(strideW - 1)) / \(strideW);\n"
-        s += "          if (hi > \(ow)) hi = \(ow);\n"
-        s += "          if (lo > hi) lo = hi;\n"
-        s += "          const uint8_t *xr = x + (ic * \(h) + iy) * \(w) + shift;\n"
-        s += "          for (long ox = 0; ox < lo; ++ox) qc[ox * \(paddedK)] = 128;\n"
-        s += "          for (long ox = lo; ox < hi; ++ox) qc[ox * \(paddedK)] = xr[ox * \(strideW)];\n"
-        s += "          for (long ox = hi; ox < \(ow); ++ox) qc[ox * \(paddedK)] = 128;\n"
-        s += "        }\n      }\n  }\n}\n"
-        return s
+
+        """
     }
 
     /// The int8 dot step. `rows` rows of `Q` (int8, [rows, K]) against `channels` weight rows of

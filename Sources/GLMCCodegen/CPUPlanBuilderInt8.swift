@@ -43,7 +43,10 @@ extension CPUPlanBuilder.Generator {
             channels = yS[1] / group
             k = wS[1] * wS[2] * wS[3]
             let paddedK = Self.padded(k)
-            rows = w
+            // Weight rows in the im2col order: taps, each the group's input channels.
+            let (cg, taps) = (wS[1], wS[2] * wS[3])
+            rows = [Float](repeating: 0, count: w.count)
+            for oc in 0 ..< wS[0] { for ic in 0 ..< cg { for t in 0 ..< taps { rows[(oc * taps + t) * cg + ic] = w[(oc * cg + ic) * taps + t] } } }
             im2colCode = { name in
                 CPUKernelInt8.im2col(name: name, n: xSizes[0], c: xSizes[1], h: xSizes[2], w: xSizes[3], oh: yS[2], ow: yS[3],
                                      kh: wS[2], kw: wS[3], group: group, padTop: pads[0], padLeft: pads[1],
@@ -51,9 +54,12 @@ extension CPUPlanBuilder.Generator {
                                      paddedK: paddedK)
             }
             let count = xSizes.reduce(1, *)
-            quantizeCode = { name in CPUKernelInt8.quantize(name: name, count: count, inverseScale: 1 / inScale) }
-            quantizeRange = count
-            quantizeWork = 1
+            quantizeCode = { name in
+                CPUKernelInt8.quantizeChannelsLast(name: name, n: xSizes[0], c: xSizes[1], h: xSizes[2], w: xSizes[3], group: group,
+                                                   inverseScale: 1 / inScale)
+            }
+            quantizeRange = xSizes[0] * group * xSizes[2]
+            quantizeWork = xSizes[3] * cg
             imageBytes = count
             im2colRange = xSizes[0] * group * yS[2]
             dotRows = xSizes[0] * group * pixels
