@@ -227,21 +227,11 @@ extension CPUPlanBuilder.Generator {
                 arguments: [try argument(x, inst), try argument(lens, inst), try output(inst)], range: count, work: 2)
     }
 
-    /// C element type for scatter arithmetic.
+    /// C element type for scatter arithmetic: the storage type, except for the half types (which
+    /// would need widening).
     static func arithmeticCType(_ dtype: DType) -> String? {
-        switch dtype {
-        case .f32: return "float"
-        case .f64: return "double"
-        case .i64: return "long long"
-        case .i32: return "int"
-        case .i16: return "short"
-        case .i8: return "signed char"
-        case .u64: return "unsigned long long"
-        case .u32: return "unsigned int"
-        case .u16: return "unsigned short"
-        case .u8, .bool: return "unsigned char"
-        default: return nil
-        }
+        guard dtype != .f16, dtype != .bf16, let scalar = CScalar(dtype) else { return nil }
+        return scalar.storage
     }
 
     /// Row-major element strides of `shape`.
