@@ -69,6 +69,10 @@ final class Int8PlanTests: XCTestCase {
             XCTAssertGreaterThanOrEqual(c, 0.99, "\(name): cosine \(c)")
             XCTAssertLessThan(c, 1 + 1e-9)
         }
+        // Threads split the int8 steps' rows; the shared scratch buffer must not mix them up.
+        assertSucceeds(try GLMC.run(["run", int8, "--input", stored, "--threads", "2", "--output-dir", scratch + "/t2"], timeout: 60), "run --threads 2")
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: scratch + "/t2/output_0.npy")),
+                       try Data(contentsOf: URL(fileURLWithPath: scratch + "/stored.int8/output_0.npy")))
     }
 
     /// The MLP's Gemm/MatMul path: quantized, and still close to fp32.
