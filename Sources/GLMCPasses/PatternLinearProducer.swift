@@ -189,7 +189,11 @@ extension LinearProducer {
             var start = 0
             while let (i, producer, scale, shift) = match(PatternView(f), start) {
                 guard producer.fold(scale: scale, shift: shift, in: &f, opset: opset) else { start = i + 1; continue }
-                f.replaceAllUses(of: f.body[i].results[0], with: producer.result)
+                // The producer's result now holds the folded instruction's tensor, so it takes that
+                // tensor's source name, if it has one (int8 activation scales are looked up by it).
+                let folded = f.body[i].results[0]
+                if !f.name(of: folded).isEmpty { f.values[producer.result.index].name = f.name(of: folded) }
+                f.replaceAllUses(of: folded, with: producer.result)
                 f.body.remove(at: i)
                 start = i
                 changed = true
