@@ -68,7 +68,7 @@ extension CPUKernelLibrary {
     /// Transpose: output element i reads the input at the offset given by the input strides of
     /// the output's axes. Parallel range: the element count. Arguments: X, Y.
     public static func transpose(name: String, outShape: [Int], inStrides: [Int], elementBytes: Int) -> String {
-        let type = elementBytes == 8 ? "long long" : elementBytes == 4 ? "float" : elementBytes == 2 ? "short" : "char"
+        let type = elementType(bytes: elementBytes)!
         var s = "// \(name): transpose to \(outShape)\n"
         s += "void \(name)(void **args, long begin, long end) {\n"
         s += "  const \(type) *X = (const \(type) *)args[0];\n  \(type) *Y = (\(type) *)args[1];\n"

@@ -50,12 +50,17 @@ struct AtenLowering {
         return id
     }
 
-    func int(_ i: Int, _ name: String, default d: Int? = nil) throws -> Int {
+    /// Argument `i` converted by `convert`; when it is absent or None, `d`, else an error.
+    func required<T>(_ i: Int, _ name: String, default d: T?, _ convert: (TorchValue) throws -> T) throws -> T {
         guard let v = optional(i, name) else {
             if let d { return d }
             throw error("missing argument \(i) ('\(name)')")
         }
-        return try toInt(v, name)
+        return try convert(v)
+    }
+
+    func int(_ i: Int, _ name: String, default d: Int? = nil) throws -> Int {
+        try required(i, name, default: d) { try toInt($0, name) }
     }
 
     func toInt(_ v: TorchValue, _ name: String) throws -> Int {
@@ -72,20 +77,14 @@ struct AtenLowering {
     }
 
     func ints(_ i: Int, _ name: String, default d: [Int]? = nil) throws -> [Int] {
-        guard let v = optional(i, name) else {
-            if let d { return d }
-            throw error("missing argument \(i) ('\(name)')")
+        try required(i, name, default: d) { v in
+            if let items = v.items { return try items.map { try toInt($0, name) } }
+            return [try toInt(v, name)]
         }
-        if let items = v.items { return try items.map { try toInt($0, name) } }
-        return [try toInt(v, name)]
     }
 
     func double(_ i: Int, _ name: String, default d: Double? = nil) throws -> Double {
-        guard let v = optional(i, name) else {
-            if let d { return d }
-            throw error("missing argument \(i) ('\(name)')")
-        }
-        return try toDouble(v, name)
+        try required(i, name, default: d) { try toDouble($0, name) }
     }
 
     func toDouble(_ v: TorchValue, _ name: String) throws -> Double {
