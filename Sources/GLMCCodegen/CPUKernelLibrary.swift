@@ -1,8 +1,9 @@
-/// Hand-written C kernels for the CPU target, with every shape baked in as a constant.
+/// Hand-written kernels, with every shape baked in as a constant, in the portable subset of C99
+/// that every `PlanTarget`'s prelude maps onto its language (see `PlanTarget`).
 ///
-/// Every kernel has the plan's uniform CPU ABI:
+/// Every kernel has the plan's uniform ABI (a GPU entry point calls it for one unit):
 ///
-///     void NAME(void **args, long begin, long end)
+///     void NAME(GLMC_GLOBAL void **args, long begin, long end)
 ///
 /// `args` holds pointers to the step's buffers and weights in the step's argument order (inputs
 /// first, the output last); `[begin, end)` is a slice of the step's parallel range (the plan step's
@@ -28,14 +29,6 @@ public enum CPUKernelLibrary {
             }
         }
     }
-
-    /// The prelude of the one translation unit.
-    public static let prelude = """
-    #include <math.h>
-    #include <string.h>
-    #include <float.h>
-
-    """
 
     static func lit(_ x: Float) -> String {
         if x.isInfinite { return x > 0 ? "INFINITY" : "-INFINITY" }
