@@ -620,6 +620,15 @@ public enum CPUPlanBuilder {
                     }
                     let batch = batchDims.reduce(1, *)
                     let args = [try resolve(a), try resolve(b), .buffer(yBuffer)]
+                    if target.isGPU, m * n * k >= GPUKernelTiledGEMM.minimumWork {
+                        var spec = GPUKernelTiledGEMM.Spec(m: m, n: n, k: k, loadA: "v = A[bt * \(m * k) + r * \(k) + p];",
+                                                           loadB: "v = B[bt * \(k * n) + p * \(n) + c];", pointers: "",
+                                                           store: "Y[bt * \(m * n) + r * \(n) + c] = v;")
+                        spec.batches = batch
+                        spec.epilogue = epilogue
+                        return addTiledGEMMStep(kind: epilogue.isEmpty ? "batched_matmul" : "batched_matmul_epilogue", spec,
+                                                operands: [("A", args[0]), ("B", args[1]), ("Y", args[2])])
+                    }
                     if blockedGEMM, m * n * k >= CPUKernelGEMM.minimumWork {
                         var spec = CPUKernelGEMM.Spec(m: m, n: n, k: k, a: .strided(rowStride: k, depthStride: 1),
                                                       b: .strided(depthStride: n, columnStride: 1), arguments: (0, 1, nil, 2))
@@ -656,6 +665,21 @@ public enum CPUPlanBuilder {
                 }
                 let alpha: Float = isGemm ? float("alpha", 1) : 1, beta: Float = isGemm ? float("beta", 1) : 1
                 let constantB = constant(b).flatMap { $0.dtype == .f32 && !$0.isElided ? $0 : nil }
+                if target.isGPU, m * n * k >= GPUKernelTiledGEMM.minimumWork {
+                    var spec = GPUKernelTiledGEMM.Spec(m: m, n: n, k: k, loadA: transA ? "v = A[p * \(m) + r];" : "v = A[r * \(k) + p];",
+                                                       loadB: transB ? "v = B[c * \(k) + p];" : "v = B[p * \(n) + c];", pointers: "",
+                                                       store: "Y[r * \(n) + c] = v;")
+                    var operands: [(String, PlanArgument)] = [("A", try resolve(a)), ("B", try resolve(b))]
+                    if let c, let strides = biasStrides {
+                        operands.append(("C", try resolve(c)))
+                        let term = "C[r * \(strides.rowStride) + c * \(strides.colStride)]"
+                        spec.bias = beta == 1 ? term : "\(CPUKernelLibrary.lit(beta)) * \(term)"
+                    }
+                    operands.append(("Y", .buffer(yBuffer)))
+                    spec.alpha = alpha
+                    spec.epilogue = epilogue
+                    return addTiledGEMMStep(kind: kind, spec, operands: operands)
+                }
                 if blockedGEMM, m * n * k >= CPUKernelGEMM.minimumWork {
                     // Blocked: a constant B is packed into column panels now; otherwise at run time.
                     var args = [try resolve(a)]
@@ -711,6 +735,26 @@ public enum CPUPlanBuilder {
                 let kind = epilogue.isEmpty ? "conv2d" : "conv2d_epilogue"
                 let cg = xS[1] / group, mg = ySizes[1] / group, depth = cg * wS[2] * wS[3], pixels = ySizes[2] * ySizes[3]
                 let depthwise = cg == 1 && mg == 1
+                if target.isGPU, !depthwise, mg * pixels * depth >= GPUKernelTiledGEMM.minimumWork {
+                    // Implicit GEMM per image and group: W[mg, depth] x patches[depth, pixels], the
+                    // patch element computed from (p, c) as it is loaded.
+                    let (kh, kw, ow) = (wS[2], wS[3], ySizes[3])
+                    var spec = GPUKernelTiledGEMM.Spec(
+                        m: mg, n: pixels, k: depth, loadA: "v = W[(bt % \(group) * \(mg) + r) * \(depth) + p];",
+                        loadB: "long ic = p / \(kh * kw), iy = c / \(ow) * \(strides[0]) - \(pads[0]) + p / \(kw) % \(kh) * \(dilations[0]), "
+                            + "ix = c % \(ow) * \(strides[1]) - \(pads[1]) + p % \(kw) * \(dilations[1]); "
+                            + "if (iy >= 0 && iy < \(xS[2]) && ix >= 0 && ix < \(xS[3])) v = X[((bt / \(group) * \(xS[1]) + bt % \(group) * \(cg) + ic) * \(xS[2]) + iy) * \(xS[3]) + ix];",
+                        pointers: "", store: "Y[(bt / \(group) * \(ySizes[1]) + bt % \(group) * \(mg) + r) * \(pixels) + c] = v;")
+                    spec.batches = xS[0] * group
+                    var operands: [(String, PlanArgument)] = [("X", try resolve(x)), ("W", try resolve(w))]
+                    if hasBias {
+                        operands.append(("Bias", try resolve(producer.operands[2]!)))
+                        spec.bias = "Bias[bt % \(group) * \(mg) + r]"
+                    }
+                    operands.append(("Y", .buffer(yBuffer)))
+                    spec.epilogue = epilogue
+                    return addTiledGEMMStep(kind: kind, spec, operands: operands)
+                }
                 if blockedGEMM, !depthwise, mg * pixels * depth >= CPUKernelGEMM.minimumWork,
                    let cw = constant(w), cw.dtype == .f32, !cw.isElided {
                     // Per image and group: Y[mg, pixels] = W[mg, depth] x patches[depth, pixels]; the
@@ -766,6 +810,25 @@ public enum CPUPlanBuilder {
         /// Whether GEMM and convolution use the blocked, register-tiled CPU kernels (`CPUKernelGEMM`);
         /// on a GPU target the simple kernels, one output (plane) per work-item, run instead.
         var blockedGEMM: Bool { target == .cpu }
+
+        /// A tiled GEMM step of a GPU target (`GPUKernelTiledGEMM`), an entry point of its own;
+        /// `operands` name the pointers its loaders and store read and write (the last one is the output).
+        mutating func addTiledGEMMStep(kind: String, _ spec: GPUKernelTiledGEMM.Spec, operands: [(name: String, argument: PlanArgument)]) {
+            var spec = spec
+            let weightOffsets = Dictionary(weightsBuilder.table.map { ($0.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
+            for (i, (name, argument)) in operands.enumerated() {
+                let const = i == operands.count - 1 ? "" : "const "
+                let address: String
+                switch argument {
+                case .buffer(let id): address = "arena + \(buffers[id].offset)"
+                case .weight(let w): address = "weights + \(weightOffsets[w]!)"
+                }
+                spec.pointers += "  GLMC_GLOBAL \(const)float *\(name) = (GLMC_GLOBAL \(const)float *)(\(address));\n"
+            }
+            source += "\n" + GPUKernelTiledGEMM.kernel(name: stepName, spec, target: target)
+            steps.append(PlanStep(kernel: stepName, kind: kind + "_tiled", arguments: operands.map(\.argument),
+                                  launch: GPUKernelTiledGEMM.launch(spec, target: target)))
+        }
 
         /// A blocked GEMM step (`CPUKernelGEMM`): one job per unit of its range.
         mutating func addGEMMStep(kind: String, _ spec: CPUKernelGEMM.Spec, arguments: [PlanArgument]) {
