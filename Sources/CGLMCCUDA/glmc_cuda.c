@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* dladdr */
 #include "glmc_cuda.h"
 
 #include <dlfcn.h>
@@ -29,6 +30,43 @@ static pthread_mutex_t nvrtc_lock = PTHREAD_MUTEX_INITIALIZER;
 static int nvrtc_state;  /* 0: not tried, 1: loaded, -1: failed */
 static char nvrtc_why[1280];
 static char nvrtc_from[1024];
+
+/* The folder holding the CUDA headers kernels may include (cuda_fp16.h, cuda_bf16.h): NVRTC has no
+   include path of its own. $GLMC_CUDA_INCLUDE if set; else next to the NVRTC that was loaded, in the
+   wheels' layout (site-packages/nvidia/cuda_nvrtc/lib → nvidia/cuda_runtime/include, from the
+   nvidia-cuda-runtime-cu12 wheel) or the toolkit's (lib64 → include); else /usr/local/cuda/include.
+   Empty when none has cuda_fp16.h. */
+static char nvrtc_include[1100];
+
+static int has_fp16_header(const char *dir) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/cuda_fp16.h", dir);
+    FILE *f = fopen(path, "r");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
+static void find_include_directory(void) {
+    nvrtc_include[0] = 0;
+    const char *chosen = getenv("GLMC_CUDA_INCLUDE");
+    if (chosen && *chosen) { snprintf(nvrtc_include, sizeof nvrtc_include, "%s", chosen); return; }
+    char library[1024] = "";
+    Dl_info info;
+    if (p_nvrtcVersion && dladdr(*(void **)&p_nvrtcVersion, &info) && info.dli_fname) snprintf(library, sizeof library, "%s", info.dli_fname);
+    char *slash = strrchr(library, '/');
+    if (slash) {
+        *slash = 0;  /* the library's folder */
+        const char *const relative[] = { "/../../cuda_runtime/include", "/../include" };
+        for (size_t i = 0; i < sizeof relative / sizeof relative[0]; i++) {
+            char dir[1100];
+            snprintf(dir, sizeof dir, "%s%s", library, relative[i]);
+            if (has_fp16_header(dir)) { snprintf(nvrtc_include, sizeof nvrtc_include, "%s", dir); return; }
+        }
+    }
+    if (has_fp16_header("/usr/local/cuda/include")) snprintf(nvrtc_include, sizeof nvrtc_include, "/usr/local/cuda/include");
+}
+
+const char *glmc_nvrtc_include_directory(void) { return nvrtc_state == 1 ? nvrtc_include : ""; }
 
 static int resolve_nvrtc(void *h) {
 #define NVRTC_SYM(name) if (!(*(void **)&p_##name = dlsym(h, #name))) { \
@@ -69,6 +107,7 @@ int glmc_nvrtc_load(char *why, size_t why_size) {
             if (!ok) snprintf(nvrtc_why, sizeof nvrtc_why, "no libnvrtc.so.12 or libnvrtc.so on the library path or in /usr/local/cuda/lib64");
         }
         nvrtc_state = ok ? 1 : -1;
+        if (ok) find_include_directory();
     }
     int loaded = nvrtc_state == 1;
     if (!loaded) set_why(why, why_size, nvrtc_why);
@@ -112,8 +151,10 @@ int glmc_nvrtc_compile(const char *source, const char *name, const char *arch,
     if (nvrtc_state != 1) { *error_name = "NVRTC not loaded"; return -1; }
     char architecture[64];
     snprintf(architecture, sizeof architecture, "--gpu-architecture=compute_%s", strncmp(arch, "sm_", 3) == 0 ? arch + 3 : arch);
-    const char *const options[] = { architecture, "-default-device", "--std=c++17" };
-    const int option_count = (int)(sizeof options / sizeof options[0]);
+    char include[1200];
+    snprintf(include, sizeof include, "-I%s", nvrtc_include);
+    const char *const options[] = { architecture, "-default-device", "--std=c++17", include };
+    const int option_count = (int)(sizeof options / sizeof options[0]) - (nvrtc_include[0] ? 0 : 1);
     nvrtcProgram program = NULL;
     int r = p_nvrtcCreateProgram(&program, source, name, 0, NULL, NULL);
     if (r != 0) { *error_name = p_nvrtcGetErrorString(r); return r; }

@@ -25,13 +25,20 @@ int glmc_nvrtc_load(char *why, size_t why_size);
 /* The path or name NVRTC was loaded from ("" before a successful load). */
 const char *glmc_nvrtc_origin(void);
 
+/* The folder passed to NVRTC with -I for the CUDA headers kernels include (cuda_fp16.h,
+   cuda_bf16.h): $GLMC_CUDA_INCLUDE, else found next to the loaded NVRTC (the
+   nvidia-cuda-runtime-cu12 wheel's nvidia/cuda_runtime/include, or a toolkit's include folder),
+   else /usr/local/cuda/include; "" when none has cuda_fp16.h. */
+const char *glmc_nvrtc_include_directory(void);
+
 /* NVRTC's version (major, minor); 0 when it is not loaded. */
 int glmc_nvrtc_version(int *major, int *minor);
 
 /* Compiles `source` (program name `name`) to PTX for `arch` ("sm_90") with glmc's options:
    --gpu-architecture=compute_90 (PTX for that virtual architecture, which the driver JIT-compiles
    for the device it runs on, that one or later), -default-device (functions without __device__ are
-   device functions: the kernel library's helpers are plain C), --std=c++17, and no fast math (IEEE
+   device functions: the kernel library's helpers are plain C), --std=c++17, -I for the CUDA headers
+   (glmc_nvrtc_include_directory, when found), and no fast math (IEEE
    division, square root and denormals, as in the CPU plans).
    Returns NVRTC's result code (0: success). `*ptx` (NUL-terminated, `*ptx_size` bytes without the
    NUL) is set on success; `*log` is set whenever NVRTC produced a log (warnings included), cut to
