@@ -12,7 +12,7 @@ import GLMCPlan
 /// the weights section, copied once, and one stream. `run` copies the inputs to the arena, launches
 /// every step on the stream as `kernel(arena, weights)` with grid `grid_x`, block `block_x` and
 /// `shared_bytes` of dynamic shared memory (GPU_ABI: 1-D launches), and copies the outputs back.
-/// `lastRunMilliseconds` is the device time of the steps only (CUDA events around the launches),
+/// `lastStepsMilliseconds` is the device time of the steps only (CUDA events around the launches),
 /// without the copies.
 ///
 /// An executor owns mutable device state (the arena): one `run` at a time.
@@ -25,11 +25,10 @@ public final class CUDAExecutor {
     /// The device's compute capability as an architecture name ("sm_90").
     public private(set) var deviceArch = ""
     /// Device time of the last run's steps, in milliseconds (CUDA events).
-    public private(set) var lastRunMilliseconds: Double?
+    public private(set) var lastStepsMilliseconds: Double?
 
-    /// The launch of one step.
-    struct Launch {
-        var function: glmc_CUfunction
+    /// The launch of one step: its 1-D grid and block, and dynamic shared memory.
+    struct Launch: Equatable {
         var gridX: UInt32
         var blockX: UInt32
         var sharedBytes: UInt32
@@ -41,7 +40,8 @@ public final class CUDAExecutor {
     private var cuDevice: glmc_CUdevice = 0
     private var context: glmc_CUcontext?
     private var module: glmc_CUmodule?
-    private var launches: [Launch] = []
+    private let launches: [Launch]
+    private var functions: [glmc_CUfunction] = []
     private var arena: glmc_CUdeviceptr = 0
     private var weights: glmc_CUdeviceptr = 0
     private var stream: glmc_CUstream?
@@ -56,10 +56,13 @@ public final class CUDAExecutor {
         let m = plan.manifest
         guard m.target == "cuda" else { throw RuntimeError("the plan is for target '\(m.target)', not cuda") }
         try plan.validate()
+        // A malformed plan is refused before any device work.
+        let launches = try m.steps.enumerated().map { i, step in try Self.launch(of: step, i) }
         let api = try Self.driver()
         self.plan = plan
         self.device = device
         self.api = api
+        self.launches = launches
         parameterValues = .allocate(capacity: 2)
         parameters = .allocate(capacity: 2)
         parameterValues.initialize(repeating: 0, count: 2)
@@ -100,9 +103,7 @@ public final class CUDAExecutor {
             guard found == 0, let function else {
                 throw RuntimeError("step \(i): kernel '\(step.kernel)' is missing from the plan's PTX (\(errorName(found)))")
             }
-            launches.append(Launch(function: function, gridX: try Self.launchValue(step, i, "grid_x", 0 ... Int(Int32.max)),
-                                   blockX: try Self.launchValue(step, i, "block_x", 1 ... 1024),
-                                   sharedBytes: try Self.launchValue(step, i, "shared_bytes", 0 ... Int(Int32.max), default: 0)))
+            functions.append(function)
         }
 
         let arenaBytes = max(m.arenaBytes, PlanLayout.alignment)
@@ -150,8 +151,9 @@ public final class CUDAExecutor {
             }
         }
         try check(api.pointee.cuEventRecord(start, stream), "cuEventRecord")
+        // A step with an empty grid has nothing to do (and cuLaunchKernel refuses an empty grid).
         for (i, launch) in launches.enumerated() where launch.gridX > 0 {
-            let status = api.pointee.cuLaunchKernel(launch.function, launch.gridX, 1, 1, launch.blockX, 1, 1,
+            let status = api.pointee.cuLaunchKernel(functions[i], launch.gridX, 1, 1, launch.blockX, 1, 1,
                                                    launch.sharedBytes, stream, parameters, nil)
             try check(status, "step \(i) (\(m.steps[i].kernel)): cuLaunchKernel")
         }
@@ -160,7 +162,7 @@ public final class CUDAExecutor {
         try check(api.pointee.cuEventSynchronize(end), "running the plan's steps")
         var milliseconds: Float = 0
         try check(api.pointee.cuEventElapsedTime(&milliseconds, start, end), "cuEventElapsedTime")
-        lastRunMilliseconds = Double(milliseconds)
+        lastStepsMilliseconds = Double(milliseconds)
         let buffers = m.buffersByID
         return try m.outputs.map { o in
             guard let b = buffers[o.buffer] else { throw RuntimeError("output '\(o.name)' names unknown buffer \(o.buffer)") }
@@ -250,6 +252,13 @@ public final class CUDAExecutor {
                 + (text.isEmpty ? "" : ": " + text.split(separator: "\n").prefix(30).joined(separator: "\n")))
         }
         self.module = module
+    }
+
+    /// A step's launch: `grid_x` (0 ... 2^31 - 1), `block_x` (1 ... 1024), `shared_bytes` (default 0).
+    static func launch(of step: PlanStep, _ index: Int) throws -> Launch {
+        Launch(gridX: try launchValue(step, index, "grid_x", 0 ... Int(Int32.max)),
+               blockX: try launchValue(step, index, "block_x", 1 ... 1024),
+               sharedBytes: try launchValue(step, index, "shared_bytes", 0 ... Int(Int32.max), default: 0))
     }
 
     /// A step's launch value `key`, checked against `range`.

@@ -39,10 +39,13 @@ struct Convert: ParsableCommand {
     @Option(help: "Calibration method with --calibration-data: minmax, entropy or percentile[:P].") var calibrationMethod: String = "entropy"
     @Option(help: "Instruction set of a cpu plan's kernels: native (the best this host runs), generic, avx2 or avx512.")
     var cpu: CPUChoice = .native
+    @Option(help: "GPU architecture of a cuda plan, sm_NN (default sm_80; sm_90 for Hopper): NVRTC writes PTX for compute_NN, which runs on that architecture and later ones.")
+    var gpuArch: String?
     @OptionGroup var passOptions: PassOptions
 
     func run() throws {
         try reportingErrors {
+            try checkGPUArch()
             if target == .cpu { return try convertToCPUPlan() }
             guard target == .onnx else {
                 throw GLMCError("unsupported: glmc convert --target \(target.rawValue) is not built yet (it arrives with its back end); --target cpu and --target onnx work")
@@ -69,6 +72,23 @@ struct Convert: ParsableCommand {
 }
 
 extension Convert {
+    /// The architecture of a cuda plan when none is asked for.
+    static let defaultGPUArch = "sm_80"
+
+    /// `--gpu-arch` is for cuda plans only and has the form sm_NN.
+    func checkGPUArch() throws {
+        guard let gpuArch else { return }
+        guard target == .cuda else { throw GLMCError("--gpu-arch applies to --target cuda, not --target \(target.rawValue)") }
+        guard NVRTCCompiler.isValidArch(gpuArch) else {
+            throw GLMCError("--gpu-arch \(gpuArch): expected sm_NN (for example sm_80, sm_90)")
+        }
+    }
+
+    /// A cuda plan without PTX (NVRTC was not found) still runs where NVRTC is: say so.
+    func warnIfSourceOnly(_ plan: PlanFile) {
+        if plan.manifest.target == "cuda", plan.code["kernels.ptx"] == nil { printWarning(NVRTCCompiler.missingWarning) }
+    }
+
     /// `--target cpu`: optimize, generate and compile the kernels, write the plan.
     func convertToCPUPlan() throws {
         guard precision != .fp16 else {
