@@ -58,7 +58,7 @@ let package = Package(
                     exclude: ["Snapshots"]),
         .testTarget(name: "GLMCCalibrationTests", dependencies: ["GLMCCalibration", "GLMCIR", "GLMCOps", "GLMCCodegen", "GLMCFrontends", "GLMCTestSupport"]),
         // Runs the built `glmc` binary as a subprocess (so it depends on it) and round-trips .npy files.
-        .testTarget(name: "CLITests", dependencies: ["glmc", "GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCPlan", "GLMCRuntime", "GLMCTestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["glmc", "GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCPlan", "GLMCRuntime", "GLMCCodegen", "GLMCTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
