@@ -121,6 +121,39 @@ final class CUDAPlanTests: XCTestCase {
         }
     }
 
+    func testInspectReportsArchAndPTXPerKernel() throws {
+        let path = scratch + "/hand.plan"
+        var plan = try Self.plan()
+        // A third step whose kernel the PTX lacks.
+        plan.manifest.steps.append(PlanStep(kernel: "absent_2", kind: "elementwise", arguments: [], launch: ["grid_x": 1, "block_x": 1]))
+        try PlanWriter.write(plan, to: path)
+        let r = try GLMC.run(["inspect", path, "--json"])
+        assertSucceeds(r, "inspect --json")
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(object["target"] as? String, "cuda")
+        XCTAssertEqual(object["gpu_arch"] as? String, "sm_90")
+        let kernels = try XCTUnwrap(object["kernels"] as? [[String: Any]])
+        XCTAssertEqual(kernels.map { $0["name"] as? String }, ["add_0", "twice_1", "absent_2"])
+        XCTAssertEqual(kernels.map { $0["ptx"] as? Bool }, [true, true, false])
+        let text = try GLMC.run(["inspect", path])
+        assertSucceeds(text, "inspect")
+        XCTAssertTrue(text.stdout.contains("target cuda (sm_90)"), text.stdout)
+        XCTAssertTrue(text.stdout.contains("add_0: 1 launch, source cuda-c, ptx"), text.stdout)
+        XCTAssertTrue(text.stdout.contains("absent_2: 1 launch, source cuda-c, no ptx"), text.stdout)
+    }
+
+    func testGPUArchIsCheckedBeforeAnythingIsBuilt() throws {
+        let model = Fixtures.model("cnn.onnx")
+        let out = scratch + "/never.plan"
+        for bad in ["sm90", "90", "compute_90", "sm_9", "sm_9x"] {
+            assertFails(try GLMC.run(["convert", model, "--target", "cuda", "--gpu-arch", bad, "-o", out]),
+                        containing: ["--gpu-arch \(bad): expected sm_NN (for example sm_80, sm_90)"], bad)
+        }
+        assertFails(try GLMC.run(["convert", model, "--target", "cpu", "--gpu-arch", "sm_90", "-o", out]),
+                    containing: ["--gpu-arch applies to --target cuda, not --target cpu"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
+
     // MARK: - A real GPU
 
     func testRunsOnARealGPU() throws {
