@@ -13,11 +13,10 @@ public enum NVRTCCompiler {
     /// The warning the CLI prints when a CUDA plan is written without PTX.
     public static let missingWarning = "NVRTC not found (set GLMC_NVRTC=/path/libnvrtc.so.12); the plan carries CUDA source only"
 
-    /// Whether `arch` has the form `sm_NN` (or `sm_NNN`): what `--gpu-arch` accepts.
+    /// Whether `arch` has the form `sm_NN` or `sm_NNN`, optionally with a feature-set letter
+    /// (`sm_90a`): what `--gpu-arch` accepts. NVRTC gets `compute_` and the same suffix.
     public static func isValidArch(_ arch: String) -> Bool {
-        guard arch.hasPrefix("sm_") else { return false }
-        let digits = arch.dropFirst(3)
-        return (2 ... 3).contains(digits.count) && digits.allSatisfy { $0.isASCII && $0.isNumber }
+        arch.wholeMatch(of: /sm_[0-9]{2,3}[a-z]?/) != nil
     }
 
     /// Why NVRTC cannot be used (nil when it loads).

@@ -202,10 +202,10 @@ public final class CUDAExecutor {
         return api
     }
 
-    /// `sm_NN` → NN (nil for another form).
+    /// `sm_NN` (or `sm_NNa`) → NN (nil for another form).
     static func archLevel(_ arch: String) -> Int? {
-        guard arch.hasPrefix("sm_") else { return nil }
-        return Int(arch.dropFirst(3))
+        guard let match = arch.wholeMatch(of: /sm_([0-9]{2,3})[a-z]?/) else { return nil }
+        return Int(match.1)
     }
 
     /// The plan's PTX, NUL-terminated; compiled from its source with NVRTC when it has none.

@@ -145,7 +145,7 @@ final class CUDAPlanTests: XCTestCase {
     func testGPUArchIsCheckedBeforeAnythingIsBuilt() throws {
         let model = Fixtures.model("cnn.onnx")
         let out = scratch + "/never.plan"
-        for bad in ["sm90", "90", "compute_90", "sm_9", "sm_9x"] {
+        for bad in ["sm90", "90", "compute_90", "sm_9", "sm_9x", "sm_90A"] {
             assertFails(try GLMC.run(["convert", model, "--target", "cuda", "--gpu-arch", bad, "-o", out]),
                         containing: ["--gpu-arch \(bad): expected sm_NN (for example sm_80, sm_90)"], bad)
         }

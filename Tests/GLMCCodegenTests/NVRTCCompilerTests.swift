@@ -39,8 +39,8 @@ final class NVRTCCompilerTests: XCTestCase {
     }
 
     func testArchForms() {
-        for good in ["sm_80", "sm_90", "sm_100", "sm_75"] { XCTAssertTrue(NVRTCCompiler.isValidArch(good), good) }
-        for bad in ["80", "sm80", "sm_", "sm_8", "sm_1000", "compute_90", "sm_9a", "SM_90", "sm_٩٠"] {
+        for good in ["sm_80", "sm_90", "sm_100", "sm_75", "sm_90a", "sm_100f"] { XCTAssertTrue(NVRTCCompiler.isValidArch(good), good) }
+        for bad in ["80", "sm80", "sm_", "sm_8", "sm_1000", "compute_90", "sm_9a", "SM_90", "sm_٩٠", "sm_90A", "sm_90ab"] {
             XCTAssertFalse(NVRTCCompiler.isValidArch(bad), bad)
         }
         XCTAssertThrowsError(try NVRTCCompiler.ptx(source: Self.source, arch: "sm90")) { error in
@@ -60,6 +60,9 @@ final class NVRTCCompilerTests: XCTestCase {
         // Another architecture gives another target line.
         let ptx80 = String(decoding: try XCTUnwrap(try NVRTCCompiler.ptx(source: Self.source, arch: "sm_80")), as: UTF8.self)
         XCTAssertTrue(ptx80.contains(".target sm_80"))
+        // The architecture-specific feature set of Hopper.
+        let ptx90a = String(decoding: try XCTUnwrap(try NVRTCCompiler.ptx(source: Self.source, arch: "sm_90a")), as: UTF8.self)
+        XCTAssertTrue(ptx90a.contains(".target sm_90a"))
     }
 
     func testPtxasAssemblesThePTX() throws {
