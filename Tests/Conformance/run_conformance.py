@@ -13,8 +13,8 @@ and glmc must write output_0.npy, output_1.npy, ... in graph-output order.
 Exit status 0 = ran, 1 = error (one "error: ..." line on stderr), anything else = crash.
 
 --engine cuda-ptx needs no GPU: each case / data set is converted with
-`glmc convert --target cuda --gpu-arch sm_90` (input shapes from the data set; integer inputs
-bound with --input-value when the plan needs their values), `code/kernels.ptx` is read out of the
+`glmc convert --target cuda --gpu-arch sm_90` (input shapes from the data set; when that is
+refused, again with the integer inputs bound with --input-value), `code/kernels.ptx` is read out of the
 plan, and the case passes when the PTX has an `.entry` for every step and
 `ptxas -arch=sm_90 -o /dev/null` assembles it (NVRTC and ptxas from the venv's NVIDIA wheels).
 
@@ -314,9 +314,10 @@ def run_cuda_ptx_case(meta: dict, glmc: str, timeout: float, ptxas: str, opt_lev
                 if array.dtype.kind in "iub":
                     values += ["--input-value", f"{name}={path}"]
             code, stderr = _convert_cuda(glmc, base + shapes, timeout)
-            # Inputs whose values decide shapes (Reshape's shape, Slice's starts, ...) must be
-            # bound, as `glmc run --engine cpu` binds them; bind the integer inputs and retry.
-            if code == 1 and values and "--input-value" in stderr:
+            # Inputs whose values decide shapes or that the plan takes as constants (Reshape's shape,
+            # Slice's starts, ...) must be bound, as `glmc run --engine cpu` binds them: when the
+            # plan is refused, bind the integer inputs and try again.
+            if code == 1 and values:
                 code, stderr = _convert_cuda(glmc, base + shapes + values, timeout)
             if code is None:
                 return done("timeout", f"{label}: convert: no result after {timeout:g}s")
