@@ -14,7 +14,7 @@ Exit status 0 = ran, 1 = error (one "error: ..." line on stderr), anything else 
 
 --engine cuda-ptx needs no GPU: each case / data set is converted with
 `glmc convert --target cuda --gpu-arch sm_90` (input shapes from the data set; when that is
-refused, again with the integer inputs bound with --input-value), `code/kernels.ptx` is read out of the
+refused, again with the integer inputs bound with --input-value, then the small inputs), `code/kernels.ptx` is read out of the
 plan, and the case passes when the PTX has an `.entry` for every step and
 `ptxas -arch=sm_90 -o /dev/null` assembles it (NVRTC and ptxas from the venv's NVIDIA wheels).
 
@@ -237,6 +237,7 @@ def run_glmc_case(meta: dict, glmc: str, engine: str, timeout: float, opt_level:
 
 CUDA_PTX_ENGINE = "cuda-ptx"
 CUDA_PTX_ARCH = "sm_90"
+SMALL_INPUT_ELEMENTS = 16  # inputs up to this size may be bound on retry (shape parameters)
 REPO_ROOT = HERE.parent.parent
 
 
@@ -306,19 +307,23 @@ def run_cuda_ptx_case(meta: dict, glmc: str, timeout: float, ptxas: str, opt_lev
                     "--gpu-arch", CUDA_PTX_ARCH, "-o", str(plan)]
             if opt_level:
                 base += [f"-O{opt_level}"]
-            shapes, values = [], []
+            shapes, integers, small = [], [], []
             for i, name in enumerate(meta["inputs"]):
                 path = data_dir / f"input_{i}.npy"
                 array = np.load(path, allow_pickle=False)
                 shapes += ["--input-shape", f"{name}=" + "x".join(str(d) for d in array.shape)]
                 if array.dtype.kind in "iub":
-                    values += ["--input-value", f"{name}={path}"]
+                    integers += ["--input-value", f"{name}={path}"]
+                if array.size <= SMALL_INPUT_ELEMENTS:
+                    small += ["--input-value", f"{name}={path}"]
             code, stderr = _convert_cuda(glmc, base + shapes, timeout)
-            # Inputs whose values decide shapes or that the plan takes as constants (Reshape's shape,
-            # Slice's starts, ...) must be bound, as `glmc run --engine cpu` binds them: when the
-            # plan is refused, bind the integer inputs and try again.
-            if code == 1 and values:
-                code, stderr = _convert_cuda(glmc, base + shapes + values, timeout)
+            # Inputs whose values decide shapes (Reshape's shape, Slice's starts, Resize's scales,
+            # OneHot's depth, Range's bounds) must be bound, as `glmc run --engine cpu` binds them.
+            # The harness cannot tell which they are, so when the plan is refused it binds the
+            # integer inputs, then the small inputs of any type, and tries again.
+            for bound in (integers, small):
+                if code == 1 and bound:
+                    code, stderr = _convert_cuda(glmc, base + shapes + bound, timeout)
             if code is None:
                 return done("timeout", f"{label}: convert: no result after {timeout:g}s")
             if code == 1:
