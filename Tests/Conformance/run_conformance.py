@@ -321,9 +321,13 @@ def run_cuda_ptx_case(meta: dict, glmc: str, timeout: float, ptxas: str, opt_lev
             # OneHot's depth, Range's bounds) must be bound, as `glmc run --engine cpu` binds them.
             # The harness cannot tell which they are, so when the plan is refused it binds the
             # integer inputs, then the small inputs of any type, and tries again.
+            # When every attempt is refused, the first refusal (unbound) is the one reported.
+            first_stderr = stderr
             for bound in (integers, small):
                 if code == 1 and bound:
                     code, stderr = _convert_cuda(glmc, base + shapes + bound, timeout)
+            if code == 1:
+                stderr = first_stderr
             if code is None:
                 return done("timeout", f"{label}: convert: no result after {timeout:g}s")
             if code == 1:
