@@ -291,3 +291,5 @@ public final class CUDAExecutor {
         return text.map { "\(label) (\(String(cString: $0)))" } ?? label
     }
 }
+
+extension CUDAExecutor: PlanExecutor {}

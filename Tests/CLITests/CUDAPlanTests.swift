@@ -1,5 +1,7 @@
 import Foundation
 import GLMCCodegen
+import GLMCInterpreter
+import GLMCOps
 import GLMCPlan
 import GLMCRuntime
 import GLMCTestSupport
@@ -281,6 +283,31 @@ final class CUDAPlanTests: XCTestCase {
         // Everything is released with the executor.
         let end = logLines(log).suffix(4)
         XCTAssertEqual(Array(end), ["free", "free", "module_unload", "ctx_release 0"])
+    }
+
+    func testGlmcRunOnACUDAPlan() throws {
+        guard !Self.realDriverPresent else { throw XCTSkip("the real NVIDIA driver is present: the stand-in is not used") }
+        let library = try XCTUnwrap(Self.fakeDriver.get(), "cannot build the stand-in driver")
+        let plan = scratch + "/hand.plan", input = scratch + "/x.npy", out = scratch + "/out"
+        try PlanWriter.write(try Self.plan(), to: plan)
+        try NPY.write(Tensor(Self.x, shape: [4]), to: input)
+        // No driver: one error line.
+        assertFails(try GLMC.run(["run", plan, "--input", input, "--output-dir", out], environment: ["GLMC_LIBCUDA": scratch + "/no-libcuda.so.1"]),
+                    containing: ["error: CUDA is not available: cannot load ", "no-libcuda.so.1", "is the NVIDIA driver installed?"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/output_0.npy"))
+        // The stand-in: the outputs come back (y cleared, x where it was copied), timed by events.
+        let r = try GLMC.run(["run", plan, "--input", input, "--output-dir", out, "--repeat", "3", "--json"],
+                             environment: ["GLMC_LIBCUDA": library])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("\"engine\":\"cuda\",\"median_ms\":0.2500"), r.stdout)
+        assertSameTensor(try NPY.read(path: out + "/output_0.npy"), Tensor([0, 0, 0, 0] as [Float], shape: [4]))
+        assertSameTensor(try NPY.read(path: out + "/output_1.npy"), Tensor(Self.x, shape: [4]))
+        // A wrong input is refused as on the CPU, before any device work.
+        try NPY.write(Tensor([1, 2] as [Float], shape: [2]), to: input)
+        assertFails(try GLMC.run(["run", plan, "--input", input, "--output-dir", out], environment: ["GLMC_LIBCUDA": library]),
+                    containing: ["input 'x' is f32[2], but the plan was compiled for f32[4]"])
+        assertFails(try GLMC.run(["run", plan, "--engine", "cpu", "--input", input]),
+                    containing: ["--engine cpu cannot run this plan: it is for target 'cuda'"])
     }
 
     func testAnEmptyGridIsNotLaunched() throws {
