@@ -1,3 +1,5 @@
+import GLMCPlan
+
 /// The tiled GEMM of the GPU targets (OpenCL and CUDA, from one source): each work-group of 256
 /// work-items computes a `tile`×`tile` block of the output (4×4 or 1×1 outputs per work-item),
 /// walking the depth in slices of 16 that the group first stages in local (shared) memory, so every
@@ -8,6 +10,17 @@
 /// index `p` and the batch index `bt`, so GEMM, batched MatMul and convolution differ only there.
 /// The kernel is an entry point of its own (`NAME(arena, weights)`): its tiles live at kernel scope,
 /// where OpenCL C requires local arrays to be declared.
+/// An operand of a tiled step: the pointer's name in the kernel, what it points at, and whether it
+/// holds f16 bits (`--precision fp16` weights) that loads widen to f32.
+struct TiledOperand {
+    var name: String
+    var argument: PlanArgument
+    var half = false
+
+    /// The C expression of element `index`, as a float.
+    func load(_ index: String) -> String { half ? "glmc_h2f(\(name)[\(index)])" : "\(name)[\(index)]" }
+}
+
 enum GPUKernelTiledGEMM {
     /// Work (M·N·K per batch) from which a step uses this kernel (smaller ones run one output per
     /// work-item).

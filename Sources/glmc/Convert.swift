@@ -36,7 +36,7 @@ struct Convert: ParsableCommand {
     @Option(name: .customLong("input-shape"), help: "NAME=1x3x224x224 to fix a symbolic input shape; repeatable.") var inputShapes: [String] = []
     @Option(name: .customLong("input-type"), help: "NAME=i64: element type of a TorchScript input (default f32); repeatable.") var inputTypes: [String] = []
     @Option(name: .customLong("input-value"), help: "NAME=FILE.npy to bind an input's value at convert time (cpu plans; for inputs that decide shapes, e.g. Slice bounds); repeatable.") var inputValues: [String] = []
-    @Option(help: "Numeric precision of the plan: fp32, or int8 (--target cpu, with --calibration-data).") var precision: Precision = .fp32
+    @Option(help: "Numeric precision of the plan: fp32; int8 (--target cpu, with --calibration-data); fp16 (GPU targets: GEMM and convolution weights stored as f16).") var precision: Precision = .fp32
     @Option(help: "Folder of calibration samples (or random:N): embeds an INT8 calibration table in the plan and writes <plan>.calib.cache.") var calibrationData: String?
     @Option(help: "Calibration method with --calibration-data: minmax, entropy or percentile[:P].") var calibrationMethod: String = "entropy"
     @Option(help: "Instruction set of a cpu plan's kernels: native (the best this host runs), generic, avx2 or avx512.")
@@ -90,8 +90,8 @@ extension Convert {
 
     /// `--target cpu|opencl|cuda`: optimize, generate (and for cpu and cuda compile) the kernels, write the plan.
     func convertToPlan(_ planTarget: PlanTarget) throws {
-        guard precision != .fp16 else {
-            throw GLMCError("unsupported: --target \(planTarget.rawValue) builds fp32 plans only for now (--precision fp16)")
+        guard precision != .fp16 || planTarget.isGPU else {
+            throw GLMCError("unsupported: --precision fp16 is for GPU plans (--target opencl or cuda); --target cpu builds fp32 and int8 plans")
         }
         guard precision != .int8 || planTarget == .cpu else {
             throw GLMCError("unsupported: --precision int8 builds CPU plans only (--target cpu)")
@@ -142,6 +142,7 @@ extension Convert {
                                      pipeline: try passOptions.pipelineNames(defaultLevel: defaultLevel),
                                      instructionSet: cpu.instructionSet, boundInputs: boundByName,
                                      target: planTarget, gpuArch: gpuArch ?? Self.defaultGPUArch)
+        options.fp16Weights = precision == .fp16
         if precision == .int8, let table {
             options.int8ActivationScales = Dictionary(table.entries.map { ($0.name, $0.scale) }, uniquingKeysWith: { a, _ in a })
         }
