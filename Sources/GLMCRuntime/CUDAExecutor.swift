@@ -27,6 +27,9 @@ public final class CUDAExecutor {
     /// Device time of the last run's steps, in milliseconds (CUDA events).
     public private(set) var lastStepsMilliseconds: Double?
 
+    /// The entry-point signature this runtime launches (manifest `metadata.kernel_abi`).
+    public static let kernelABI = "NAME(arena, weights)"
+
     /// The launch of one step: its 1-D grid and block, and dynamic shared memory.
     struct Launch: Equatable {
         var gridX: UInt32
@@ -57,6 +60,9 @@ public final class CUDAExecutor {
         guard m.target == "cuda" else { throw RuntimeError("the plan is for target '\(m.target)', not cuda") }
         try plan.validate()
         // A malformed plan is refused before any device work.
+        if let abi = m.metadata["kernel_abi"], abi != Self.kernelABI {
+            throw RuntimeError("the plan's kernels take '\(abi)', but this runtime launches '\(Self.kernelABI)'")
+        }
         let launches = try m.steps.enumerated().map { i, step in try Self.launch(of: step, i) }
         let api = try Self.driver()
         self.plan = plan

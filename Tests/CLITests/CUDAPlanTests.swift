@@ -109,6 +109,12 @@ final class CUDAPlanTests: XCTestCase {
         XCTAssertThrowsError(try CUDAExecutor(plan: cpu)) { error in
             XCTAssertEqual((error as? RuntimeError)?.message, "the plan is for target 'cpu', not cuda")
         }
+        var otherABI = try Self.plan()
+        otherABI.manifest.metadata["kernel_abi"] = "void k(void **args, long begin, long end)"
+        XCTAssertThrowsError(try CUDAExecutor(plan: otherABI)) { error in
+            XCTAssertEqual((error as? RuntimeError)?.message,
+                           "the plan's kernels take 'void k(void **args, long begin, long end)', but this runtime launches 'NAME(arena, weights)'")
+        }
         let noBlock = try Self.plan(steps: [PlanStep(kernel: "add_0", kind: "elementwise", arguments: [], launch: ["range": 4, "grid_x": 1])])
         XCTAssertThrowsError(try CUDAExecutor(plan: noBlock)) { error in
             XCTAssertEqual((error as? RuntimeError)?.message, "step 0 (add_0): launch has no 'block_x' (a cuda plan's steps give grid_x and block_x)")
