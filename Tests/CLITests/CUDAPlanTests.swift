@@ -98,7 +98,9 @@ final class CUDAPlanTests: XCTestCase {
 
     override func tearDownWithError() throws {
         if !scratch.isEmpty { try? FileManager.default.removeItem(atPath: scratch) }
-        for name in ["GLMC_FAKE_CUDA_LOG", "GLMC_FAKE_CUDA_DEVICES", "GLMC_FAKE_CUDA_CC", "GLMC_FAKE_CUDA_FAIL"] { unsetenv(name) }
+        // The driver this process loaded stays loaded; glmc processes started by later tests must
+        // not inherit the stand-in.
+        for name in ["GLMC_LIBCUDA", "GLMC_FAKE_CUDA_LOG", "GLMC_FAKE_CUDA_DEVICES", "GLMC_FAKE_CUDA_CC", "GLMC_FAKE_CUDA_FAIL"] { unsetenv(name) }
     }
 
     // MARK: - Everywhere
