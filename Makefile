@@ -4,6 +4,7 @@
 #   make test          set up, build, conformance, swift test
 #   make conformance   the ONNX node conformance suite through glmc run, at -O0 and -O3 (ENGINE=interpreter)
 #   make conformance-cpu  the same suite through CPU plans (--engine cpu --check; not part of make test)
+#   make conformance-cuda-ptx  every case converted to a CUDA plan (sm_90), its PTX assembled by ptxas (no GPU needed)
 #   make bench-import  import benchmark (generates bench-data/ on first run)
 #   make bench-passes  node counts and optimize time: glmc -O3 vs onnx-simplifier vs ONNX Runtime
 #   make bench         CPU plans vs ONNX Runtime (latency ratios) and the generated GEMM vs OpenBLAS
@@ -23,11 +24,16 @@ SWIFT    ?= swift
 PYTHON   := .venv/bin/python
 GLMC     := .build/release/glmc
 ENGINE   ?= interpreter
+# NVRTC from the venv's nvidia-cuda-nvrtc-cu12 wheel, for glmc convert --target cuda (and its tests).
+NVRTC_LIB := $(firstword $(wildcard $(CURDIR)/.venv/lib/python3*/site-packages/nvidia/cuda_nvrtc/lib/libnvrtc.so.12))
+ifneq ($(NVRTC_LIB),)
+export GLMC_NVRTC ?= $(NVRTC_LIB)
+endif
 PROTOC_C ?= protoc-c
 ONNX_PROTO ?= /usr/include/onnx/onnx.proto
 PROTO_DIR  := Sources/CONNXProto
 
-.PHONY: all setup build test conformance conformance-cpu demo bench bench-import bench-passes bench-calibrate proto models fixtures clean distclean
+.PHONY: all setup build test conformance conformance-cpu conformance-cuda-ptx demo bench bench-import bench-passes bench-calibrate proto models fixtures clean distclean
 
 all: build
 
@@ -50,6 +56,10 @@ conformance: build
 # Each case compiles a CPU plan with the system C compiler, so this is slower than `conformance`.
 conformance-cpu: build
 	$(PYTHON) Tests/Conformance/run_conformance.py --glmc $(GLMC) --engine cpu --jobs 2 --timeout 60 --check --report Tests/Conformance/results/report-cpu.txt
+
+# Converts every case to a CUDA plan for sm_90 and runs ptxas on its PTX: no GPU needed.
+conformance-cuda-ptx: build
+	$(PYTHON) Tests/Conformance/run_conformance.py --glmc $(GLMC) --engine cuda-ptx --jobs 2 --timeout 120 --check --report Tests/Conformance/results/report-cuda-ptx.txt
 
 demo: build
 	$(GLMC) check Models/cnn.onnx

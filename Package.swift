@@ -30,12 +30,14 @@ let package = Package(
         .target(name: "GLMCPasses", dependencies: ["GLMCIR", "GLMCOps", "GLMCInterpreter"]),
         // The plan file format: manifest, sections, checksum, reader/writer, summary. Depends on nothing of the compiler.
         .target(name: "GLMCPlan"),
+        // NVRTC and the CUDA driver API through dlopen (no CUDA headers or libraries needed to build).
+        .target(name: "CGLMCCUDA", path: "Sources/CGLMCCUDA", linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
         // The code generator: the kernel IR, lowering of fusion groups to kernels, the C/OpenCL/CUDA renderer.
-        .target(name: "GLMCCodegen", dependencies: ["GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCPasses", "GLMCPlan"]),
+        .target(name: "GLMCCodegen", dependencies: ["GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCPasses", "GLMCPlan", "CGLMCCUDA"]),
         // C support for the runtime: the host's CPU features (cpuid) and the persistent thread pool.
         .target(name: "CGLMCRuntimeSupport", path: "Sources/CGLMCRuntimeSupport", linkerSettings: [.linkedLibrary("pthread")]),
         // Executors for plans (today: the CPU). Depends on the plan format only, never on the compiler.
-        .target(name: "GLMCRuntime", dependencies: ["GLMCPlan", "CGLMCRuntimeSupport"]),
+        .target(name: "GLMCRuntime", dependencies: ["GLMCPlan", "CGLMCRuntimeSupport", "CGLMCCUDA"]),
         // INT8 calibration: observation taps on a CPU plan, histograms, MinMax/Percentile/Entropy, TensorRT cache writer.
         .target(name: "GLMCCalibration", dependencies: ["GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCFrontends", "GLMCCodegen", "GLMCPlan", "GLMCRuntime"]),
         // FileCheck-style checker and golden helpers for tests.
@@ -56,7 +58,7 @@ let package = Package(
                     exclude: ["Snapshots"]),
         .testTarget(name: "GLMCCalibrationTests", dependencies: ["GLMCCalibration", "GLMCIR", "GLMCOps", "GLMCCodegen", "GLMCFrontends", "GLMCTestSupport"]),
         // Runs the built `glmc` binary as a subprocess (so it depends on it) and round-trips .npy files.
-        .testTarget(name: "CLITests", dependencies: ["glmc", "GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCPlan", "GLMCRuntime", "GLMCTestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["glmc", "GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCPlan", "GLMCRuntime", "GLMCCodegen", "GLMCTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

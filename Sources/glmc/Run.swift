@@ -130,16 +130,14 @@ struct Run: ParsableCommand {
 
     /// Runs a plan on the CPU runtime (timing covers plan execution only).
     func runPlan() throws {
-        guard engine == .interpreter || engine == .cpu else {
-            throw GLMCError("unsupported: engine '\(engine.rawValue)' cannot run plans yet; plans run on the cpu engine")
-        }
         guard passOptions.level == nil, passOptions.passes == nil else {
             throw GLMCError("-O and --passes apply to models; a plan is already optimized")
         }
         let plan: PlanFile
         do { plan = try PlanReader.read(path: model) } catch let e as PlanError { throw GLMCError(e.message) }
-        guard plan.manifest.target == "cpu" else {
-            throw GLMCError("unsupported: this plan is for target '\(plan.manifest.target)'; only cpu plans run yet")
+        // The default engine (interpreter) means "not asked for": a plan runs on its own target.
+        guard engine == .interpreter || engine.rawValue == plan.manifest.target else {
+            throw GLMCError("--engine \(engine.rawValue) cannot run this plan: it is for target '\(plan.manifest.target)'")
         }
         let names = plan.manifest.inputs.map(\.name)
         let tensors = try bind(names: names) { i in
@@ -209,10 +207,22 @@ struct Run: ParsableCommand {
         }
     }
 
-    /// Runs `plan` on the CPU runtime with `tensors` (in the plan's input order) and writes the outputs.
+    /// The executor of `plan`'s target. Cases are the targets with a runtime here.
+    func executor(for plan: PlanFile) throws -> any PlanExecutor {
+        let target = plan.manifest.target
+        switch target {
+        case "cpu": return try CPUExecutor(plan: plan, threads: threads ?? HostCPU.cores)
+        case "cuda": return try CUDAExecutor(plan: plan)
+        default: throw GLMCError("unsupported: this plan is for target '\(target)', which has no runtime yet (plans for cpu and cuda run)")
+        }
+    }
+
+    /// Runs `plan` on the runtime of its target with `tensors` (in the plan's input order) and
+    /// writes the outputs. Timing: the executor's own measure of its steps where it has one (a GPU
+    /// runtime: CUDA events around the steps), else the whole `run` call.
     func execute(_ plan: PlanFile, inputs tensors: [Tensor]) throws {
         do {
-            let executor = try CPUExecutor(plan: plan, threads: threads ?? HostCPU.cores)
+            let executor = try executor(for: plan)
             var given: [String: HostTensor] = [:]
             for (input, t) in zip(plan.manifest.inputs, tensors) {
                 given[input.name] = HostTensor(name: input.name, dtype: t.dtype.rawValue, shape: t.shape,
@@ -224,14 +234,14 @@ struct Run: ParsableCommand {
             for _ in 0 ..< repeatCount {
                 let start = nowMilliseconds()
                 results = try executor.run(inputs: given)
-                times.append(nowMilliseconds() - start)
+                times.append(executor.lastStepsMilliseconds ?? nowMilliseconds() - start)
             }
             let outputs = try results.map { r -> Tensor in
                 guard let dtype = DType(rawValue: r.dtype) else { throw GLMCError("output '\(r.name)' has unknown dtype \(r.dtype)") }
                 return try r.bytes.withUnsafeBytes { try Tensor(TensorData(type: TensorType(dtype, static: r.shape), copying: $0)) }
             }
             try writeOutputs(outputs, names: results.map(\.name))
-            printTiming(times, engine: "cpu")
+            printTiming(times, engine: plan.manifest.target)
         } catch let e as PlanError {
             throw GLMCError(e.message)
         } catch let e as RuntimeError {
