@@ -1,0 +1,230 @@
+import GLMCIR
+
+/// General kernels for the convolution family, windowed pooling and matrix products: any number of
+/// spatial dims, any element type `CScalar` handles, one output element per unit of the range (so
+/// a GPU work-item computes one element, and a CPU thread a run of them). Every shape is baked in;
+/// floating-point values are computed in double and rounded once on store, like the interpreter's
+/// reference (`GLMCOps/NeuralConv.swift`, `NeuralPool.swift`, `ReductionLinearAlgebra.swift`).
+/// The fast f32 paths (blocked GEMM, im2col, depthwise, the 2-D direct kernels) stay where they
+/// are; these kernels cover the rest.
+extension CPUKernelLibrary {
+    /// The geometry of one convolution or transposed convolution, auto_pad resolved.
+    struct ConvolutionShape: Equatable {
+        var batch: Int
+        var inChannels: Int
+        var outChannels: Int
+        var group: Int
+        var inSpatial: [Int]
+        var outSpatial: [Int]
+        var kernel: [Int]
+        var strides: [Int]
+        var dilations: [Int]
+        var padBegin: [Int]
+        /// ConvTranspose: the weight is [C, M/group, k...] and every input position scatters into
+        /// the outputs its kernel covers; the kernel gathers, per output position, the input
+        /// positions whose window covers it.
+        var transposed: Bool
+
+        var rank: Int { kernel.count }
+        var outputCount: Int { batch * outChannels * outSpatial.reduce(1, *) }
+        /// Multiply-adds per output element (a unit of the range).
+        var work: Int { inChannels / group * kernel.reduce(1, *) }
+    }
+
+    /// How a quantized operand's zero point is indexed (ConvInteger, MatMulInteger).
+    enum ZeroPoint: Equatable {
+        /// One value for the whole operand.
+        case scalar(CScalar)
+        /// One value per output channel (a convolution weight) or per row (A) or column (B) of a
+        /// matrix product.
+        case perChannel(CScalar)
+
+        var scalar: CScalar {
+            switch self { case .scalar(let s), .perChannel(let s): return s }
+        }
+    }
+
+    /// The row-major multi-index of `index` over `sizes` into `o0`, `o1`, ...; what is left in `rest`.
+    static func unravelCode(_ index: String, sizes: [Int], prefix: String = "o", rest: String = "rest", indent: String = "    ") -> String {
+        var s = "\(indent)long \(rest) = \(index);\n"
+        for d in sizes.indices.reversed() { s += "\(indent)long \(prefix)\(d) = \(rest) % \(sizes[d]); \(rest) /= \(sizes[d]);\n" }
+        return s
+    }
+
+    /// Convolution (Conv, ConvInteger) or transposed convolution over any number of spatial dims,
+    /// with groups, pads, strides and dilations. Per output element: the bias (or 0), plus for
+    /// each input channel of its group and each kernel tap inside the input, (x - x_zero) ·
+    /// (w - w_zero), accumulated in double; the f32 epilogue applies to the float result.
+    /// Parallel range: N·M·output plane. Arguments: X, W, [B], [x zero point], [w zero point], Y.
+    static func convolution(name: String, _ g: ConvolutionShape, x: CScalar, w: CScalar, bias: CScalar?, y: CScalar,
+                            xZeroPoint: CScalar? = nil, wZeroPoint: ZeroPoint? = nil, epilogue: [Epilogue] = []) -> String {
+        let rank = g.rank
+        let cg = g.inChannels / g.group, mg = g.outChannels / g.group
+        let inPlane = g.inSpatial.reduce(1, *), taps = g.kernel.reduce(1, *)
+        let inStrides = CPUPlanBuilder.Generator.rowMajorStrides(g.inSpatial), kStrides = CPUPlanBuilder.Generator.rowMajorStrides(g.kernel)
+        var s = "// \(name): \(g.transposed ? "conv_transpose" : "conv") [\(g.batch),\(g.inChannels)]\(g.inSpatial) -> [\(g.batch),\(g.outChannels)]\(g.outSpatial)"
+        s += " kernel \(g.kernel) group \(g.group), \(x.dtype)\n"
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + x.pointer("X", 0) + w.pointer("W", 1)
+        var next = 2
+        if let bias { s += bias.pointer("B", next); next += 1 }
+        if let xZeroPoint { s += xZeroPoint.pointer("XZ", next); next += 1 }
+        if let wZeroPoint { s += wZeroPoint.scalar.pointer("WZ", next); next += 1 }
+        s += y.pointer("Y", next, const: false)
+        s += "  for (long u = begin; u < end; ++u) {\n"
+        s += unravelCode("u", sizes: g.outSpatial)
+        s += "    long m = rest % \(g.outChannels), n = rest / \(g.outChannels), g = m / \(mg);\n"
+        s += "    double acc = \(bias.map { $0.load("B", "m") } ?? "0.0");\n"
+        if let xZeroPoint { s += "    double xz = \(xZeroPoint.load("XZ", "0"));\n" }
+        if let wZeroPoint {
+            if case .perChannel = wZeroPoint { s += "    double wz = \(wZeroPoint.scalar.load("WZ", "m"));\n" } else { s += "    double wz = \(wZeroPoint.scalar.load("WZ", "0"));\n" }
+        }
+        s += "    for (long c = 0; c < \(cg); ++c) {\n"
+        s += "      long xBase = (n * \(g.inChannels) + g * \(cg) + c) * \(inPlane);\n"
+        // Conv weights are [M, C/group, k...]; ConvTranspose weights [C, M/group, k...].
+        s += g.transposed ? "      long wBase = ((g * \(cg) + c) * \(mg) + m - g * \(mg)) * \(taps);\n"
+                          : "      long wBase = (m * \(cg) + c) * \(taps);\n"
+        var pad = "      ", xTerm = "xBase", wTerm = "wBase"
+        for d in 0 ..< rank {
+            s += "\(pad)for (long k\(d) = 0; k\(d) < \(g.kernel[d]); ++k\(d)) {\n"
+            pad += "  "
+            if g.transposed {
+                // Output o = i·stride - pad + k·dilation: i = (o + pad - k·dilation) / stride when exact.
+                s += "\(pad)long t\(d) = o\(d) + \(g.padBegin[d]) - k\(d) * \(g.dilations[d]);\n"
+                s += "\(pad)if (t\(d) < 0\(g.strides[d] == 1 ? "" : " || t\(d) % \(g.strides[d]) != 0")) continue;\n"
+                s += "\(pad)long i\(d) = t\(d) / \(g.strides[d]);\n\(pad)if (i\(d) >= \(g.inSpatial[d])) continue;\n"
+            } else {
+                s += "\(pad)long i\(d) = o\(d) * \(g.strides[d]) - \(g.padBegin[d]) + k\(d) * \(g.dilations[d]);\n"
+                s += "\(pad)if (i\(d) < 0 || i\(d) >= \(g.inSpatial[d])) continue;\n"
+            }
+            xTerm += " + i\(d) * \(inStrides[d])"
+            wTerm += " + k\(d) * \(kStrides[d])"
+        }
+        let xv = x.load("X", xTerm) + (xZeroPoint == nil ? "" : " - xz")
+        let wv = w.load("W", wTerm) + (wZeroPoint == nil ? "" : " - wz")
+        s += "\(pad)acc += (\(xv)) * (\(wv));\n"
+        for _ in 0 ..< rank { pad.removeLast(2); s += "\(pad)}\n" }
+        s += "    }\n"
+        if !epilogue.isEmpty, y.dtype == .f32 {
+            s += "    {\n      float v = (float)acc;\n" + epilogueCode(epilogue, "v") + "\n      Y[u] = v;\n    }\n"
+        } else {
+            s += "    \(y.store("Y", "u", "acc"))\n"
+        }
+        return s + "  }\n}\n"
+    }
+
+    /// What a windowed pool computes.
+    enum WindowPoolKind: Equatable {
+        /// The maximum (the first of equal ones, as the interpreter keeps it); with `indices`, its
+        /// flat input position (row-major, or column-major over the spatial dims with
+        /// storage_order 1) goes to an int64 output.
+        case max(indices: Bool, columnMajor: Bool)
+        /// The mean of the taps inside the input, or (`countPadding`) the sum divided by the
+        /// number of taps inside the explicitly padded input.
+        case average(countPadding: Bool)
+    }
+
+    /// MaxPool or AveragePool over any number of spatial dims, any element type (computed in
+    /// double). Parallel range: N·C·output plane. Arguments: X, Y, [Indices].
+    static func windowPool(name: String, kind: WindowPoolKind, scalar: CScalar, inSizes: [Int], outSizes: [Int], kernel: [Int],
+                           strides: [Int], dilations: [Int], padBegin: [Int], padEnd: [Int]) -> String {
+        let rank = inSizes.count
+        let inPlane = inSizes.reduce(1, *)
+        let rowStrides = CPUPlanBuilder.Generator.rowMajorStrides(inSizes)
+        var colStrides = [Int](repeating: 1, count: rank)
+        for d in stride(from: 1, to: rank, by: 1) { colStrides[d] = colStrides[d - 1] * inSizes[d - 1] }
+        var s = "// \(name): \(kind) pool \(inSizes) -> \(outSizes), kernel \(kernel), \(scalar.dtype)\n"
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + scalar.pointer("X", 0) + scalar.pointer("Y", 1, const: false)
+        var withIndices = false, columnMajor = false, countPadding = false
+        switch kind {
+        case .max(let i, let c): withIndices = i; columnMajor = c
+        case .average(let c): countPadding = c
+        }
+        if withIndices { s += "  GLMC_GLOBAL int64_t *I = (GLMC_GLOBAL int64_t *)args[2];\n" }
+        s += "  for (long u = begin; u < end; ++u) {\n"
+        s += unravelCode("u", sizes: outSizes)
+        s += "    GLMC_GLOBAL const \(scalar.storage) *x = X + rest * \(inPlane);\n"
+        if case .max = kind {
+            s += "    double best = -INFINITY; long bestAt = -1;\n"
+        } else {
+            s += "    double sum = 0.0; long count = 0;\n"
+        }
+        var pad = "    ", at = "0", colAt = "0"
+        for d in 0 ..< rank {
+            s += "\(pad)for (long k\(d) = 0; k\(d) < \(kernel[d]); ++k\(d)) {\n"
+            pad += "  "
+            s += "\(pad)long i\(d) = o\(d) * \(strides[d]) - \(padBegin[d]) + k\(d) * \(dilations[d]);\n"
+            // With count_include_pad the taps in the padding are walked (and counted) too.
+            let lo = countPadding ? -padBegin[d] : 0, hi = inSizes[d] + (countPadding ? padEnd[d] : 0)
+            s += "\(pad)if (i\(d) < \(lo) || i\(d) >= \(hi)) continue;\n"
+            at += " + i\(d) * \(rowStrides[d])"
+            colAt += " + i\(d) * \(colStrides[d])"
+        }
+        switch kind {
+        case .max:
+            s += "\(pad)double v = \(scalar.load("x", at));\n"
+            s += "\(pad)if (bestAt < 0 || v > best) { best = v; bestAt = \(columnMajor ? colAt : at); }\n"
+        case .average:
+            if countPadding {
+                s += "\(pad)++count;\n"
+                s += "\(pad)if (\((0 ..< rank).map { "i\($0) < 0 || i\($0) >= \(inSizes[$0])" }.joined(separator: " || "))) continue;\n"
+                s += "\(pad)sum += \(scalar.load("x", at));\n"
+            } else {
+                s += "\(pad)sum += \(scalar.load("x", at)); ++count;\n"
+            }
+        }
+        for _ in 0 ..< rank { pad.removeLast(2); s += "\(pad)}\n" }
+        if case .max = kind {
+            s += "    \(scalar.store("Y", "u", "best"))\n"
+            if withIndices { s += "    I[u] = rest * \(inPlane) + bestAt;\n" }
+        } else {
+            // An empty window divides 0 by 0, as the interpreter does.
+            s += "    \(scalar.store("Y", "u", "sum / (double)count"))\n"
+        }
+        return s + "  }\n}\n"
+    }
+
+    /// The shapes of a matrix product [batch..., M, K] x [batch..., K, N] -> [batch..., M, N] whose
+    /// operands' batch dims broadcast (strides 0 on a broadcast dim, in elements).
+    struct MatMulShape: Equatable {
+        var batch: [Int]
+        var aBatchStrides: [Int]
+        var bBatchStrides: [Int]
+        var m: Int, k: Int, n: Int
+    }
+
+    /// MatMul or MatMulInteger on any element type. Floats multiply and accumulate in double and
+    /// round once; integers in wrapping 64-bit arithmetic (the interpreter's Int64 &+ / &*),
+    /// truncated to the output type; zero points (MatMulInteger: A's scalar or per row, B's scalar
+    /// or per column) are subtracted first. Parallel range: batch·M·N. Arguments: A, B, [A zero
+    /// point], [B zero point], Y.
+    static func matMul(name: String, _ p: MatMulShape, a: CScalar, b: CScalar, y: CScalar,
+                       aZeroPoint: ZeroPoint? = nil, bZeroPoint: ZeroPoint? = nil) -> String {
+        var s = "// \(name): matmul batch \(p.batch) \(p.m)x\(p.k) * \(p.k)x\(p.n), \(a.dtype) x \(b.dtype) -> \(y.dtype)\n"
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + a.pointer("A", 0) + b.pointer("B", 1)
+        var next = 2
+        if let aZeroPoint { s += aZeroPoint.scalar.pointer("AZ", next); next += 1 }
+        if let bZeroPoint { s += bZeroPoint.scalar.pointer("BZ", next); next += 1 }
+        s += y.pointer("Y", next, const: false)
+        s += "  for (long u = begin; u < end; ++u) {\n"
+        s += "    long c = u % \(p.n), r = u / \(p.n) % \(p.m), bt = u / \(p.m * p.n);\n"
+        s += offsetCode("bt", sizes: p.batch, strides: p.aBatchStrides, into: "aBase")
+        s += offsetCode("bt", sizes: p.batch, strides: p.bBatchStrides, into: "bBase")
+        let aAt = "aBase + r * \(p.k) + q", bAt = "bBase + q * \(p.n) + c"
+        if a.isFloat {
+            s += "    double acc = 0.0;\n"
+            s += "    for (long q = 0; q < \(p.k); ++q) acc += \(a.load("A", aAt)) * \(b.load("B", bAt));\n"
+            s += "    \(y.store("Y", "u", "acc"))\n"
+        } else {
+            func zero(_ z: ZeroPoint?, _ pointer: String, perChannelIndex: String) -> String {
+                guard let z else { return "" }
+                if case .perChannel = z { return " - (int64_t)\(pointer)[\(perChannelIndex)]" }
+                return " - (int64_t)\(pointer)[0]"
+            }
+            s += "    uint64_t acc = 0UL;\n"
+            s += "    for (long q = 0; q < \(p.k); ++q) acc += (uint64_t)((int64_t)A[\(aAt)]\(zero(aZeroPoint, "AZ", perChannelIndex: "r")))"
+            s += " * (uint64_t)((int64_t)B[\(bAt)]\(zero(bZeroPoint, "BZ", perChannelIndex: "c")));\n"
+            s += "    Y[u] = (\(y.storage))acc;\n"
+        }
+        return s + "  }\n}\n"
+    }
+}
