@@ -31,48 +31,16 @@ extension CPUKernelLibrary {
         var work: Int { inChannels / group * kernel.reduce(1, *) }
     }
 
-    /// A zero point or scale of a quantized operand: one value, or one per output channel (a
-    /// convolution weight's), row (A's) or column (B's) of a matrix product.
-    enum QuantParameter: Equatable {
+    /// How a quantized operand's zero point is indexed (ConvInteger, MatMulInteger).
+    enum ZeroPoint: Equatable {
+        /// One value for the whole operand.
         case scalar(CScalar)
+        /// One value per output channel (a convolution weight) or per row (A) or column (B) of a
+        /// matrix product.
         case perChannel(CScalar)
 
         var scalar: CScalar {
             switch self { case .scalar(let s), .perChannel(let s): return s }
-        }
-
-        /// C expression: the value for channel `channel` of `pointer`, as a double.
-        func load(_ pointer: String, channel: String) -> String {
-            switch self {
-            case .scalar(let s): return s.load(pointer, "0")
-            case .perChannel(let s): return s.load(pointer, channel)
-            }
-        }
-    }
-
-    /// QLinearConv / QLinearMatMul: the accumulator brought to the output's scale and zero point,
-    /// rounded half to even and saturated to the output type (as the interpreter does).
-    struct Requantization: Equatable {
-        /// x's scale (a scalar), or A's (a scalar or one per row).
-        var inputScale: QuantParameter
-        /// w's scale (a scalar or one per output channel), or B's (a scalar or one per column).
-        var weightScale: QuantParameter
-        var outputScale: CScalar
-        var outputZeroPoint: CScalar?
-
-        /// Pointer declarations of its three or four arguments from `first` on.
-        func pointers(_ first: Int) -> String {
-            inputScale.scalar.pointer("XS", first) + weightScale.scalar.pointer("WS", first + 1) + outputScale.pointer("YS", first + 2)
-                + (outputZeroPoint.map { $0.pointer("YZ", first + 3) } ?? "")
-        }
-
-        /// C expression: the output zero point as a double.
-        var zeroPoint: String { outputZeroPoint.map { $0.load("YZ", "0") } ?? "0.0" }
-
-        /// C statement: stores `value` (a double) into `Y[u]`, saturated to the output type.
-        func store(_ y: CScalar, _ value: String) -> String {
-            let (lo, hi) = y.range
-            return "{ double q = \(value); \(y.store("Y", "u", "q < \(lo) ? \(lo) : (q > \(hi) ? \(hi) : q)")) }"
         }
     }
 
@@ -89,8 +57,7 @@ extension CPUKernelLibrary {
     /// (w - w_zero), accumulated in double; the f32 epilogue applies to the float result.
     /// Parallel range: N·M·output plane. Arguments: X, W, [B], [x zero point], [w zero point], Y.
     static func convolution(name: String, _ g: ConvolutionShape, x: CScalar, w: CScalar, bias: CScalar?, y: CScalar,
-                            xZeroPoint: CScalar? = nil, wZeroPoint: QuantParameter? = nil, requantization: Requantization? = nil,
-                            epilogue: [Epilogue] = []) -> String {
+                            xZeroPoint: CScalar? = nil, wZeroPoint: ZeroPoint? = nil, epilogue: [Epilogue] = []) -> String {
         let rank = g.rank
         let cg = g.inChannels / g.group, mg = g.outChannels / g.group
         let inPlane = g.inSpatial.reduce(1, *), taps = g.kernel.reduce(1, *)
@@ -102,14 +69,15 @@ extension CPUKernelLibrary {
         if let bias { s += bias.pointer("B", next); next += 1 }
         if let xZeroPoint { s += xZeroPoint.pointer("XZ", next); next += 1 }
         if let wZeroPoint { s += wZeroPoint.scalar.pointer("WZ", next); next += 1 }
-        if let requantization { s += requantization.pointers(next); next += requantization.outputZeroPoint == nil ? 3 : 4 }
         s += y.pointer("Y", next, const: false)
         s += "  for (long u = begin; u < end; ++u) {\n"
         s += unravelCode("u", sizes: g.outSpatial)
         s += "    long m = rest % \(g.outChannels), n = rest / \(g.outChannels), g = m / \(mg);\n"
         s += "    double acc = \(bias.map { $0.load("B", "m") } ?? "0.0");\n"
         if let xZeroPoint { s += "    double xz = \(xZeroPoint.load("XZ", "0"));\n" }
-        if let wZeroPoint { s += "    double wz = \(wZeroPoint.load("WZ", channel: "m"));\n" }
+        if let wZeroPoint {
+            if case .perChannel = wZeroPoint { s += "    double wz = \(wZeroPoint.scalar.load("WZ", "m"));\n" } else { s += "    double wz = \(wZeroPoint.scalar.load("WZ", "0"));\n" }
+        }
         s += "    for (long c = 0; c < \(cg); ++c) {\n"
         s += "      long xBase = (n * \(g.inChannels) + g * \(cg) + c) * \(inPlane);\n"
         // Conv weights are [M, C/group, k...]; ConvTranspose weights [C, M/group, k...].
@@ -136,12 +104,7 @@ extension CPUKernelLibrary {
         s += "\(pad)acc += (\(xv)) * (\(wv));\n"
         for _ in 0 ..< rank { pad.removeLast(2); s += "\(pad)}\n" }
         s += "    }\n"
-        if let r = requantization {
-            // The combined scale in float, as the interpreter (and the ONNX reference) forms it.
-            s += "    double scale = (double)((float)\(r.inputScale.load("XS", channel: "m")) * (float)\(r.weightScale.load("WS", channel: "m"))"
-            s += " / (float)\(r.outputScale.load("YS", "0")));\n"
-            s += "    \(r.store(y, "rint(acc * scale + \(r.zeroPoint))"))\n"
-        } else if !epilogue.isEmpty, y.dtype == .f32 {
+        if !epilogue.isEmpty, y.dtype == .f32 {
             s += "    {\n      float v = (float)acc;\n" + epilogueCode(epilogue, "v") + "\n      Y[u] = v;\n    }\n"
         } else {
             s += "    \(y.store("Y", "u", "acc"))\n"
@@ -235,13 +198,12 @@ extension CPUKernelLibrary {
     /// or per column) are subtracted first. Parallel range: batch·M·N. Arguments: A, B, [A zero
     /// point], [B zero point], Y.
     static func matMul(name: String, _ p: MatMulShape, a: CScalar, b: CScalar, y: CScalar,
-                       aZeroPoint: QuantParameter? = nil, bZeroPoint: QuantParameter? = nil, requantization: Requantization? = nil) -> String {
+                       aZeroPoint: ZeroPoint? = nil, bZeroPoint: ZeroPoint? = nil) -> String {
         var s = "// \(name): matmul batch \(p.batch) \(p.m)x\(p.k) * \(p.k)x\(p.n), \(a.dtype) x \(b.dtype) -> \(y.dtype)\n"
         s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + a.pointer("A", 0) + b.pointer("B", 1)
         var next = 2
         if let aZeroPoint { s += aZeroPoint.scalar.pointer("AZ", next); next += 1 }
         if let bZeroPoint { s += bZeroPoint.scalar.pointer("BZ", next); next += 1 }
-        if let requantization { s += requantization.pointers(next); next += requantization.outputZeroPoint == nil ? 3 : 4 }
         s += y.pointer("Y", next, const: false)
         s += "  for (long u = begin; u < end; ++u) {\n"
         s += "    long c = u % \(p.n), r = u / \(p.n) % \(p.m), bt = u / \(p.m * p.n);\n"
@@ -253,20 +215,15 @@ extension CPUKernelLibrary {
             s += "    for (long q = 0; q < \(p.k); ++q) acc += \(a.load("A", aAt)) * \(b.load("B", bAt));\n"
             s += "    \(y.store("Y", "u", "acc"))\n"
         } else {
-            func zero(_ z: QuantParameter?, _ pointer: String, channel: String) -> String {
+            func zero(_ z: ZeroPoint?, _ pointer: String, perChannelIndex: String) -> String {
                 guard let z else { return "" }
-                if case .perChannel = z { return " - (int64_t)\(pointer)[\(channel)]" }
+                if case .perChannel = z { return " - (int64_t)\(pointer)[\(perChannelIndex)]" }
                 return " - (int64_t)\(pointer)[0]"
             }
             s += "    uint64_t acc = 0UL;\n"
-            s += "    for (long q = 0; q < \(p.k); ++q) acc += (uint64_t)((int64_t)A[\(aAt)]\(zero(aZeroPoint, "AZ", channel: "r")))"
-            s += " * (uint64_t)((int64_t)B[\(bAt)]\(zero(bZeroPoint, "BZ", channel: "c")));\n"
-            if let r = requantization {
-                s += "    double scale = \(r.inputScale.load("XS", channel: "r")) * \(r.weightScale.load("WS", channel: "c")) / \(r.outputScale.load("YS", "0"));\n"
-                s += "    \(r.store(y, "rint((double)(int64_t)acc * scale) + \(r.zeroPoint)"))\n"
-            } else {
-                s += "    Y[u] = (\(y.storage))acc;\n"
-            }
+            s += "    for (long q = 0; q < \(p.k); ++q) acc += (uint64_t)((int64_t)A[\(aAt)]\(zero(aZeroPoint, "AZ", perChannelIndex: "r")))"
+            s += " * (uint64_t)((int64_t)B[\(bAt)]\(zero(bZeroPoint, "BZ", perChannelIndex: "c")));\n"
+            s += "    Y[u] = (\(y.storage))acc;\n"
         }
         return s + "  }\n}\n"
     }

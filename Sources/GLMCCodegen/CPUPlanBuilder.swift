@@ -437,9 +437,9 @@ public enum CPUPlanBuilder {
             if op.domain == "ai.onnx.preview", op.type == "FlexAttention" { return try lowerFlexAttention(inst) }
             guard op.domain.isEmpty || op.domain == "ai.onnx" else { throw unsupported(inst) }
             switch op.type {
-            case "Conv" where f.type(of: inst.results[0]).dtype != .f32, "ConvTranspose", "ConvInteger", "QLinearConv":
+            case "Conv" where f.type(of: inst.results[0]).dtype != .f32, "ConvTranspose", "ConvInteger":
                 return try lowerConvolution(inst)
-            case "MatMul" where needsGeneralMatMul(inst), "MatMulInteger", "QLinearMatMul":
+            case "MatMul" where needsGeneralMatMul(inst), "MatMulInteger":
                 return try lowerGeneralMatMul(inst)
             case "Gemm", "MatMul", "Conv":
                 return try lowerProducer(inst, body: nil)

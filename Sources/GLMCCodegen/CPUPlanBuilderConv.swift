@@ -3,9 +3,8 @@ import GLMCPlan
 
 /// Lowering of what the fast f32 paths of `lowerProducer` and `lowerPool` do not cover to the
 /// general kernels of `CPUKernelLibraryConv.swift`: Conv of any spatial rank and float type,
-/// ConvTranspose, ConvInteger, QLinearConv, MaxPool/AveragePool of any rank and type (MaxPool's
-/// Indices too), MatMul with 1-D operands, broadcast batch dims or other element types,
-/// MatMulInteger and QLinearMatMul.
+/// ConvTranspose, ConvInteger, MaxPool/AveragePool of any rank and type (MaxPool's Indices too),
+/// MatMul with 1-D operands, broadcast batch dims or other element types, and MatMulInteger.
 /// Semantics follow the interpreter (`GLMCOps/NeuralConv.swift`, `NeuralPool.swift`,
 /// `ReductionLinearAlgebra.swift`).
 extension CPUPlanBuilder.Generator {
@@ -108,50 +107,34 @@ extension CPUPlanBuilder.Generator {
         return aS.count < 3 || Array(aS.dropLast(2)) != Array(bS.dropLast(2))
     }
 
-    /// Conv (other than f32 through `lowerProducer`), ConvTranspose, ConvInteger and QLinearConv,
-    /// unfused.
+    /// Conv (other than f32 through `lowerProducer`), ConvTranspose and ConvInteger, unfused.
     mutating func lowerConvolution(_ inst: Instruction) throws {
         includeReductionHelpers()
-        let op = inst.op.type, quantized = op == "ConvInteger" || op == "QLinearConv"
-        func operand(_ i: Int) -> ValueID? { i < inst.operands.count ? inst.operands[i] : nil }
-        // QLinearConv: x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B.
-        let (wIndex, wZeroIndex) = op == "QLinearConv" ? (3, 5) : (1, 3)
-        guard inst.results.count == 1, let xv = operand(0), let wv = operand(wIndex) else { throw unsupported(inst, "without an input and a weight") }
+        guard inst.results.count == 1, inst.operands.count >= 2, let xv = inst.operands[0], let wv = inst.operands[1] else {
+            throw unsupported(inst, "without an input and a weight")
+        }
         let shape = try convolutionShape(inst, x: try sizes(xv, inst), w: try sizes(wv, inst), y: try sizes(inst.results[0], inst), inst)
         let xs = try scalar(xv, inst), ws = try scalar(wv, inst), ys = try scalar(inst.results[0], inst)
         var args = [try argument(xv, inst), try argument(wv, inst)]
-        /// A scalar or per-output-channel parameter operand, appended to the arguments.
-        func parameter(_ index: Int, _ what: String, perChannel: Bool) throws -> CPUKernelLibrary.QuantParameter? {
-            guard let v = operand(index) else { return nil }
-            let count = try sizes(v, inst).reduce(1, *)
-            guard count == 1 || (perChannel && count == shape.outChannels) else { throw unsupported(inst, "with a \(what) of \(count) elements") }
-            args.append(try argument(v, inst))
-            return count == 1 ? .scalar(try scalar(v, inst)) : .perChannel(try scalar(v, inst))
-        }
-        var bias: CScalar?, xZero: CScalar?, wZero: CPUKernelLibrary.QuantParameter?, requantization: CPUKernelLibrary.Requantization?
-        if quantized {
-            let outputs: [DType] = op == "ConvInteger" ? [.i32] : [.u8, .i8]
-            guard [.u8, .i8].contains(xs.dtype), [.u8, .i8].contains(ws.dtype), outputs.contains(ys.dtype) else {
-                throw unsupported(inst, "of \(xs.dtype) and \(ws.dtype) giving \(ys.dtype)")
+        var bias: CScalar?, xZero: CScalar?, wZero: CPUKernelLibrary.ZeroPoint?
+        if inst.op.type == "ConvInteger" {
+            guard [.u8, .i8].contains(xs.dtype), [.u8, .i8].contains(ws.dtype), ys.dtype == .i32 else {
+                throw unsupported(inst, "of \(xs.dtype) and \(ws.dtype)")
             }
-            if op == "QLinearConv", let b = operand(8) {
-                guard try sizes(b, inst).reduce(1, *) == shape.outChannels else { throw unsupported(inst, "with a bias that is not \(shape.outChannels) values") }
-                bias = try scalar(b, inst)
-                args.append(try argument(b, inst))
+            if inst.operands.count > 2, let z = inst.operands[2] {
+                guard try sizes(z, inst).reduce(1, *) == 1 else { throw unsupported(inst, "with a non-scalar x_zero_point") }
+                xZero = try scalar(z, inst)
+                args.append(try argument(z, inst))
             }
-            xZero = try parameter(2, "x_zero_point", perChannel: false)?.scalar
-            wZero = try parameter(wZeroIndex, "w_zero_point", perChannel: true)
-            if op == "QLinearConv" {
-                guard let xScale = try parameter(1, "x_scale", perChannel: false), let wScale = try parameter(4, "w_scale", perChannel: true),
-                      let yScale = try parameter(6, "y_scale", perChannel: false) else {
-                    throw unsupported(inst, "without its scales")
-                }
-                requantization = .init(inputScale: xScale, weightScale: wScale, outputScale: yScale.scalar,
-                                       outputZeroPoint: try parameter(7, "y_zero_point", perChannel: false)?.scalar)
+            if inst.operands.count > 3, let z = inst.operands[3] {
+                let count = try sizes(z, inst).reduce(1, *)
+                guard count == 1 || count == shape.outChannels else { throw unsupported(inst, "with a w_zero_point of \(count) elements") }
+                wZero = count == 1 ? .scalar(try scalar(z, inst)) : .perChannel(try scalar(z, inst))
+                args.append(try argument(z, inst))
             }
         } else {
             guard xs.isFloat, ws.dtype == xs.dtype, ys.dtype == xs.dtype else { throw unsupported(inst, "on \(xs.dtype) and \(ws.dtype) tensors") }
-            if let b = operand(2) {
+            if inst.operands.count > 2, let b = inst.operands[2] {
                 guard try sizes(b, inst).reduce(1, *) == shape.outChannels, try scalar(b, inst) == xs else {
                     throw unsupported(inst, "with a bias that is not \(shape.outChannels) \(xs.dtype) values")
                 }
@@ -160,10 +143,8 @@ extension CPUPlanBuilder.Generator {
             }
         }
         args.append(try output(inst))
-        let kinds = ["ConvTranspose": "conv_transpose", "ConvInteger": "conv_integer", "QLinearConv": "qlinear_conv"]
-        addStep(kind: kinds[op] ?? "conv",
-                code: CPUKernelLibrary.convolution(name: nextSymbol, shape, x: xs, w: ws, bias: bias, y: ys, xZeroPoint: xZero, wZeroPoint: wZero,
-                                                   requantization: requantization),
+        addStep(kind: shape.transposed ? "conv_transpose" : inst.op.type == "ConvInteger" ? "conv_integer" : "conv",
+                code: CPUKernelLibrary.convolution(name: nextSymbol, shape, x: xs, w: ws, bias: bias, y: ys, xZeroPoint: xZero, wZeroPoint: wZero),
                 arguments: args, range: shape.outputCount, work: max(1, shape.work))
     }
 
@@ -194,15 +175,13 @@ extension CPUPlanBuilder.Generator {
                 arguments: args, range: y.reduce(1, *), work: kernel.reduce(1, *))
     }
 
-    /// MatMul (see `needsGeneralMatMul`), MatMulInteger and QLinearMatMul: 1-D operands promoted
-    /// as NumPy does, batch dims broadcast.
+    /// MatMul (see `needsGeneralMatMul`) and MatMulInteger: 1-D operands promoted as NumPy does,
+    /// batch dims broadcast.
     mutating func lowerGeneralMatMul(_ inst: Instruction) throws {
         includeReductionHelpers()
-        let op = inst.op.type
-        func operand(_ i: Int) -> ValueID? { i < inst.operands.count ? inst.operands[i] : nil }
-        // QLinearMatMul: a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point.
-        let (bIndex, bZeroIndex) = op == "QLinearMatMul" ? (3, 5) : (1, 3)
-        guard inst.results.count == 1, let av = operand(0), let bv = operand(bIndex) else { throw unsupported(inst, "without two operands") }
+        guard inst.results.count == 1, inst.operands.count >= 2, let av = inst.operands[0], let bv = inst.operands[1] else {
+            throw unsupported(inst, "without two operands")
+        }
         let aS = try sizes(av, inst), bS = try sizes(bv, inst), yS = try sizes(inst.results[0], inst)
         let a2 = aS.count == 1 ? [1] + aS : aS, b2 = bS.count == 1 ? bS + [1] : bS
         guard a2.count >= 2, b2.count >= 2, a2[a2.count - 1] == b2[b2.count - 2] else {
@@ -219,40 +198,29 @@ extension CPUPlanBuilder.Generator {
                                                  bBatchStrides: bStrides.map { $0 * k * n }, m: m, k: k, n: n)
         let xa = try scalar(av, inst), xb = try scalar(bv, inst), ys = try scalar(inst.results[0], inst)
         var args = [try argument(av, inst), try argument(bv, inst)]
-        /// A zero point or scale: a scalar, or one per row of A / column of B (1-D [channels]),
-        /// appended to the arguments.
-        func parameter(_ index: Int, channels: Int, type: CScalar?) throws -> CPUKernelLibrary.QuantParameter? {
-            guard let v = operand(index) else { return nil }
-            let vS = try sizes(v, inst), vs = try scalar(v, inst)
-            guard type == nil || vs == type, vS.reduce(1, *) == 1 || vS == [channels] else {
-                throw unsupported(inst, "with a zero point or scale of type \(vs.dtype) and shape \(vS)")
+        var aZero: CPUKernelLibrary.ZeroPoint?, bZero: CPUKernelLibrary.ZeroPoint?
+        if inst.op.type == "MatMulInteger" {
+            guard [.u8, .i8].contains(xa.dtype), [.u8, .i8].contains(xb.dtype), ys.dtype == .i32 else {
+                throw unsupported(inst, "of \(xa.dtype) and \(xb.dtype)")
             }
-            args.append(try argument(v, inst))
-            return vS.reduce(1, *) == 1 ? .scalar(vs) : .perChannel(vs)
-        }
-        var aZero: CPUKernelLibrary.QuantParameter?, bZero: CPUKernelLibrary.QuantParameter?, requantization: CPUKernelLibrary.Requantization?
-        if op == "MatMulInteger" || op == "QLinearMatMul" {
-            let outputs: [DType] = op == "MatMulInteger" ? [.i32] : [.u8, .i8]
-            guard [.u8, .i8].contains(xa.dtype), [.u8, .i8].contains(xb.dtype), outputs.contains(ys.dtype) else {
-                throw unsupported(inst, "of \(xa.dtype) and \(xb.dtype) giving \(ys.dtype)")
-            }
-            aZero = try parameter(2, channels: m, type: xa)
-            bZero = try parameter(bZeroIndex, channels: n, type: xb)
-            if op == "QLinearMatMul" {
-                guard let aScale = try parameter(1, channels: m, type: nil), let bScale = try parameter(4, channels: n, type: nil),
-                      case .scalar(let yScale)? = try parameter(6, channels: 1, type: nil), aScale.scalar.isFloat, bScale.scalar.isFloat, yScale.isFloat,
-                      case .scalar(let yZero)? = try parameter(7, channels: 1, type: ys) else {
-                    throw unsupported(inst, "without float scales and a y_zero_point of the output type")
+            // A's zero point: a scalar or one per row (1-D [M]); B's: a scalar or one per column.
+            func zeroPoint(_ index: Int, perChannel: Int, operand: CScalar) throws -> CPUKernelLibrary.ZeroPoint? {
+                guard inst.operands.count > index, let z = inst.operands[index] else { return nil }
+                let zS = try sizes(z, inst), zs = try scalar(z, inst)
+                guard zs == operand, zS.reduce(1, *) == 1 || zS == [perChannel] else {
+                    throw unsupported(inst, "with a zero point of type \(zs.dtype) and shape \(zS)")
                 }
-                requantization = .init(inputScale: aScale, weightScale: bScale, outputScale: yScale, outputZeroPoint: yZero)
+                args.append(try argument(z, inst))
+                return zS.reduce(1, *) == 1 ? .scalar(zs) : .perChannel(zs)
             }
+            aZero = try zeroPoint(2, perChannel: m, operand: xa)
+            bZero = try zeroPoint(3, perChannel: n, operand: xb)
         } else {
             guard xa == xb, xa == ys, xa.dtype != .bool else { throw unsupported(inst, "on \(xa.dtype) and \(xb.dtype) tensors") }
         }
         args.append(try output(inst))
-        let kinds = ["MatMulInteger": "matmul_integer", "QLinearMatMul": "qlinear_matmul"]
-        addStep(kind: kinds[op] ?? "matmul_general",
-                code: CPUKernelLibrary.matMul(name: nextSymbol, shape, a: xa, b: xb, y: ys, aZeroPoint: aZero, bZeroPoint: bZero, requantization: requantization),
+        addStep(kind: inst.op.type == "MatMulInteger" ? "matmul_integer" : "matmul_general",
+                code: CPUKernelLibrary.matMul(name: nextSymbol, shape, a: xa, b: xb, y: ys, aZeroPoint: aZero, bZeroPoint: bZero),
                 arguments: args, range: yS.reduce(1, *), work: max(1, k))
     }
 }
