@@ -228,3 +228,38 @@ extension CPUKernelLibrary {
         return s + "  }\n}\n"
     }
 }
+
+extension CPUKernelLibrary {
+    /// CausalConvWithState: per (batch, channel) plane a depthwise causal 1-D convolution over
+    /// [past state (or zeros) ++ input], in double, optionally SiLU-activated (on the value rounded
+    /// to float, as the interpreter does); the units past the output's are the new state (the last
+    /// `kernel - 1` positions of the padded row). Parallel range: planes·length + planes·(kernel-1).
+    /// Arguments: X, W, [B], [past state], Y, state.
+    static func causalConvolution(name: String, scalar: CScalar, planes: Int, channels: Int, length: Int, kernel: Int,
+                                  bias: CScalar?, past: CScalar?, silu: Bool) -> String {
+        let history = kernel - 1
+        var s = "// \(name): causal conv with state, \(planes) planes of \(length), kernel \(kernel)\(silu ? ", silu" : "")\n"
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + scalar.pointer("X", 0) + scalar.pointer("W", 1)
+        var next = 2
+        if let bias { s += bias.pointer("B", next); next += 1 }
+        if let past { s += past.pointer("P", next); next += 1 }
+        s += scalar.pointer("Y", next, const: false) + scalar.pointer("S", next + 1, const: false)
+        // Position i of a plane's padded row: the past state (zeros without one), then the input.
+        let pastValue = past.map { $0.load("P", "plane * \(history) + (i)") } ?? "0.0"
+        s += "  for (long u = begin; u < end; ++u) {\n"
+        s += "    if (u < \(planes * length)) {\n"
+        s += "      long plane = u / \(length), t = u % \(length), ch = plane % \(channels);\n"
+        s += "      double acc = \(bias.map { $0.load("B", "ch") } ?? "0.0");\n"
+        s += "      for (long j = 0; j < \(kernel); ++j) {\n        long i = t + j;\n"
+        s += "        double r = i < \(history) ? \(pastValue) : \(scalar.load("X", "plane * \(length) + i - \(history)"));\n"
+        s += "        acc += \(scalar.load("W", "ch * \(kernel) + j")) * r;\n      }\n"
+        if silu { s += "      { double v = (double)(float)acc; acc = v / (1.0 + exp(-v)); }\n" }
+        s += "      \(scalar.store("Y", "u", "acc"))\n"
+        s += "    } else {\n"
+        s += "      long v = u - \(planes * length), plane = v / \(max(history, 1)), i = \(length) + v % \(max(history, 1));\n"
+        s += "      double r = i < \(history) ? \(pastValue) : \(scalar.load("X", "plane * \(length) + i - \(history)"));\n"
+        s += "      \(scalar.store("S", "v", "r"))\n"
+        s += "    }\n  }\n}\n"
+        return s
+    }
+}

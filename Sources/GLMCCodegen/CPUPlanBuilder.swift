@@ -441,6 +441,8 @@ public enum CPUPlanBuilder {
                 return try lowerConvolution(inst)
             case "MatMul" where needsGeneralMatMul(inst), "MatMulInteger":
                 return try lowerGeneralMatMul(inst)
+            case "CausalConvWithState":
+                return try lowerCausalConvolution(inst)
             case "Gemm", "MatMul", "Conv":
                 return try lowerProducer(inst, body: nil)
             case "MaxPool", "AveragePool":

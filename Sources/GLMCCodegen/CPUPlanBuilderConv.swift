@@ -224,3 +224,43 @@ extension CPUPlanBuilder.Generator {
                 arguments: args, range: yS.reduce(1, *), work: max(1, k))
     }
 }
+
+extension CPUPlanBuilder.Generator {
+    /// CausalConvWithState: x [B, C, L], w [C, 1, k], optional bias [C] and past state [B, C, k-1];
+    /// the output and the new state in one step.
+    mutating func lowerCausalConvolution(_ inst: Instruction) throws {
+        includeReductionHelpers()
+        func operand(_ i: Int) -> ValueID? { i < inst.operands.count ? inst.operands[i] : nil }
+        guard let xv = operand(0), let wv = operand(1) else { throw unsupported(inst, "without an input and a weight") }
+        let x = try sizes(xv, inst), w = try sizes(wv, inst), xs = try scalar(xv, inst)
+        guard xs.isFloat, x.count == 3, w.count == 3, w[0] == x[1], w[1] == 1, w[2] >= 1, try scalar(wv, inst) == xs,
+              try scalar(inst.results[0], inst) == xs else {
+            throw unsupported(inst, "on input \(x) and weight \(w) of \(xs.dtype)")
+        }
+        let (planes, length, kernel) = (x[0] * x[1], x[2], w[2])
+        let activation = stringAttr(inst, "activation", "none")
+        guard ["none", "silu", "swish"].contains(activation) else { throw unsupported(inst, "with activation '\(activation)'") }
+        var args = [try argument(xv, inst), try argument(wv, inst)]
+        var bias: CScalar?, past: CScalar?
+        if let b = operand(2) {
+            guard try sizes(b, inst).reduce(1, *) == x[1] else { throw unsupported(inst, "with a bias that is not \(x[1]) values") }
+            bias = try floatScalar(b, inst)
+            args.append(try argument(b, inst))
+        }
+        if let p = operand(3) {
+            guard try sizes(p, inst) == [x[0], x[1], kernel - 1] else { throw unsupported(inst, "with a past state of shape \(try sizes(p, inst))") }
+            past = try floatScalar(p, inst)
+            args.append(try argument(p, inst))
+        }
+        args.append(try output(inst))
+        // The state output: its buffer, or a scratch one when nothing reads it.
+        let stateBuffer = usedResultBuffer(inst, 1) ?? scratch(bytes: max(1, planes * (kernel - 1) * xs.dtype.byteSize))
+        if inst.results.count > 1, usedResultBuffer(inst, 1) != nil, try scalar(inst.results[1], inst) != xs {
+            throw unsupported(inst, "with a state of another type")
+        }
+        args.append(.buffer(stateBuffer))
+        addStep(kind: "causal_conv", code: CPUKernelLibrary.causalConvolution(name: nextSymbol, scalar: xs, planes: planes, channels: x[1], length: length,
+                                                                             kernel: kernel, bias: bias, past: past, silu: activation != "none"),
+                arguments: args, range: planes * (length + kernel - 1), work: kernel)
+    }
+}

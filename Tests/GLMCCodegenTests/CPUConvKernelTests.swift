@@ -82,8 +82,8 @@ final class CPUConvKernelTests: XCTestCase, PlanComparing {
           %yc = AveragePool(%c) {count_include_pad = 1, kernel_shape = [3, 3, 3], pads = [1, 0, 1, 0, 1, 1], strides = [2, 2, 2]} : f32[1,2,2,2,2] loc("yc")
           %yd = AveragePool(%d) {auto_pad = "SAME_LOWER", kernel_shape = [4], strides = [3]} : f32[1,2,3] loc("yd")
           %ye = AveragePool(%e) {count_include_pad = 1, kernel_shape = [3, 3], pads = [0, 0, 2, 2]} : f32[1,1,5,5] loc("ye")
-          %yg, %ig = MaxPool(%g) {kernel_shape = [2, 2], pads = [1, 1, 1, 1], strides = [2, 2]} : f32[1,2,3,3], i64[1,2,3,3] loc("yg")
-          %yh, %ih = MaxPool(%h) {kernel_shape = [2, 2, 2], storage_order = 1} : f32[1,1,2,3,4], i64[1,1,2,3,4] loc("yh")
+          %yg, %ig = MaxPool(%g) {kernel_shape = [2, 2], pads = [1, 1, 1, 1], strides = [2, 2]} : f32[1,2,3,3], i64[1,2,3,3] loc("yg", "ig")
+          %yh, %ih = MaxPool(%h) {kernel_shape = [2, 2, 2], storage_order = 1} : f32[1,1,2,3,4], i64[1,1,2,3,4] loc("yh", "ih")
           %yu = MaxPool(%u) {kernel_shape = [2, 2]} : u8[1,2,3,3] loc("yu")
           return %ya, %yb, %yc, %yd, %ye, %yg, %ig, %yh, %ih, %yu
         }
@@ -123,6 +123,20 @@ final class CPUConvKernelTests: XCTestCase, PlanComparing {
           return %y, %yi
         }
         """, bound: 120, kinds: ["matmul_integer", "matmul_integer"])
+    }
+
+    /// CausalConvWithState with bias, past state and SiLU (f32, both outputs), and without them
+    /// (f16, the state unused).
+    func testCausalConvolutionWithStateMatchesTheInterpreter() throws {
+        try check("""
+        opsets {"" = 27}
+        func @c(%x: f32[2,3,5] loc("x"), %w: f32[3,1,3] loc("w"), %b: f32[3] loc("b"), %p: f32[2,3,2] loc("p"),
+                %xh: f16[1,2,4] loc("xh"), %wh: f16[2,1,2] loc("wh")) -> (f32[2,3,5] loc("y"), f32[2,3,2] loc("s"), f16[1,2,4] loc("yh")) {
+          %y, %s = CausalConvWithState(%x, %w, %b, %p) {activation = "silu"} : f32[2,3,5], f32[2,3,2] loc("y", "s")
+          %yh, %sh = CausalConvWithState(%xh, %wh) : f16[1,2,4], f16[1,2,1] loc("yh", "sh")
+          return %y, %s, %yh
+        }
+        """, kinds: ["causal_conv", "causal_conv"])
     }
 
     /// What the general kernels cannot index is refused with one line naming the op and node.
