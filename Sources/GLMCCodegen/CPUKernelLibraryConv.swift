@@ -263,3 +263,29 @@ extension CPUKernelLibrary {
         return s
     }
 }
+
+extension CPUKernelLibrary {
+    /// Sets every element of the output to zero (the first step of MaxUnpool). Parallel range:
+    /// the element count. Arguments: Y.
+    static func zeroFill(name: String, scalar: CScalar) -> String {
+        "// \(name): zero fill\nvoid \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + scalar.pointer("Y", 0, const: false)
+            + "  for (long u = begin; u < end; ++u) Y[u] = 0;\n}\n"
+    }
+
+    /// MaxUnpool's scatter: element u of X goes to the flat position I[u] of the unpooled shape
+    /// `unpooled`, placed at the origin of `output` (positions outside it, or out of range, are
+    /// dropped: a plan cannot report the interpreter's error). Parallel range: X's element count.
+    /// Arguments: X, I (int64), Y (zero-filled before).
+    static func unpoolScatter(name: String, scalar: CScalar, unpooled: [Int], output: [Int]) -> String {
+        let total = unpooled.reduce(1, *), outStrides = CPUPlanBuilder.Generator.rowMajorStrides(output)
+        var s = "// \(name): max unpool scatter into \(unpooled) at the origin of \(output)\n"
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + scalar.pointer("X", 0)
+        s += "  GLMC_GLOBAL const int64_t *I = (GLMC_GLOBAL const int64_t *)args[1];\n" + scalar.pointer("Y", 2, const: false)
+        s += "  for (long u = begin; u < end; ++u) {\n    int64_t t = I[u];\n    if (t < 0 || t >= \(total)) continue;\n"
+        s += unravelCode("(long)t", sizes: unpooled)
+        let inside = unpooled.indices.filter { output[$0] < unpooled[$0] }.map { "o\($0) >= \(output[$0])" }
+        if !inside.isEmpty { s += "    if (\(inside.joined(separator: " || "))) continue;\n" }
+        s += "    Y[\(unpooled.indices.map { "o\($0) * \(outStrides[$0])" }.joined(separator: " + "))] = X[u];\n"
+        return s + "  }\n}\n"
+    }
+}

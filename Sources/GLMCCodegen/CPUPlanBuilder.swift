@@ -443,6 +443,8 @@ public enum CPUPlanBuilder {
                 return try lowerGeneralMatMul(inst)
             case "CausalConvWithState":
                 return try lowerCausalConvolution(inst)
+            case "MaxUnpool":
+                return try lowerMaxUnpool(inst)
             case "Gemm", "MatMul", "Conv":
                 return try lowerProducer(inst, body: nil)
             case "MaxPool", "AveragePool":

@@ -264,3 +264,28 @@ extension CPUPlanBuilder.Generator {
                 arguments: args, range: planes * (length + kernel - 1), work: kernel)
     }
 }
+
+extension CPUPlanBuilder.Generator {
+    /// MaxUnpool: a zero fill of the output, then a scatter of X to the positions in I (the
+    /// unpooled shape from kernel_shape, strides and pads; an output_shape places it at the origin).
+    mutating func lowerMaxUnpool(_ inst: Instruction) throws {
+        guard inst.operands.count >= 2, let xv = inst.operands[0], let iv = inst.operands[1] else { throw unsupported(inst, "without X and I") }
+        let x = try sizes(xv, inst), y = try sizes(inst.results[0], inst), xs = try scalar(xv, inst)
+        guard x.count >= 3, try sizes(iv, inst) == x, try scalar(iv, inst).dtype == .i64, y.count == x.count, try scalar(inst.results[0], inst) == xs else {
+            throw unsupported(inst, "on X \(x) and I \(try sizes(iv, inst))")
+        }
+        let rank = x.count - 2
+        func ints(_ name: String, _ d: Int, count: Int) -> [Int] {
+            if case .ints(let v)? = inst.attributes[name], !v.isEmpty { return v }
+            return [Int](repeating: d, count: count)
+        }
+        let kernel = ints("kernel_shape", 0, count: rank), strides = ints("strides", 1, count: rank), pads = ints("pads", 0, count: 2 * rank)
+        guard kernel.count == rank, strides.count == rank, pads.count == 2 * rank else { throw unsupported(inst, "with a window that does not fit rank \(rank)") }
+        let unpooled = Array(x[..<2]) + (0 ..< rank).map { (x[$0 + 2] - 1) * strides[$0] - pads[$0] - pads[rank + $0] + kernel[$0] }
+        guard unpooled.allSatisfy({ $0 >= 0 }) else { throw unsupported(inst, "with a negative unpooled size \(unpooled)") }
+        let output = try output(inst)
+        addStep(kind: "zero_fill", code: CPUKernelLibrary.zeroFill(name: nextSymbol, scalar: xs), arguments: [output], range: y.reduce(1, *))
+        addStep(kind: "max_unpool", code: CPUKernelLibrary.unpoolScatter(name: nextSymbol, scalar: xs, unpooled: unpooled, output: y),
+                arguments: [try argument(xv, inst), try argument(iv, inst), output], range: x.reduce(1, *))
+    }
+}

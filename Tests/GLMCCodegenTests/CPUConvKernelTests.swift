@@ -139,6 +139,21 @@ final class CPUConvKernelTests: XCTestCase, PlanComparing {
         """, kinds: ["causal_conv", "causal_conv"])
     }
 
+    /// MaxUnpool of a MaxPool's values and indices: into the unpooled shape, and placed at the
+    /// origin of a larger and smaller output_shape.
+    func testMaxUnpoolMatchesTheInterpreter() throws {
+        try check("""
+        opsets {"" = 11}
+        func @u(%x: f32[1,2,4,4] loc("x")) -> (f32[1,2,4,4] loc("u"), f32[1,2,5,3] loc("v")) {
+          %m, %i = MaxPool(%x) {kernel_shape = [2, 2], strides = [2, 2]} : f32[1,2,2,2], i64[1,2,2,2] loc("m", "i")
+          %u = MaxUnpool(%m, %i) {kernel_shape = [2, 2], strides = [2, 2]} : f32[1,2,4,4] loc("u")
+          %s = const dense<[1, 2, 5, 3]> : i64[4] loc("s")
+          %v = MaxUnpool(%m, %i, %s) {kernel_shape = [2, 2], strides = [2, 2]} : f32[1,2,5,3] loc("v")
+          return %u, %v
+        }
+        """, kinds: ["max_pool", "zero_fill", "max_unpool", "zero_fill", "max_unpool"])
+    }
+
     /// What the general kernels cannot index is refused with one line naming the op and node.
     func testUnsupportedZeroPointShapesAreRefused() throws {
         let module = try Parser.parse("""
