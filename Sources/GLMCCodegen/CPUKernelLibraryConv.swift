@@ -289,3 +289,48 @@ extension CPUKernelLibrary {
         return s + "  }\n}\n"
     }
 }
+
+extension CPUKernelLibrary {
+    /// DeformConv, 2-D: per output element the bias plus, for each input channel of its group and
+    /// kernel tap, the weight times the input sampled bilinearly (zero outside) at the tap's
+    /// position moved by its offset, times the mask; all in double, as the interpreter.
+    /// Parallel range: N·M·OH·OW. Arguments: X, W, offset, [B], [mask], Y.
+    static func deformConvolution(name: String, _ g: ConvolutionShape, offsetGroups: Int, scalar: CScalar, bias: Bool, mask: Bool) -> String {
+        let (ih, iw) = (g.inSpatial[0], g.inSpatial[1]), (oh, ow) = (g.outSpatial[0], g.outSpatial[1])
+        let (kh, kw) = (g.kernel[0], g.kernel[1]), taps = kh * kw, plane = oh * ow
+        let cg = g.inChannels / g.group, mg = g.outChannels / g.group, perOffsetGroup = g.inChannels / offsetGroups
+        var s = "// \(name): deform conv [\(g.batch),\(g.inChannels),\(ih),\(iw)] -> [\(g.batch),\(g.outChannels),\(oh),\(ow)] kernel \(kh)x\(kw)\n"
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + scalar.pointer("X", 0) + scalar.pointer("W", 1) + scalar.pointer("O", 2)
+        var next = 3
+        if bias { s += scalar.pointer("B", next); next += 1 }
+        if mask { s += scalar.pointer("K", next); next += 1 }
+        s += scalar.pointer("Y", next, const: false)
+        s += "  for (long u = begin; u < end; ++u) {\n"
+        s += "    long p = u % \(plane), m = u / \(plane) % \(g.outChannels), n = u / \(plane * g.outChannels), g = m / \(mg);\n"
+        s += "    long oy = p / \(ow), ox = p % \(ow);\n"
+        s += "    double acc = \(bias ? scalar.load("B", "m") : "0.0");\n"
+        s += "    for (long c = 0; c < \(cg); ++c) {\n"
+        s += "      long ic = g * \(cg) + c, og = ic / \(perOffsetGroup), xBase = (n * \(g.inChannels) + ic) * \(ih * iw);\n"
+        s += "      for (long kf = 0; kf < \(taps); ++kf) {\n"
+        s += "        long tap = (n * \(offsetGroups) + og) * \(taps) + kf;\n"
+        s += "        double h = (double)(oy * \(g.strides[0]) - \(g.padBegin[0]) + kf / \(kw) * \(g.dilations[0])) + \(scalar.load("O", "tap * \(2 * plane) + p"));\n"
+        s += "        double w = (double)(ox * \(g.strides[1]) - \(g.padBegin[1]) + kf % \(kw) * \(g.dilations[1])) + \(scalar.load("O", "tap * \(2 * plane) + \(plane) + p"));\n"
+        s += "        double v = 0.0;\n"
+        s += "        if (isfinite(h) && isfinite(w) && h > -1.0 && w > -1.0 && h < \(ih).0 && w < \(iw).0) {\n"
+        s += "          double h0 = floor(h), w0 = floor(w), fh = h - h0, fw = w - w0;\n"
+        s += "          for (long dy = 0; dy < 2; ++dy) {\n"
+        s += "            long yy = (long)h0 + dy; double wy = dy == 0 ? 1.0 - fh : fh;\n"
+        s += "            if (yy < 0 || yy >= \(ih) || wy == 0.0) continue;\n"
+        s += "            for (long dx = 0; dx < 2; ++dx) {\n"
+        s += "              long xx = (long)w0 + dx; double wx = dx == 0 ? 1.0 - fw : fw;\n"
+        s += "              if (xx < 0 || xx >= \(iw) || wx == 0.0) continue;\n"
+        s += "              v += wy * wx * \(scalar.load("X", "xBase + yy * \(iw) + xx"));\n"
+        s += "            }\n          }\n"
+        if mask { s += "          v *= \(scalar.load("K", "tap * \(plane) + p"));\n" }
+        s += "        }\n"
+        s += "        acc += \(scalar.load("W", "(m * \(cg) + c) * \(taps) + kf")) * v;\n"
+        s += "      }\n    }\n"
+        s += "    \(scalar.store("Y", "u", "acc"))\n  }\n}\n"
+        return s
+    }
+}

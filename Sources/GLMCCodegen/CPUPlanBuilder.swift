@@ -445,6 +445,8 @@ public enum CPUPlanBuilder {
                 return try lowerCausalConvolution(inst)
             case "MaxUnpool":
                 return try lowerMaxUnpool(inst)
+            case "DeformConv":
+                return try lowerDeformConvolution(inst)
             case "Gemm", "MatMul", "Conv":
                 return try lowerProducer(inst, body: nil)
             case "MaxPool", "AveragePool":

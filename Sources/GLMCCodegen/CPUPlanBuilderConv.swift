@@ -289,3 +289,36 @@ extension CPUPlanBuilder.Generator {
                 arguments: [try argument(xv, inst), try argument(iv, inst), output], range: x.reduce(1, *))
     }
 }
+
+extension CPUPlanBuilder.Generator {
+    /// DeformConv (2-D): X, W, offset, [B], [mask], with offset_group.
+    mutating func lowerDeformConvolution(_ inst: Instruction) throws {
+        includeReductionHelpers()
+        func operand(_ i: Int) -> ValueID? { i < inst.operands.count ? inst.operands[i] : nil }
+        guard let xv = operand(0), let wv = operand(1), let ov = operand(2) else { throw unsupported(inst, "without X, W and offset") }
+        let x = try sizes(xv, inst), w = try sizes(wv, inst), y = try sizes(inst.results[0], inst), xs = try floatScalar(xv, inst)
+        guard x.count == 4 else { throw unsupported(inst, "of rank \(x.count) (only 2-D)") }
+        let shape = try convolutionShape(inst, x: x, w: w, y: y, inst)
+        let offsetGroups = intAttr(inst, "offset_group", 1), taps = w[2] * w[3]
+        guard offsetGroups > 0, x[1] % offsetGroups == 0, try sizes(ov, inst) == [x[0], offsetGroups * taps * 2] + y[2...] else {
+            throw unsupported(inst, "with an offset of shape \(try sizes(ov, inst))")
+        }
+        var args = [try argument(xv, inst), try argument(wv, inst), try argument(ov, inst)]
+        for v in [xv, wv, ov] where try scalar(v, inst) != xs { throw unsupported(inst, "on mixed element types") }
+        let bias = operand(3), mask = operand(4)
+        if let bias {
+            guard try sizes(bias, inst).reduce(1, *) == y[1], try scalar(bias, inst) == xs else { throw unsupported(inst, "with a bias that is not \(y[1]) values") }
+            args.append(try argument(bias, inst))
+        }
+        if let mask {
+            guard try sizes(mask, inst) == [x[0], offsetGroups * taps] + y[2...], try scalar(mask, inst) == xs else {
+                throw unsupported(inst, "with a mask of shape \(try sizes(mask, inst))")
+            }
+            args.append(try argument(mask, inst))
+        }
+        args.append(try output(inst))
+        addStep(kind: "deform_conv", code: CPUKernelLibrary.deformConvolution(name: nextSymbol, shape, offsetGroups: offsetGroups, scalar: xs,
+                                                                             bias: bias != nil, mask: mask != nil),
+                arguments: args, range: y.reduce(1, *), work: max(1, shape.work * 8))
+    }
+}

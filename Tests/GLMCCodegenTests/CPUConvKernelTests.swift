@@ -154,6 +154,19 @@ final class CPUConvKernelTests: XCTestCase, PlanComparing {
         """, kinds: ["max_pool", "zero_fill", "max_unpool", "zero_fill", "max_unpool"])
     }
 
+    /// DeformConv with groups, offset groups, pads, a bias and a mask, and without them.
+    func testDeformConvolutionMatchesTheInterpreter() throws {
+        try check("""
+        opsets {"" = 19}
+        func @d(%x: f32[1,4,4,5] loc("x"), %w: f32[2,2,2,2] loc("w"), %o: f32[1,16,5,6] loc("o"), %b: f32[2] loc("b"), %k: f32[1,8,5,6] loc("k"),
+                %x1: f32[1,1,3,3] loc("x1"), %w1: f32[1,1,2,2] loc("w1"), %o1: f32[1,8,2,2] loc("o1")) -> (f32[1,2,5,6] loc("y"), f32[1,1,2,2] loc("y1")) {
+          %y = DeformConv(%x, %w, %o, %b, %k) {group = 2, offset_group = 2, pads = [1, 1, 1, 1]} : f32[1,2,5,6] loc("y")
+          %y1 = DeformConv(%x1, %w1, %o1) : f32[1,1,2,2] loc("y1")
+          return %y, %y1
+        }
+        """, kinds: ["deform_conv", "deform_conv"])
+    }
+
     /// What the general kernels cannot index is refused with one line naming the op and node.
     func testUnsupportedZeroPointShapesAreRefused() throws {
         let module = try Parser.parse("""
