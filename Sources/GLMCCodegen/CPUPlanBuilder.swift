@@ -807,7 +807,7 @@ public enum CPUPlanBuilder {
                 return try lowerWindowPool(inst)
             }
             let win = try window(inst, input: Array(xS[2...]), output: Array(yS[2...]), kernel: kernel,
-                                    dilated: isMax ? inst.opset >= 10 : inst.opset >= 19, inst)
+                                 dilated: isMax ? inst.opset >= 10 : inst.opset >= 19, inst)
             let (pads, strides, dilations) = (win.padBegin, win.strides, win.dilations)
             let countIncludePad = intAttr(inst, "count_include_pad", 0) != 0
             // The per-plane kernel counts padding symmetrically.
