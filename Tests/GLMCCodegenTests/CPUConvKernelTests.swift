@@ -167,8 +167,9 @@ final class CPUConvKernelTests: XCTestCase, PlanComparing {
         """, kinds: ["deform_conv", "deform_conv"])
     }
 
-    /// What the general kernels cannot index is refused with one line naming the op and node.
-    func testUnsupportedZeroPointShapesAreRefused() throws {
+    /// What the general kernels cannot index or compute is refused with one line naming the op
+    /// and node.
+    func testUnsupportedOperandsAndAttributesAreRefused() throws {
         let module = try Parser.parse("""
         opsets {"" = 10}
         func @q(%a: u8[3,4] loc("a"), %b: u8[4,2] loc("b"), %zb: u8[4,2] loc("zb")) -> (i32[3,2] loc("y")) {
@@ -179,6 +180,23 @@ final class CPUConvKernelTests: XCTestCase, PlanComparing {
         let options = CPUPlanOptions(sourceModelSha256: String(repeating: "0", count: 64), glmcVersion: "test")
         XCTAssertThrowsError(try CPUPlanBuilder.generate(module, options: options)) {
             XCTAssertEqual("\($0)", "unsupported: --target cpu cannot compile MatMulInteger with a zero point of type u8 and shape [3, 4] yet (node 'mmi')")
+        }
+        let refusals: [(body: String, message: String)] = [
+            ("%y = ConvInteger(%x, %w, %z) : i32[1,1,2] node(\"n\")", "ConvInteger with a non-scalar x_zero_point"),
+            ("%y = Conv(%f, %g) {auto_pad = \"MIDDLE\"} : f32[1,1,2] node(\"n\")", "Conv with auto_pad MIDDLE"),
+            ("%y = CausalConvWithState(%f, %g) {activation = \"gelu\"} : f32[1,1,3] node(\"n\")", "CausalConvWithState with activation 'gelu'"),
+        ]
+        for (body, message) in refusals {
+            let module = try Parser.parse("""
+            opsets {"" = 27}
+            func @r(%x: u8[1,1,3] loc("x"), %w: u8[1,1,2] loc("w"), %z: u8[2] loc("z"), %f: f32[1,1,3] loc("f"), %g: f32[1,1,2] loc("g")) -> (\(body.contains("i32") ? "i32[1,1,2]" : body.contains("Causal") ? "f32[1,1,3]" : "f32[1,1,2]") loc("y")) {
+              \(body)
+              return %y
+            }
+            """)
+            XCTAssertThrowsError(try CPUPlanBuilder.generate(module, options: options)) {
+                XCTAssertEqual("\($0)", "unsupported: --target cpu cannot compile \(message) yet (node 'n')")
+            }
         }
     }
 }
