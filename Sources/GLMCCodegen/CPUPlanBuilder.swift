@@ -448,6 +448,16 @@ public enum CPUPlanBuilder {
             if op.domain == "ai.onnx.preview", op.type == "FlexAttention" { return try lowerFlexAttention(inst) }
             guard op.domain.isEmpty || op.domain == "ai.onnx" else { throw unsupported(inst) }
             switch op.type {
+            case "Conv" where f.type(of: inst.results[0]).dtype != .f32, "ConvTranspose", "ConvInteger":
+                return try lowerConvolution(inst)
+            case "MatMul" where needsGeneralMatMul(inst), "MatMulInteger":
+                return try lowerGeneralMatMul(inst)
+            case "CausalConvWithState":
+                return try lowerCausalConvolution(inst)
+            case "MaxUnpool":
+                return try lowerMaxUnpool(inst)
+            case "DeformConv":
+                return try lowerDeformConvolution(inst)
             case "Gemm", "MatMul", "Conv":
                 return try lowerProducer(inst, body: nil)
             case "MaxPool", "AveragePool":
@@ -746,14 +756,24 @@ public enum CPUPlanBuilder {
             default:  // Conv
                 guard let x = producer.operands[0], let w = producer.operands[1] else { throw unsupported(inst) }
                 let xS = g.type(of: x).shape.staticSizes!, wS = g.type(of: w).shape.staticSizes!
-                guard xS.count == 4, wS.count == 4, ySizes.count == 4 else { throw unsupported(inst, "of rank \(xS.count) (only 2-D, NCHW)") }
+                let hasBias = producer.operands.count > 2 && producer.operands[2] != nil
+                guard xS.count == 4, wS.count == 4, ySizes.count == 4 else {
+                    // 1-D, 3-D, ...: the general kernel (CPUKernelLibraryConv.swift), one output element per unit.
+                    let shape = try convolutionShape(producer, x: xS, w: wS, y: ySizes, inst)
+                    var args = [try resolve(x), try resolve(w)]
+                    if hasBias { args.append(try resolve(producer.operands[2]!)) }
+                    args.append(.buffer(yBuffer))
+                    let f32 = CScalar(.f32)!
+                    return addStep(kind: epilogue.isEmpty ? "conv" : "conv_epilogue",
+                                   code: CPUKernelLibrary.convolution(name: symbol, shape, x: f32, w: f32, bias: hasBias ? f32 : nil, y: f32, epilogue: epilogue),
+                                   arguments: args, range: shape.outputCount, work: max(1, shape.work))
+                }
                 let group = int("group", 1)
                 guard group >= 1, xS[1] % group == 0, ySizes[1] % group == 0, wS[1] == xS[1] / group else {
                     throw unsupported(inst, "with inconsistent groups")
                 }
-                let (pads, strides, dilations) = try window(producer, input: Array(xS[2...]), output: Array(ySizes[2...]),
-                                                           kernel: Array(wS[2...]), inst)
-                let hasBias = producer.operands.count > 2 && producer.operands[2] != nil
+                let win = try window(producer, input: Array(xS[2...]), output: Array(ySizes[2...]), kernel: Array(wS[2...]), inst)
+                let (pads, strides, dilations) = (win.padBegin, win.strides, win.dilations)
                 let kind = epilogue.isEmpty ? "conv2d" : "conv2d_epilogue"
                 let cg = xS[1] / group, mg = ySizes[1] / group, depth = cg * wS[2] * wS[3], pixels = ySizes[2] * ySizes[3]
                 let depthwise = cg == 1 && mg == 1
@@ -864,39 +884,23 @@ public enum CPUPlanBuilder {
                     range: jobs, work: Self.grainWork)
         }
 
-        /// Begin pads, strides and dilations of a 2-D window op, auto_pad resolved.
-        func window(_ inst: Instruction, input: [Int], output: [Int], kernel: [Int], _ outer: Instruction) throws
-            -> (pads: [Int], strides: [Int], dilations: [Int]) {
-            func ints(_ name: String, _ d: [Int]) -> [Int] { if case .ints(let v)? = inst.attributes[name] { return v }; return d }
-            let strides = ints("strides", [1, 1]), dilations = ints("dilations", [1, 1])
-            var pads = ints("pads", [0, 0, 0, 0])
-            guard strides.count == 2, dilations.count == 2, pads.count == 4 else { throw unsupported(outer, "with a window of the wrong rank") }
-            var autoPad = "NOTSET"
-            if case .string(let s)? = inst.attributes["auto_pad"] { autoPad = s }
-            switch autoPad {
-            case "NOTSET": break
-            case "VALID": pads = [0, 0, 0, 0]
-            case "SAME_UPPER", "SAME_LOWER":
-                for d in 0 ..< 2 {
-                    let total = max(0, (output[d] - 1) * strides[d] + (kernel[d] - 1) * dilations[d] + 1 - input[d])
-                    pads[d] = autoPad == "SAME_UPPER" ? total / 2 : total - total / 2
-                }
-            default: throw unsupported(outer, "with auto_pad \(autoPad)")
-            }
-            return ([pads[0], pads[1]], strides, dilations)
-        }
-
+        /// MaxPool and AveragePool: 2-D f32 ones without Indices by the per-plane kernel, the rest
+        /// by the general one (`lowerWindowPool`).
         mutating func lowerPool(_ inst: Instruction) throws {
-            try requireF32(inst)
-            guard inst.results.count == 1, let x = inst.operands[0] else { throw unsupported(inst, "with an Indices output") }
+            guard let x = inst.operands[0] else { throw unsupported(inst, "without an input") }
             let xS = f.type(of: x).shape.staticSizes!, yS = f.type(of: inst.results[0]).shape.staticSizes!
-            guard xS.count == 4, yS.count == 4 else { throw unsupported(inst, "of rank \(xS.count) (only 2-D, NCHW)") }
-            guard case .ints(let kernel)? = inst.attributes["kernel_shape"], kernel.count == 2 else { throw unsupported(inst, "without a 2-D kernel_shape") }
-            if case .int(let order)? = inst.attributes["storage_order"], order != 0 { throw unsupported(inst, "with storage_order \(order)") }
-            let (pads, strides, dilations) = try window(inst, input: Array(xS[2...]), output: Array(yS[2...]), kernel: kernel, inst)
-            var countIncludePad = false
-            if case .int(let v)? = inst.attributes["count_include_pad"] { countIncludePad = v != 0 }
             let isMax = inst.op.type == "MaxPool"
+            guard xS.count == 4, yS.count == 4, f.type(of: x).dtype == .f32, f.type(of: inst.results[0]).dtype == .f32,
+                  !isMax || usedResultBuffer(inst, 1) == nil, intAttr(inst, "storage_order", 0) == 0,
+                  case .ints(let kernel)? = inst.attributes["kernel_shape"], kernel.count == 2 else {
+                return try lowerWindowPool(inst)
+            }
+            let win = try window(inst, input: Array(xS[2...]), output: Array(yS[2...]), kernel: kernel,
+                                 dilated: isMax ? inst.opset >= 10 : inst.opset >= 19, inst)
+            let (pads, strides, dilations) = (win.padBegin, win.strides, win.dilations)
+            let countIncludePad = intAttr(inst, "count_include_pad", 0) != 0
+            // The per-plane kernel counts padding symmetrically.
+            if countIncludePad, win.padEnd != pads { return try lowerWindowPool(inst) }
             let args = [try argument(x, inst), .buffer(bufferOf[inst.results[0]]!)]
             let code = CPUKernelLibrary.pool2d(name: nextSymbol, max: isMax, planes: xS[0] * xS[1], h: xS[2], w: xS[3],
                                                oh: yS[2], ow: yS[3], kh: kernel[0], kw: kernel[1], padTop: pads[0], padLeft: pads[1],

@@ -37,8 +37,8 @@ extension CPUPlanBuilder.Generator {
             guard xSizes.count == 4, wS.count == 4, let yS = ySizes, yS.count == 4 else { return false }
             let group = int("group", 1)
             guard group >= 1, xSizes[1] % group == 0, yS[1] % group == 0, wS[1] == xSizes[1] / group else { return false }
-            let (pads, strides, dilations) = try window(producer, input: Array(xSizes[2...]), output: Array(yS[2...]),
-                                                       kernel: Array(wS[2...]), producer)
+            let win = try window(producer, input: Array(xSizes[2...]), output: Array(yS[2...]), kernel: Array(wS[2...]), producer)
+            let (pads, strides, dilations) = (win.padBegin, win.strides, win.dilations)
             let pixels = yS[2] * yS[3]
             channels = yS[1] / group
             k = wS[1] * wS[2] * wS[3]
