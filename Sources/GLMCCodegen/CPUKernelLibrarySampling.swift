@@ -1,0 +1,112 @@
+/// The GridSample kernel: per output position, the taps of each spatial dimension are found from
+/// the grid at run time exactly as the interpreter's definition finds them
+/// (`GLMCOps/NeuralSampling.swift`): coordinates denormalised in the grid's precision, borders
+/// clamped or reflected, weights multiplied dimension after dimension and summed in double.
+extension CPUKernelLibrary {
+    struct GridSampleSpec {
+        enum Mode { case nearest, linear, cubic }
+        var mode: Mode
+        /// "zeros", "border" or "reflection".
+        var padding: String
+        var alignCorners: Bool
+        var element: CScalar
+        /// The grid's type: f64 grids are denormalised in double, others in float32.
+        var gridIsDouble: Bool
+        var batch: Int, channels: Int
+        /// Spatial sizes of the input; positions of the output plane.
+        var inputDims: [Int]
+        var outPlane: Int
+    }
+
+    static let gridSampleHelpers = """
+    #ifndef GLMC_GRID_SAMPLE
+    #define GLMC_GRID_SAMPLE
+    /* Reflects x into [lo, hi] by folding at the borders. */
+    static inline double glmc_gs_reflect(double x, double lo, double hi) {
+      double range = hi - lo, dx, n, r;
+      if (!(range > 0.0)) return lo;
+      if (x < lo) { dx = lo - x; n = trunc(dx / range); r = dx - n * range; return fmod(n, 2.0) == 0.0 ? lo + r : hi - r; }
+      if (x > hi) { dx = x - hi; n = trunc(dx / range); r = dx - n * range; return fmod(n, 2.0) == 0.0 ? hi - r : lo + r; }
+      return x;
+    }
+    #endif
+
+    """
+
+    /// Parallel range: batch * output positions (each unit computes every channel of its
+    /// position). Arguments: X, grid, Y.
+    static func gridSample(name: String, _ p: GridSampleSpec, grid: CScalar) -> String {
+        let k = p.inputDims.count, e = p.element
+        let inPlane = p.inputDims.reduce(1, *)
+        var strides = [Int](repeating: 1, count: k)
+        for d in stride(from: k - 2, through: 0, by: -1) { strides[d] = strides[d + 1] * p.inputDims[d + 1] }
+        let taps = p.mode == .cubic ? 4 : p.mode == .linear ? 2 : 1
+        var s = "// \(name): grid_sample \(p.mode) \(p.padding) over \(p.inputDims), \(p.channels) channels\n"
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n"
+        s += e.pointer("X", 0) + grid.pointer("G", 1) + e.pointer("Y", 2, const: false)
+        s += "  for (long u = begin; u < end; ++u) {\n"
+        s += "    long b = u / \(p.outPlane), p = u % \(p.outPlane);\n"
+        for d in 0 ..< k {
+            let len = p.inputDims[d]
+            let lo = p.alignCorners ? "0.0" : "-0.5", hi = p.alignCorners ? "\(len - 1).0" : "\(Double(len) - 0.5)"
+            s += "    long ix\(d)[\(taps)]; double wx\(d)[\(taps)]; int nx\(d) = 0;\n"
+            s += "    {\n"
+            let coordinate = grid.load("G", "u * \(k) + \(k - 1 - d)")
+            if p.gridIsDouble {
+                let g = "(\(coordinate))"
+                s += "      double v = (double)(float)(\(p.alignCorners ? "(\(g) + 1.0) / 2.0 * \(len - 1).0" : "((\(g) + 1.0) * \(len).0 - 1.0) / 2.0"));\n"
+            } else {
+                s += "      float f = (float)\(coordinate);\n"
+                s += "      double v = (double)(\(p.alignCorners ? "(f + 1.0f) / 2.0f * \(len - 1).0f" : "((f + 1.0f) * \(len).0f - 1.0f) / 2.0f"));\n"
+            }
+            if p.mode == .nearest { s += "      v = rint(v);\n" }
+            switch p.padding {
+            case "border": s += "      if (v < \(lo) || v > \(hi)) v = v < 0.0 ? 0.0 : (v > \(len - 1).0 ? \(len - 1).0 : v);\n"
+            case "reflection": s += "      if (v < \(lo) || v > \(hi)) v = glmc_gs_reflect(v, \(lo), \(hi));\n"
+            default: break
+            }
+            s += "      if (v == v && v != INFINITY && v != -INFINITY) {\n"
+            s += "        double fl = floor(v), t = v - fl;\n"
+            s += "        long i0 = (long)(fl < -1099511627776.0 ? -1099511627776.0 : (fl > 1099511627776.0 ? 1099511627776.0 : fl));\n"
+            func tap(_ index: String, _ weight: String) -> String {
+                var c = "        { long j = \(index); int ok = 1;\n"
+                switch p.padding {
+                case "border": c += "          if (j < 0) j = 0; if (j > \(len - 1)) j = \(len - 1);\n"
+                case "reflection":
+                    c += "          if (j < 0 || j >= \(len)) { j = (long)glmc_gs_reflect((double)j, \(lo), \(hi)); if (j < 0) j = 0; if (j > \(len - 1)) j = \(len - 1); }\n"
+                default: c += "          if (j < 0 || j >= \(len)) ok = 0;\n"
+                }
+                c += "          if (ok) { ix\(d)[nx\(d)] = j; wx\(d)[nx\(d)] = \(weight); ++nx\(d); } }\n"
+                return c
+            }
+            switch p.mode {
+            case .nearest: s += tap("i0", "1.0")  // v is integral already
+            case .linear: s += tap("i0", "1.0 - t") + tap("i0 + 1", "t")
+            case .cubic:
+                // Keys' cubic convolution weights, A = -0.75.
+                let a = "(-0.75)"
+                s += tap("i0 - 1", "((\(a) * (t + 1.0) - 5.0 * \(a)) * (t + 1.0) + 8.0 * \(a)) * (t + 1.0) - 4.0 * \(a)")
+                s += tap("i0", "((\(a) + 2.0) * t - (\(a) + 3.0)) * t * t + 1.0")
+                s += tap("i0 + 1", "((\(a) + 2.0) * (1.0 - t) - (\(a) + 3.0)) * (1.0 - t) * (1.0 - t) + 1.0")
+                s += tap("i0 + 2", "((\(a) * (2.0 - t) - 5.0 * \(a)) * (2.0 - t) + 8.0 * \(a)) * (2.0 - t) - 4.0 * \(a)")
+            }
+            s += "      }\n    }\n"
+        }
+        s += "    for (long ch = 0; ch < \(p.channels); ++ch) {\n"
+        s += "      long base = (b * \(p.channels) + ch) * \(inPlane);\n"
+        s += "      double acc = 0.0;\n"
+        var indent = "      ", weight = "1.0", offset = "base"
+        for d in 0 ..< k {
+            s += "\(indent)for (int a\(d) = 0; a\(d) < nx\(d); ++a\(d)) {\n"
+            indent += "  "
+            s += "\(indent)double q\(d) = \(weight) * wx\(d)[a\(d)];\n"
+            s += "\(indent)long o\(d) = \(offset) + ix\(d)[a\(d)] * \(strides[d]);\n"
+            weight = "q\(d)"; offset = "o\(d)"
+        }
+        s += "\(indent)acc += \(weight) * \(e.load("X", offset));\n"
+        for _ in 0 ..< k { indent.removeLast(2); s += "\(indent)}\n" }
+        s += "      \(e.store("Y", "(b * \(p.channels) + ch) * \(p.outPlane) + p", "acc"))\n"
+        s += "    }\n  }\n}\n"
+        return s
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+import GLMCIR
+import GLMCOps
+import GLMCPlan
+
+/// Lowering of DFT and STFT to the kernel of `CPUKernelLibrarySignal.swift`. The transform
+/// length, axis and frame step decide the shapes, so they must be constants; the signal and
+/// STFT's window may be runtime values.
+extension CPUPlanBuilder.Generator {
+    static let signalOps: Set<String> = ["DFT", "STFT"]
+
+    /// The value of an optional scalar integer operand known now; nil if absent; refused if computed.
+    func constantInteger(_ inst: Instruction, _ i: Int, _ what: String) throws -> Int? {
+        guard i < inst.operands.count, let v = inst.operands[i] else { return nil }
+        guard let c = constants[v], c.elementCount == 1, !c.dtype.isFloatingPoint, let value = try? Tensor(c).int64s.first else {
+            throw unsupported(inst, "with a \(what) that is not a constant integer")
+        }
+        return Int(value)
+    }
+
+    mutating func lowerSignal(_ inst: Instruction) throws {
+        guard let xv = inst.operands.first ?? nil else { throw unsupported(inst) }
+        let dtype = f.type(of: xv).dtype
+        guard dtype.isFloatingPoint, let element = CScalar(dtype) else { throw unsupported(inst, "on \(dtype) tensors") }
+        let x = try sizes(xv, inst), y = try sizes(inst.results[0], inst)
+        var spec: CPUKernelLibrary.FourierSpec
+        var window: ValueID?
+        if inst.op.type == "DFT" {
+            guard x.count >= 2, let c = x.last, c == 1 || c == 2 else { throw unsupported(inst, "on a signal of shape \(x)") }
+            let inverse = intAttr(inst, "inverse", 0) != 0, onesided = intAttr(inst, "onesided", 0) != 0
+            let irfft = inverse && onesided
+            let axisValue = try inst.opset >= 20 ? constantInteger(inst, 2, "axis") ?? -2 : intAttr(inst, "axis", 1)
+            let axis = axisValue < 0 ? axisValue + x.count : axisValue
+            guard axis >= 0, axis <= x.count - 2 else { throw unsupported(inst, "with axis \(axisValue)") }
+            let n = x[axis]
+            let length = try constantInteger(inst, 1, "dft_length") ?? (irfft ? 2 * (n - 1) : n)
+            guard length > 0 else { throw unsupported(inst, "with a transform length of \(length)") }
+            let bins = onesided && !inverse ? length / 2 + 1 : length, outC = irfft ? 1 : 2
+            let outer = x[..<axis].reduce(1, *), inner = x[(axis + 1) ..< (x.count - 1)].reduce(1, *)
+            var expected = x
+            expected[axis] = bins
+            expected[x.count - 1] = outC
+            guard y == expected else { throw unsupported(inst, "(its result is \(expected), the plan expects \(y))") }
+            spec = .init(element: element, outer: outer, bins: bins, inner: inner, length: length,
+                         used: min(n, irfft ? length / 2 + 1 : length), inComponents: c, outComponents: outC,
+                         framesPerOuter: 1, outerStride: n * inner * c, frameStride: 0, jStride: inner * c,
+                         inverse: inverse, irfft: irfft, hasWindow: false)
+        } else {
+            guard x.count == 3, x[2] == 1 || x[2] == 2 else { throw unsupported(inst, "on a signal of shape \(x)") }
+            let (batch, length, c) = (x[0], x[1], x[2])
+            guard let step = try constantInteger(inst, 1, "frame_step") else { throw unsupported(inst, "without a frame_step") }
+            window = inst.operands.count > 2 ? inst.operands[2] : nil
+            var windowLength: Int?
+            if let window {
+                let w = try sizes(window, inst)
+                guard w.count == 1, f.type(of: window).dtype == dtype else { throw unsupported(inst, "with a window \(f.type(of: window))") }
+                windowLength = w[0]
+            }
+            let frameLength = try constantInteger(inst, 3, "frame_length") ?? windowLength ?? length
+            guard step > 0, frameLength > 0, frameLength <= length, windowLength.map({ $0 == frameLength }) ?? true else {
+                throw unsupported(inst, "with frame_step \(step) and frame_length \(frameLength) on a signal of length \(length)")
+            }
+            let onesided = intAttr(inst, "onesided", 1) != 0
+            let frames = (length - frameLength) / step + 1, bins = onesided ? frameLength / 2 + 1 : frameLength
+            guard y == [batch, frames, bins, 2] else { throw unsupported(inst, "(its result is \([batch, frames, bins, 2]), the plan expects \(y))") }
+            spec = .init(element: element, outer: batch * frames, bins: bins, inner: 1, length: frameLength, used: frameLength,
+                         inComponents: c, outComponents: 2, framesPerOuter: frames, outerStride: length * c, frameStride: step * c,
+                         jStride: c, inverse: false, irfft: false, hasWindow: window != nil)
+        }
+        includeReductionHelpers()
+        // The twiddles, as the interpreter's Fourier plan computes them.
+        let n = spec.length
+        let twiddles = (0 ..< n).map { cos(2 * Double.pi * Double($0) / Double(n)) } + (0 ..< n).map { sin(2 * Double.pi * Double($0) / Double(n)) }
+        var args = [try argument(xv, inst),
+                    try weight(key: "twiddles#\(n)", name: "twiddles_\(n)", TensorData(type: TensorType(.f64, static: [2, n]), elements: twiddles), inst)]
+        if let window { args.append(try argument(window, inst)) }
+        args.append(try output(inst))
+        addStep(kind: inst.op.type.lowercased(), code: CPUKernelLibrary.fourier(name: nextSymbol, spec), arguments: args,
+                range: spec.outer * spec.bins * spec.inner, work: 4 * n)
+    }
+}
