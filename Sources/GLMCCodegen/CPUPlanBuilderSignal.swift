@@ -13,7 +13,7 @@ extension CPUPlanBuilder.Generator {
     func constantInteger(_ inst: Instruction, _ i: Int, _ what: String) throws -> Int? {
         guard i < inst.operands.count, let v = inst.operands[i] else { return nil }
         guard let c = constants[v], c.elementCount == 1, !c.dtype.isFloatingPoint, let value = try? Tensor(c).int64s.first else {
-            throw unsupported(inst, "with a \(what) that is not a constant integer")
+            throw unsupported(inst, "whose \(what) is not a constant integer")
         }
         return Int(value)
     }
@@ -24,27 +24,46 @@ extension CPUPlanBuilder.Generator {
         guard dtype.isFloatingPoint, let element = CScalar(dtype) else { throw unsupported(inst, "on \(dtype) tensors") }
         let x = try sizes(xv, inst), y = try sizes(inst.results[0], inst)
         var spec: CPUKernelLibrary.FourierSpec
-        var window: ValueID?
+        var window: ValueID?, runtimeAxis: ValueID?
         if inst.op.type == "DFT" {
             guard x.count >= 2, let c = x.last, c == 1 || c == 2 else { throw unsupported(inst, "on a signal of shape \(x)") }
             let inverse = intAttr(inst, "inverse", 0) != 0, onesided = intAttr(inst, "onesided", 0) != 0
             let irfft = inverse && onesided
-            let axisValue = try inst.opset >= 20 ? constantInteger(inst, 2, "axis") ?? -2 : intAttr(inst, "axis", 1)
-            let axis = axisValue < 0 ? axisValue + x.count : axisValue
-            guard axis >= 0, axis <= x.count - 2 else { throw unsupported(inst, "with axis \(axisValue)") }
-            let n = x[axis]
-            let length = try constantInteger(inst, 1, "dft_length") ?? (irfft ? 2 * (n - 1) : n)
-            guard length > 0 else { throw unsupported(inst, "with a transform length of \(length)") }
-            let bins = onesided && !inverse ? length / 2 + 1 : length, outC = irfft ? 1 : 2
-            let outer = x[..<axis].reduce(1, *), inner = x[(axis + 1) ..< (x.count - 1)].reduce(1, *)
-            var expected = x
-            expected[axis] = bins
-            expected[x.count - 1] = outC
-            guard y == expected else { throw unsupported(inst, "(its result is \(expected), the plan expects \(y))") }
-            spec = .init(element: element, outer: outer, bins: bins, inner: inner, length: length,
-                         used: min(n, irfft ? length / 2 + 1 : length), inComponents: c, outComponents: outC,
-                         framesPerOuter: 1, outerStride: n * inner * c, frameStride: 0, jStride: inner * c,
-                         inverse: inverse, irfft: irfft, hasWindow: false)
+            let explicitLength = try constantInteger(inst, 1, "dft_length")
+            var axes: [Int]
+            if inst.opset >= 20, inst.operands.count > 2, let a = inst.operands[2], constants[a] == nil {
+                // A runtime axis: possible only when no axis changes size, so that every choice
+                // gives the planned shape; the kernel picks the geometry by the axis it reads.
+                guard !onesided, explicitLength == nil else { throw unsupported(inst, "with a runtime axis that changes the result's shape") }
+                guard [DType.i64, .i32].contains(f.type(of: a).dtype), try sizes(a, inst).reduce(1, *) == 1 else { throw unsupported(inst, "with axis \(f.type(of: a))") }
+                runtimeAxis = a
+                axes = Array(0 ... x.count - 2)
+            } else {
+                let axisValue = try inst.opset >= 20 ? constantInteger(inst, 2, "axis") ?? -2 : intAttr(inst, "axis", 1)
+                let axis = axisValue < 0 ? axisValue + x.count : axisValue
+                guard axis >= 0, axis <= x.count - 2 else { throw unsupported(inst, "with axis \(axisValue)") }
+                axes = [axis]
+            }
+            var geometries: [CPUKernelLibrary.FourierGeometry] = [], twiddleBases: [Int: Int] = [:], twiddleCount = 0
+            var outC = 2
+            for axis in axes {
+                let n = x[axis]
+                let length = explicitLength ?? (irfft ? 2 * (n - 1) : n)
+                guard length > 0 else { throw unsupported(inst, "with a transform length of \(length)") }
+                let bins = onesided && !inverse ? length / 2 + 1 : length
+                outC = irfft ? 1 : 2
+                var expected = x
+                expected[axis] = bins
+                expected[x.count - 1] = outC
+                guard y == expected else { throw unsupported(inst, "(its result is \(expected), the plan expects \(y))") }
+                if twiddleBases[length] == nil { twiddleBases[length] = twiddleCount; twiddleCount += 2 * length }
+                let inner = x[(axis + 1) ..< (x.count - 1)].reduce(1, *)
+                geometries.append(.init(inner: inner, bins: bins, length: length, used: min(n, irfft ? length / 2 + 1 : length),
+                                        outerStride: n * inner * c, jStride: inner * c, twiddleBase: twiddleBases[length]!))
+            }
+            spec = .init(element: element, inComponents: c, outComponents: outC, inverse: inverse, irfft: irfft, hasWindow: false,
+                         framesPerOuter: 1, frameStride: 0, geometries: geometries,
+                         runtimeAxis: runtimeAxis.flatMap { CScalar(f.type(of: $0).dtype) })
         } else {
             guard x.count == 3, x[2] == 1 || x[2] == 2 else { throw unsupported(inst, "on a signal of shape \(x)") }
             let (batch, length, c) = (x[0], x[1], x[2])
@@ -63,19 +82,26 @@ extension CPUPlanBuilder.Generator {
             let onesided = intAttr(inst, "onesided", 1) != 0
             let frames = (length - frameLength) / step + 1, bins = onesided ? frameLength / 2 + 1 : frameLength
             guard y == [batch, frames, bins, 2] else { throw unsupported(inst, "(its result is \([batch, frames, bins, 2]), the plan expects \(y))") }
-            spec = .init(element: element, outer: batch * frames, bins: bins, inner: 1, length: frameLength, used: frameLength,
-                         inComponents: c, outComponents: 2, framesPerOuter: frames, outerStride: length * c, frameStride: step * c,
-                         jStride: c, inverse: false, irfft: false, hasWindow: window != nil)
+            spec = .init(element: element, inComponents: c, outComponents: 2, inverse: false, irfft: false, hasWindow: window != nil,
+                         framesPerOuter: frames, frameStride: step * c,
+                         geometries: [.init(inner: 1, bins: bins, length: frameLength, used: frameLength, outerStride: length * c,
+                                            jStride: c, twiddleBase: 0)], runtimeAxis: nil)
         }
         includeReductionHelpers()
-        // The twiddles, as the interpreter's Fourier plan computes them.
-        let n = spec.length
-        let twiddles = (0 ..< n).map { cos(2 * Double.pi * Double($0) / Double(n)) } + (0 ..< n).map { sin(2 * Double.pi * Double($0) / Double(n)) }
+        // The twiddles of each length, as the interpreter's Fourier plan computes them.
+        var twiddles: [Double] = []
+        for g in spec.geometries.sorted(by: { $0.twiddleBase < $1.twiddleBase }) where g.twiddleBase == twiddles.count {
+            let n = g.length
+            twiddles += (0 ..< n).map { cos(2 * Double.pi * Double($0) / Double(n)) } + (0 ..< n).map { sin(2 * Double.pi * Double($0) / Double(n)) }
+        }
+        let key = spec.geometries.map { "\($0.length)" }.joined(separator: "_")
         var args = [try argument(xv, inst),
-                    try weight(key: "twiddles#\(n)", name: "twiddles_\(n)", TensorData(type: TensorType(.f64, static: [2, n]), elements: twiddles), inst)]
+                    try weight(key: "twiddles#\(key)", name: "twiddles_\(key)", TensorData(type: TensorType(.f64, static: [twiddles.count]), elements: twiddles), inst)]
         if let window { args.append(try argument(window, inst)) }
+        if let runtimeAxis { args.append(try argument(runtimeAxis, inst)) }
         args.append(try output(inst))
+        let g = spec.geometries[0], units = y.reduce(1, *) / spec.outComponents
         addStep(kind: inst.op.type.lowercased(), code: CPUKernelLibrary.fourier(name: nextSymbol, spec), arguments: args,
-                range: spec.outer * spec.bins * spec.inner, work: 4 * n)
+                range: units, work: 4 * g.length)
     }
 }

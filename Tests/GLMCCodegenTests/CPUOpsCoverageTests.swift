@@ -1,6 +1,7 @@
 import Foundation
 import GLMCCodegen
 import GLMCIR
+import GLMCOps
 import XCTest
 
 /// Quantization, interpolating Resize, RNN/GRU/LSTM, GridSample, DFT/STFT and Einsum on the CPU
@@ -130,6 +131,19 @@ final class CPUOpsCoverageTests: XCTestCase, PlanComparing {
           return %f, %os, %inv, %ir, %pad, %ax
         }
         """)
+    }
+
+    func testDFTAlongARuntimeAxis() throws {
+        for axis: Int64 in [0, 1, -2] {
+            let module = try Parser.parse("""
+            opsets {"" = 20}
+            func @d(%x: f32[3,4,5,2] loc("x"), %a: i64[] loc("a")) -> (f32[3,4,5,2] loc("y")) {
+              %y = DFT(%x, _, %a) {inverse = 1} : f32[3,4,5,2] loc("y")
+              return %y
+            }
+            """)
+            try checkWithGivenInputs(module, [randomInputs(module.main, seed: 3)[0], Tensor([axis], shape: [])])
+        }
     }
 
     func testSTFTWithAWindowAndTwoSided() throws {

@@ -34,7 +34,13 @@ extension PlanComparing {
     func check(_ ir: String, seed: UInt64 = 1, bound: Int = 4, nonNegative: Set<Int> = [], kinds: [String]? = nil,
                file: StaticString = #filePath, line: UInt = #line) throws {
         let module = try Parser.parse(ir)
-        let inputs = randomInputs(module.main, seed: seed, bound: bound, nonNegative: nonNegative)
+        try checkWithGivenInputs(module, randomInputs(module.main, seed: seed, bound: bound, nonNegative: nonNegative),
+                                 kinds: kinds, file: file, line: line)
+    }
+
+    /// `check` on given inputs.
+    func checkWithGivenInputs(_ module: Module, _ inputs: [Tensor], kinds: [String]? = nil,
+                              file: StaticString = #filePath, line: UInt = #line) throws {
         let want = try Interpreter.run(module, inputs: inputs)
         let plan = try CPUPlanBuilder.build(module, options: CPUPlanOptions(sourceModelSha256: String(repeating: "0", count: 64), glmcVersion: "test"))
         if let kinds { XCTAssertEqual(plan.manifest.steps.map(\.kind), kinds, file: file, line: line) }
