@@ -124,4 +124,56 @@ extension CPUKernelLibrary {
         s += "  }\n}\n"
         return s
     }
+
+    /// QLinearConv, 2-D NCHW: `acc` = bias + the exact integer convolution of the operands minus
+    /// their zero points (padding contributes 0), then `y = saturate(round_half_even(acc * scale +
+    /// y_zero_point))` with `scale = x_scale * w_scale / y_scale` formed in float32, as the
+    /// interpreter does. `perChannelScale` / `perChannelZero`: w's parameters per output channel.
+    /// Parallel range: N * M * OH * OW. Arguments: X, x_scale, [x_zero_point], W, w_scale,
+    /// [w_zero_point], y_scale, [y_zero_point], [B], Y.
+    static func qLinearConv(name: String, x: CScalar, w: CScalar, y: CScalar, scales: (x: CScalar, w: CScalar, y: CScalar),
+                            has: (xZero: Bool, wZero: Bool, yZero: Bool, bias: Bool), perChannelScale: Bool, perChannelZero: Bool,
+                            shape: (c: Int, h: Int, w: Int, m: Int, oh: Int, ow: Int, kh: Int, kw: Int, group: Int),
+                            pads: [Int], strides: [Int], dilations: [Int]) -> String {
+        let (low, high) = y.range, g = shape
+        let cg = g.c / g.group, mg = g.m / g.group
+        var s = "// \(name): qlinear_conv \(g.c)x\(g.h)x\(g.w) -> \(g.m)x\(g.oh)x\(g.ow), kernel \(g.kh)x\(g.kw), group \(g.group)\n"
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n"
+        var next = 0
+        func arg(_ scalar: CScalar, _ label: String, const: Bool = true) -> String {
+            defer { next += 1 }
+            return scalar.pointer(label, next, const: const)
+        }
+        s += arg(x, "X") + arg(scales.x, "SX")
+        if has.xZero { s += arg(x, "ZX") }
+        s += arg(w, "W") + arg(scales.w, "SW")
+        if has.wZero { s += arg(w, "ZW") }
+        s += arg(scales.y, "SY")
+        if has.yZero { s += arg(y, "ZY") }
+        if has.bias { s += arg(CScalar(.i32)!, "B") }
+        s += arg(y, "Y", const: false)
+        s += "  float sx = (float)\(scales.x.load("SX", "0")), sy = (float)\(scales.y.load("SY", "0"));\n"
+        s += "  int64_t zx = \(has.xZero ? "(int64_t)ZX[0]" : "0");\n"
+        s += "  double zy = \(has.yZero ? "(double)ZY[0]" : "0.0");\n"
+        s += "  for (long i = begin; i < end; ++i) {\n"
+        s += "    long ox = i % \(g.ow), oy = (i / \(g.ow)) % \(g.oh), m = (i / \(g.oh * g.ow)) % \(g.m), n = i / \(g.m * g.oh * g.ow);\n"
+        s += "    long c0 = (m / \(mg)) * \(cg);\n"
+        s += "    int64_t zw = \(has.wZero ? "(int64_t)ZW[\(perChannelZero ? "m" : "0")]" : "0");\n"
+        s += "    int64_t acc = \(has.bias ? "(int64_t)B[m]" : "0");\n"
+        s += "    double scale, q;\n"
+        s += "    for (long c = 0; c < \(cg); ++c) for (long ky = 0; ky < \(g.kh); ++ky) {\n"
+        s += "      long iy = oy * \(strides[0]) - \(pads[0]) + ky * \(dilations[0]);\n"
+        s += "      if (iy < 0 || iy >= \(g.h)) continue;\n"
+        s += "      for (long kx = 0; kx < \(g.kw); ++kx) {\n"
+        s += "        long ix = ox * \(strides[1]) - \(pads[1]) + kx * \(dilations[1]);\n"
+        s += "        if (ix < 0 || ix >= \(g.w)) continue;\n"
+        s += "        acc += ((int64_t)X[((n * \(g.c) + c0 + c) * \(g.h) + iy) * \(g.w) + ix] - zx) * ((int64_t)W[((m * \(cg) + c) * \(g.kh) + ky) * \(g.kw) + kx] - zw);\n"
+        s += "      }\n    }\n"
+        s += "    scale = (double)(sx * (float)\(scales.w.load("SW", perChannelScale ? "m" : "0")) / sy);\n"
+        s += "    q = rint((double)acc * scale + zy);\n"
+        s += "    if (q < \(low)) q = \(low);\n    if (q > \(high)) q = \(high);\n"
+        s += "    \(y.store("Y", "i", "q"))\n"
+        s += "  }\n}\n"
+        return s
+    }
 }

@@ -7,7 +7,7 @@ import GLMCPlan
 /// DynamicQuantizeLinear computes them); per-tensor, per-axis and blocked parameters are told apart
 /// at convert time from their shapes, as in the interpreter.
 extension CPUPlanBuilder.Generator {
-    static let quantizeOps: Set<String> = ["QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearMatMul"]
+    static let quantizeOps: Set<String> = ["QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearMatMul", "QLinearConv"]
     /// The integer types data is quantized to (as in GLMCOps).
     static let quantizedTypes: Set<DType> = [.u8, .i8, .u16, .i16, .u32, .i32]
 
@@ -15,6 +15,7 @@ extension CPUPlanBuilder.Generator {
         includeReductionHelpers()
         if inst.op.type == "DynamicQuantizeLinear" { return try lowerDynamicQuantize(inst) }
         if inst.op.type == "QLinearMatMul" { return try lowerQLinearMatMul(inst) }
+        if inst.op.type == "QLinearConv" { return try lowerQLinearConv(inst) }
         guard inst.operands.count >= 2, let xv = inst.operands[0], let sv = inst.operands[1] else { throw unsupported(inst) }
         let zv = inst.operands.count > 2 ? inst.operands[2] : nil
         let y = inst.results[0]
@@ -133,5 +134,49 @@ extension CPUPlanBuilder.Generator {
                                                      aScale: scalar(sa), bScale: scalar(sb), yScale: scalar(sy), hasAZero: za != nil,
                                                      hasBZero: zb != nil, m: m, k: k, n: n, aBatched: !aBatch.isEmpty, bBatched: !bBatch.isEmpty),
                 arguments: args, range: batch.reduce(1, *) * m * n, work: k)
+    }
+
+    /// QLinearConv, 2-D NCHW (pads, strides, dilations, auto_pad, group): scalar x and y
+    /// parameters; w's scale and zero point per tensor or per output channel; an int32 bias.
+    mutating func lowerQLinearConv(_ inst: Instruction) throws {
+        func operand(_ i: Int) -> ValueID? { i < inst.operands.count ? inst.operands[i] : nil }
+        guard let xv = operand(0), let sx = operand(1), let wv = operand(3), let sw = operand(4), let sy = operand(6) else { throw unsupported(inst) }
+        let zx = operand(2), zw = operand(5), zy = operand(7), bv = operand(8)
+        let xS = try sizes(xv, inst), wS = try sizes(wv, inst), yS = try sizes(inst.results[0], inst)
+        guard xS.count == 4, wS.count == 4, yS.count == 4 else { throw unsupported(inst, "of rank \(xS.count) (only 2-D, NCHW)") }
+        let xType = f.type(of: xv).dtype, wType = f.type(of: wv).dtype, yType = f.type(of: inst.results[0]).dtype
+        guard [.u8, .i8].contains(xType), [.u8, .i8].contains(wType), [.u8, .i8].contains(yType),
+              zx.map({ f.type(of: $0).dtype == xType }) ?? true, zw.map({ f.type(of: $0).dtype == wType }) ?? true,
+              zy.map({ f.type(of: $0).dtype == yType }) ?? (yType == xType), bv.map({ f.type(of: $0).dtype == .i32 }) ?? true,
+              [sx, sw, sy].allSatisfy({ f.type(of: $0).dtype.isFloatingPoint }) else {
+            throw unsupported(inst, "on \(xType) x \(wType) to \(yType)")
+        }
+        let m = wS[0], group = intAttr(inst, "group", 1)
+        guard group >= 1, xS[1] % group == 0, m % group == 0, wS[1] == xS[1] / group, yS[0] == xS[0], yS[1] == m else {
+            throw unsupported(inst, "with inconsistent shapes")
+        }
+        func count(_ v: ValueID?) throws -> Int { try v.map { try sizes($0, inst).reduce(1, *) } ?? 1 }
+        guard try count(sx) == 1, try count(sy) == 1, try count(zx) == 1, try count(zy) == 1, [1, m].contains(try count(sw)),
+              [1, m].contains(try count(zw)), try bv.map({ try count($0) == m }) ?? true else {
+            throw unsupported(inst, "with parameters of these shapes")
+        }
+        let (pads, strides, dilations) = try window(inst, input: Array(xS[2...]), output: Array(yS[2...]), kernel: Array(wS[2...]), inst)
+        var args = [try argument(xv, inst), try argument(sx, inst)]
+        if let zx { args.append(try argument(zx, inst)) }
+        args += [try argument(wv, inst), try argument(sw, inst)]
+        if let zw { args.append(try argument(zw, inst)) }
+        args.append(try argument(sy, inst))
+        if let zy { args.append(try argument(zy, inst)) }
+        if let bv { args.append(try argument(bv, inst)) }
+        args.append(try output(inst))
+        func scalar(_ v: ValueID) -> CScalar { CScalar(f.type(of: v).dtype)! }
+        addStep(kind: "qlinear_conv",
+                code: CPUKernelLibrary.qLinearConv(name: nextSymbol, x: scalar(xv), w: scalar(wv), y: scalar(inst.results[0]),
+                                                   scales: (scalar(sx), scalar(sw), scalar(sy)),
+                                                   has: (zx != nil, zw != nil, zy != nil, bv != nil),
+                                                   perChannelScale: try count(sw) > 1, perChannelZero: try count(zw) > 1,
+                                                   shape: (xS[1], xS[2], xS[3], m, yS[2], yS[3], wS[2], wS[3], group),
+                                                   pads: pads, strides: strides, dilations: dilations),
+                arguments: args, range: yS.reduce(1, *), work: wS[1] * wS[2] * wS[3])
     }
 }

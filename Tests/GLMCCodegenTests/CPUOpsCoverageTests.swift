@@ -36,6 +36,31 @@ final class CPUOpsCoverageTests: XCTestCase, PlanComparing {
         """, bound: 200)
     }
 
+    func testQLinearConvAndQLinearMatMul() throws {
+        try check("""
+        opsets {"" = 10}
+        func @q(%x: u8[1,4,5,6] loc("x"), %w: i8[6,2,3,3] loc("w"), %a: u8[2,3,4] loc("a"), %b: u8[4,5] loc("b"))
+            -> (u8[1,6,3,6] loc("c"), i8[1,6,5,6] loc("c2"), u8[2,3,5] loc("m")) {
+          %sx = const dense<[0.05]> : f32[]
+          %zx = const dense<[10]> : u8[]
+          %sw = const dense<[0.01, 0.02, 0.03, 0.015, 0.05, 0.002]> : f32[6]
+          %zw = const dense<[0, 1, -2, 3, 0, -1]> : i8[6]
+          %sy = const dense<[0.2]> : f32[]
+          %zy = const dense<[100]> : u8[]
+          %zy8 = const dense<[-5]> : i8[]
+          %bias = const dense<[100, -200, 0, 5, 7000, -3]> : i32[6]
+          %sa = const dense<[0.1]> : f32[]
+          %za = const dense<[7]> : u8[]
+          %sb = const dense<[0.03]> : f32[]
+          %sm = const dense<[0.5]> : f32[]
+          %c = QLinearConv(%x, %sx, %zx, %w, %sw, %zw, %sy, %zy, %bias) {group = 2, pads = [1, 1, 1, 1], strides = [2, 1]} : u8[1,6,3,6] loc("c")
+          %c2 = QLinearConv(%x, %sx, %zx, %w, %sx, _, %sy, %zy8) {group = 2, auto_pad = "SAME_UPPER"} : i8[1,6,5,6] loc("c2")
+          %m = QLinearMatMul(%a, %sa, %za, %b, %sb, _, %sm, %zy) : u8[2,3,5] loc("m")
+          return %c, %c2, %m
+        }
+        """, bound: 100)
+    }
+
     func testDynamicQuantizeLinear() throws {
         for seed: UInt64 in [1, 2] {
             try check("""
