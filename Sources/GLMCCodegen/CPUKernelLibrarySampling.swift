@@ -109,4 +109,23 @@ extension CPUKernelLibrary {
         s += "    }\n  }\n}\n"
         return s
     }
+
+    /// AffineGrid: output point p of batch b, coordinate r = Σ_j theta[b, r, j] * P[p, j], in
+    /// double, P the homogeneous base point (x first, then y[, z], then 1) computed at convert time.
+    /// Parallel range: batch * points. Arguments: theta, P (f64 [points, k + 1]), grid.
+    static func affineGrid(name: String, element: CScalar, points: Int, k: Int) -> String {
+        var s = "// \(name): affine_grid of \(points) points, \(k)-D\n"
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n"
+        s += element.pointer("T", 0)
+        s += "  GLMC_GLOBAL const double *P = (GLMC_GLOBAL const double *)args[1];\n"
+        s += element.pointer("G", 2, const: false)
+        s += "  for (long u = begin; u < end; ++u) {\n"
+        s += "    long b = u / \(points), p = u % \(points);\n"
+        s += "    for (long r = 0; r < \(k); ++r) {\n"
+        s += "      double acc = 0.0;\n"
+        s += "      for (long j = 0; j <= \(k); ++j) acc += \(element.load("T", "(b * \(k) + r) * \(k + 1) + j")) * P[p * \(k + 1) + j];\n"
+        s += "      \(element.store("G", "u * \(k) + r", "acc"))\n"
+        s += "    }\n  }\n}\n"
+        return s
+    }
 }

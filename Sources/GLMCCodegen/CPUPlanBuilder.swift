@@ -469,6 +469,8 @@ public enum CPUPlanBuilder {
                 return try lowerRecurrent(inst)
             case "GridSample":
                 return try lowerGridSample(inst)
+            case "AffineGrid":
+                return try lowerAffineGrid(inst)
             case let t where Self.signalOps.contains(t):
                 return try lowerSignal(inst)
             case "Einsum":

@@ -40,4 +40,45 @@ extension CPUPlanBuilder.Generator {
                 arguments: [try argument(xv, inst), try argument(gv, inst), try output(inst)], range: x[0] * outPlane,
                 work: x[1] * combinations * 2 + 16 * k)
     }
+
+    /// AffineGrid with a constant size: the base points are laid out at convert time (the
+    /// interpreter's formula), the product with theta is computed at run time.
+    mutating func lowerAffineGrid(_ inst: Instruction) throws {
+        guard inst.operands.count == 2, let tv = inst.operands[0], let sv = inst.operands[1] else { throw unsupported(inst) }
+        guard let sc = constants[sv], let size = try? Tensor(sc).int64s.map({ Int($0) }) else {
+            throw unsupported(inst, "with a runtime size (bind it with --input-value)")
+        }
+        let dtype = f.type(of: tv).dtype
+        guard dtype.isFloatingPoint, let element = CScalar(dtype) else { throw unsupported(inst, "on \(dtype) tensors") }
+        guard size.count == 4 || size.count == 5, size.allSatisfy({ $0 >= 0 }) else { throw unsupported(inst, "with size \(size)") }
+        let spatial = Array(size.dropFirst(2)), k = spatial.count
+        guard try sizes(tv, inst) == [size[0], k, k + 1], try sizes(inst.results[0], inst) == [size[0]] + spatial + [k] else {
+            throw unsupported(inst, "with theta \(try sizes(tv, inst)) for size \(size)")
+        }
+        let alignCorners = intAttr(inst, "align_corners", 0) != 0
+        let base = spatial.map { s -> [Double] in
+            let n = Double(s)
+            return (0 ..< s).map { i in
+                let di = Double(i)
+                if !alignCorners { return -1 + (2 * di + 1) / n }
+                return s == 1 ? -1 : -1 + 2 * di / (n - 1)
+            }
+        }
+        let points = spatial.reduce(1, *)
+        guard points * size[0] > 0 else { return }
+        var table: [Double] = []
+        for p in 0 ..< points {
+            var index = [Int](repeating: 0, count: k), rest = p
+            for d in stride(from: k - 1, through: 0, by: -1) { index[d] = rest % spatial[d]; rest /= spatial[d] }
+            table += (0 ..< k).map { base[k - 1 - $0][index[k - 1 - $0]] } + [1]
+        }
+        includeReductionHelpers()
+        let r = inst.results[0]
+        let args = [try argument(tv, inst),
+                    try weight(key: "affine_points#\(r.index)", name: f.name(of: r) + ".base_points",
+                               TensorData(type: TensorType(.f64, static: [points, k + 1]), elements: table), inst),
+                    try output(inst)]
+        addStep(kind: "affine_grid", code: CPUKernelLibrary.affineGrid(name: nextSymbol, element: element, points: points, k: k),
+                arguments: args, range: size[0] * points, work: 2 * k * (k + 1))
+    }
 }

@@ -140,6 +140,21 @@ final class CPUOpsCoverageTests: XCTestCase, PlanComparing {
         """)
     }
 
+    func testAffineGrid2DAnd3D() throws {
+        try check("""
+        opsets {"" = 20}
+        func @a(%t: f32[2,2,3] loc("t"), %t3: f64[1,3,4] loc("t3")) -> (f32[2,3,4,2] loc("g"), f32[2,1,5,2] loc("ga"), f64[1,2,3,2,3] loc("g3")) {
+          %s = const dense<[2, 7, 3, 4]> : i64[4]
+          %s1 = const dense<[2, 7, 1, 5]> : i64[4]
+          %s3 = const dense<[1, 1, 2, 3, 2]> : i64[5]
+          %g = AffineGrid(%t, %s) : f32[2,3,4,2] loc("g")
+          %ga = AffineGrid(%t, %s1) {align_corners = 1} : f32[2,1,5,2] loc("ga")
+          %g3 = AffineGrid(%t3, %s3) {align_corners = 1} : f64[1,2,3,2,3] loc("g3")
+          return %g, %ga, %g3
+        }
+        """)
+    }
+
     func testDFTForwardOnesidedInverseIrfftPaddedAndAlongAnOuterAxis() throws {
         try check("""
         opsets {"" = 20}
