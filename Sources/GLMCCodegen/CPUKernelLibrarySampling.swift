@@ -128,4 +128,71 @@ extension CPUKernelLibrary {
         s += "    }\n  }\n}\n"
         return s
     }
+
+    /// RoiAlign as the interpreter computes it (ONNX Runtime's rule): per output bin, bilinear
+    /// samples on a sub-grid whose size is the sampling ratio or, when 0, found from the ROI at
+    /// run time; samples more than one pixel outside the image give zero-weight taps; averaged or
+    /// maxed in double. A batch index out of range or an ROI too large to sample (the
+    /// interpreter's errors) gives NaN. Parallel range: ROIs * C * PH * PW.
+    /// Arguments: X, rois, batch_indices, Y.
+    static func roiAlign(name: String, element: CScalar, rois: CScalar, indices: CScalar, batch: Int, channels: Int,
+                         height: Int, width: Int, outHeight: Int, outWidth: Int, samplingRatio: Int, spatialScale: Float,
+                         halfPixel: Bool, isMax: Bool) -> String {
+        let (h, w, ph, pw) = (height, width, outHeight, outWidth)
+        var s = "// \(name): roi_align \(isMax ? "max" : "avg") to \(ph)x\(pw) over \(channels)x\(h)x\(w)\n"
+        s += "#ifndef GLMC_ROI_MAX\n#define GLMC_ROI_MAX\nstatic inline double glmc_roi_max(double a, double b) { return b >= a ? b : a; }\n#endif\n"
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n"
+        s += element.pointer("X", 0) + rois.pointer("R", 1) + indices.pointer("BI", 2) + element.pointer("Y", 3, const: false)
+        s += "  double scale = (double)\(lit(spatialScale)), offset = \(halfPixel ? "0.5" : "0.0");\n"
+        s += "  for (long u = begin; u < end; ++u) {\n"
+        s += "    long roi = u / \(channels * ph * pw), ch = (u / \(ph * pw)) % \(channels), i = (u / \(pw)) % \(ph), j = u % \(pw);\n"
+        s += "    long b = (long)\(indices.load("BI", "roi")), gh, gw, iy, ix;\n"
+        s += "    double sw = \(rois.load("R", "roi * 4")) * scale - offset, sh = \(rois.load("R", "roi * 4 + 1")) * scale - offset;\n"
+        s += "    double rw = \(rois.load("R", "roi * 4 + 2")) * scale - offset - sw, rh = \(rois.load("R", "roi * 4 + 3")) * scale - offset - sh;\n"
+        s += "    double bh, bw, acc = 0.0, gd;\n"
+        s += "    int first = 1;\n"
+        s += "    GLMC_GLOBAL const \(element.storage) *x;\n"
+        if !halfPixel { s += "    rw = 1.0 >= rw ? 1.0 : rw; rh = 1.0 >= rh ? 1.0 : rh;\n" }
+        s += "    bh = rh / \(ph).0; bw = rw / \(pw).0;\n"
+        if samplingRatio > 0 {
+            s += "    gh = \(samplingRatio); gw = \(samplingRatio);\n"
+        } else {
+            // The interpreter's safeInt: non-finite to ±2^40, then clamped to ±2^40; negative to 0.
+            for (v, r) in [("gh", "rh / \(ph).0"), ("gw", "rw / \(pw).0")] {
+                s += "    gd = ceil(\(r));\n"
+                s += "    gd = gd != gd ? -1099511627776.0 : (gd > 1099511627776.0 ? 1099511627776.0 : (gd < -1099511627776.0 ? -1099511627776.0 : gd));\n"
+                s += "    \(v) = (long)gd; if (\(v) < 0) \(v) = 0;\n"
+            }
+        }
+        s += "    if (b < 0 || b >= \(batch) || gh > 4096 || gw > 4096) { \(element.store("Y", "u", "NAN")) continue; }\n"
+        s += "    x = X + (b * \(channels) + ch) * \(h * w);\n"
+        s += "    for (iy = 0; iy < gh; ++iy) {\n"
+        s += "      double yy = sh + (double)i * bh + ((double)iy + 0.5) * bh / (double)gh;\n"
+        s += "      for (ix = 0; ix < gw; ++ix) {\n"
+        s += "        double xx = sw + (double)j * bw + ((double)ix + 0.5) * bw / (double)gw;\n"
+        s += "        long p1 = 0, p2 = 0, p3 = 0, p4 = 0;\n"
+        s += "        double w1 = 0.0, w2 = 0.0, w3 = 0.0, w4 = 0.0, v1, v2, v3, v4;\n"
+        s += "        if (yy >= -1.0 && yy <= \(h).0 && xx >= -1.0 && xx <= \(w).0) {\n"
+        s += "          double y = 0.0 >= yy ? 0.0 : yy, xv = 0.0 >= xx ? 0.0 : xx, ly, lx;\n"
+        s += "          long yl = (long)y, xl = (long)xv, yh, xh;\n"
+        s += "          if (yl >= \(h - 1)) { yl = \(h - 1); yh = yl; y = (double)yl; } else yh = yl + 1;\n"
+        s += "          if (xl >= \(w - 1)) { xl = \(w - 1); xh = xl; xv = (double)xl; } else xh = xl + 1;\n"
+        s += "          ly = y - (double)yl; lx = xv - (double)xl;\n"
+        s += "          p1 = yl * \(w) + xl; p2 = yl * \(w) + xh; p3 = yh * \(w) + xl; p4 = yh * \(w) + xh;\n"
+        s += "          w1 = (1.0 - ly) * (1.0 - lx); w2 = (1.0 - ly) * lx; w3 = ly * (1.0 - lx); w4 = ly * lx;\n"
+        s += "        }\n"
+        s += "        v1 = w1 * \(element.load("x", "p1")); v2 = w2 * \(element.load("x", "p2"));\n"
+        s += "        v3 = w3 * \(element.load("x", "p3")); v4 = w4 * \(element.load("x", "p4"));\n"
+        if isMax {
+            s += "        { double m = glmc_roi_max(glmc_roi_max(glmc_roi_max(v1, v2), v3), v4); acc = first ? m : glmc_roi_max(acc, m); first = 0; }\n"
+        } else {
+            s += "        acc += v1 + v2 + v3 + v4;\n"
+        }
+        s += "      }\n    }\n"
+        s += "    (void)first;\n"
+        if !isMax { s += "    acc = acc / (double)(gh * gw > 1 ? gh * gw : 1);\n" }
+        s += "    \(element.store("Y", "u", "acc"))\n"
+        s += "  }\n}\n"
+        return s
+    }
 }

@@ -471,6 +471,8 @@ public enum CPUPlanBuilder {
                 return try lowerGridSample(inst)
             case "AffineGrid":
                 return try lowerAffineGrid(inst)
+            case "RoiAlign":
+                return try lowerRoiAlign(inst)
             case let t where Self.signalOps.contains(t):
                 return try lowerSignal(inst)
             case "Einsum":

@@ -81,4 +81,30 @@ extension CPUPlanBuilder.Generator {
         addStep(kind: "affine_grid", code: CPUKernelLibrary.affineGrid(name: nextSymbol, element: element, points: points, k: k),
                 arguments: args, range: size[0] * points, work: 2 * k * (k + 1))
     }
+
+    /// RoiAlign (avg and max modes, both coordinate modes, any sampling ratio): ROIs and batch
+    /// indices are read at run time.
+    mutating func lowerRoiAlign(_ inst: Instruction) throws {
+        guard inst.operands.count == 3, let xv = inst.operands[0], let rv = inst.operands[1], let iv = inst.operands[2] else { throw unsupported(inst) }
+        let x = try sizes(xv, inst), r = try sizes(rv, inst), n = try sizes(iv, inst).reduce(1, *), y = try sizes(inst.results[0], inst)
+        let dtype = f.type(of: xv).dtype
+        guard dtype.isFloatingPoint, let element = CScalar(dtype), let rois = CScalar(f.type(of: rv).dtype), f.type(of: rv).dtype.isFloatingPoint,
+              let indices = CScalar(f.type(of: iv).dtype), !f.type(of: iv).dtype.isFloatingPoint else {
+            throw unsupported(inst, "on \(dtype) data with \(f.type(of: rv).dtype) ROIs")
+        }
+        let ph = intAttr(inst, "output_height", 1), pw = intAttr(inst, "output_width", 1)
+        guard x.count == 4, r == [n, 4], ph > 0, pw > 0, y == [n, x[1], ph, pw] else { throw unsupported(inst, "with input \(x) and ROIs \(r)") }
+        var mode = "avg", coordinates = "half_pixel"
+        if case .string(let m)? = inst.attributes["mode"] { mode = m }
+        if case .string(let c)? = inst.attributes["coordinate_transformation_mode"] { coordinates = c }
+        guard y.reduce(1, *) > 0 else { return }
+        includeReductionHelpers()
+        addStep(kind: "roi_align",
+                code: CPUKernelLibrary.roiAlign(name: nextSymbol, element: element, rois: rois, indices: indices, batch: x[0], channels: x[1],
+                                                height: x[2], width: x[3], outHeight: ph, outWidth: pw,
+                                                samplingRatio: intAttr(inst, "sampling_ratio", 0), spatialScale: floatAttr(inst, "spatial_scale", 1),
+                                                halfPixel: inst.opset >= 16 && coordinates == "half_pixel", isMax: mode == "max"),
+                arguments: [try argument(xv, inst), try argument(rv, inst), try argument(iv, inst), try output(inst)],
+                range: y.reduce(1, *), work: 64)
+    }
 }

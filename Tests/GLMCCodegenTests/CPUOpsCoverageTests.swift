@@ -155,6 +155,23 @@ final class CPUOpsCoverageTests: XCTestCase, PlanComparing {
         """)
     }
 
+    func testRoiAlignModesAndSamplingRatios() throws {
+        try check("""
+        opsets {"" = 16}
+        func @r(%x: f32[2,3,6,7] loc("x"), %r: f32[4,4] loc("r"), %bi: i64[4] loc("bi"))
+            -> (f32[4,3,3,2] loc("avg"), f32[4,3,2,3] loc("mx"), f32[4,3,2,2] loc("op")) {
+          %k = const dense<[3.0]> : f32[]
+          %o = const dense<[2.0]> : f32[]
+          %rk = Mul(%r, %k) : f32[4,4]
+          %ro = Add(%rk, %o) : f32[4,4]
+          %avg = RoiAlign(%x, %ro, %bi) {output_height = 3, output_width = 2, sampling_ratio = 2} : f32[4,3,3,2] loc("avg")
+          %mx = RoiAlign(%x, %ro, %bi) {mode = "max", output_height = 2, output_width = 3, spatial_scale = 1.5} : f32[4,3,2,3] loc("mx")
+          %op = RoiAlign(%x, %ro, %bi) {coordinate_transformation_mode = "output_half_pixel", output_height = 2, output_width = 2} : f32[4,3,2,2] loc("op")
+          return %avg, %mx, %op
+        }
+        """, bound: 2, nonNegative: [2])
+    }
+
     func testDFTForwardOnesidedInverseIrfftPaddedAndAlongAnOuterAxis() throws {
         try check("""
         opsets {"" = 20}
