@@ -87,4 +87,39 @@ extension CPUKernelLibrary {
         s += "  }\n}\n"
         return s
     }
+
+    /// MelWeightMatrix with the edges and sample rate read at run time: the triangle corners are
+    /// recomputed per mel bin as the interpreter computes them (the edges' logarithms rounded to
+    /// their own type). Edges or a rate the interpreter refuses give NaN. One unit of work writes
+    /// the whole [dftLength / 2 + 1, melBins] matrix. Arguments: sample_rate, lower edge, upper
+    /// edge, Y.
+    static func melWeightMatrix(name: String, output: CScalar, rate: CScalar, lower: CScalar, upper: CScalar,
+                                melBins: Int, dftLength: Int) -> String {
+        let spectrogram = dftLength / 2 + 1, m = melBins
+        func mel(_ scalar: CScalar, _ v: String) -> String {
+            "\(scalar.round("2595.0 * \(scalar.round("log1p(\(scalar.round("\(v) / 700.0")))"))")) / log(10.0)"
+        }
+        var s = "// \(name): mel_weight_matrix \(spectrogram) x \(m)\n"
+        s += "static inline long \(name)_corner(long i, double lowMel, double step, double rate) {\n"
+        s += "  double hertz = 700.0 * expm1(((double)i * step + lowMel) / 2595.0 * log(10.0));\n"
+        s += "  double bin = floor((double)\(dftLength + 1) * hertz / rate);\n"
+        s += "  return bin >= 0.0 && bin < \(spectrogram).0 ? (long)bin : -1;\n}\n"
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n"
+        s += rate.pointer("SR", 0) + lower.pointer("LO", 1) + upper.pointer("UP", 2) + output.pointer("Y", 3, const: false)
+        s += "  double lo = \(lower.load("LO", "0")), hi = \(upper.load("UP", "0")), rate = (double)(int64_t)\(rate.load("SR", "0"));\n"
+        s += "  double lowMel = \(mel(lower, "lo")), highMel = \(mel(upper, "hi")), step = (highMel - lowMel) / \(m + 2).0;\n"
+        s += "  int bad = !(rate > 0.0 && lo >= 0.0 && lo < hi);\n"
+        s += "  long i, j, e;\n"
+        s += "  if (begin >= end) return;\n"
+        s += "  for (i = 0; i < \(m + 2) && !bad; ++i) if (\(name)_corner(i, lowMel, step, rate) < 0) bad = 1;\n"
+        s += "  for (e = 0; e < \(spectrogram * m); ++e) \(output.store("Y", "e", "bad ? NAN : 0.0"))\n"
+        s += "  if (bad) return;\n"
+        s += "  for (i = 0; i < \(m); ++i) {\n"
+        s += "    long low = \(name)_corner(i, lowMel, step, rate), center = \(name)_corner(i + 1, lowMel, step, rate), high = \(name)_corner(i + 2, lowMel, step, rate);\n"
+        s += "    if (center == low) { \(output.store("Y", "center * \(m) + i", "1.0")) }\n"
+        s += "    else for (j = low; j <= center; ++j) \(output.store("Y", "j * \(m) + i", "(double)(j - low) / (double)(center - low)"))\n"
+        s += "    if (high > center) for (j = center; j < high; ++j) \(output.store("Y", "j * \(m) + i", "(double)(high - j) / (double)(high - center)"))\n"
+        s += "  }\n}\n"
+        return s
+    }
 }

@@ -7,7 +7,7 @@ import GLMCPlan
 /// length, axis and frame step decide the shapes, so they must be constants; the signal and
 /// STFT's window may be runtime values.
 extension CPUPlanBuilder.Generator {
-    static let signalOps: Set<String> = ["DFT", "STFT"]
+    static let signalOps: Set<String> = ["DFT", "STFT", "MelWeightMatrix"]
 
     /// The value of an optional scalar integer operand known now; nil if absent; refused if computed.
     func constantInteger(_ inst: Instruction, _ i: Int, _ what: String) throws -> Int? {
@@ -19,6 +19,7 @@ extension CPUPlanBuilder.Generator {
     }
 
     mutating func lowerSignal(_ inst: Instruction) throws {
+        if inst.op.type == "MelWeightMatrix" { return try lowerMelWeightMatrix(inst) }
         guard let xv = inst.operands.first ?? nil else { throw unsupported(inst) }
         let dtype = f.type(of: xv).dtype
         guard dtype.isFloatingPoint, let element = CScalar(dtype) else { throw unsupported(inst, "on \(dtype) tensors") }
@@ -103,5 +104,32 @@ extension CPUPlanBuilder.Generator {
         let g = spec.geometries[0], units = y.reduce(1, *) / spec.outComponents
         addStep(kind: inst.op.type.lowercased(), code: CPUKernelLibrary.fourier(name: nextSymbol, spec), arguments: args,
                 range: units, work: 4 * g.length)
+    }
+
+    /// MelWeightMatrix whose num_mel_bins and dft_length (which decide its shape) are constants;
+    /// the sample rate and edges may be runtime values.
+    mutating func lowerMelWeightMatrix(_ inst: Instruction) throws {
+        guard inst.operands.count == 5, let rv = inst.operands[2], let lv = inst.operands[3], let uv = inst.operands[4] else { throw unsupported(inst) }
+        guard let melBins = try constantInteger(inst, 0, "num_mel_bins"), let dftLength = try constantInteger(inst, 1, "dft_length") else {
+            throw unsupported(inst)
+        }
+        let y = try sizes(inst.results[0], inst)
+        guard melBins > 0, dftLength > 0, y == [dftLength / 2 + 1, melBins] else { throw unsupported(inst, "(its result is \(y))") }
+        func scalar(_ v: ValueID, float: Bool) throws -> CScalar {
+            let t = f.type(of: v).dtype
+            guard t.isFloatingPoint == float, t != .bool, let s = CScalar(t), try sizes(v, inst).reduce(1, *) == 1 else {
+                throw unsupported(inst, "with '\(f.name(of: v))' of type \(f.type(of: v))")
+            }
+            return s
+        }
+        let outType = f.type(of: inst.results[0]).dtype
+        guard outType != .bool, let element = CScalar(outType) else { throw unsupported(inst, "producing \(outType)") }
+        includeReductionHelpers()
+        addStep(kind: "mel_weight_matrix",
+                code: CPUKernelLibrary.melWeightMatrix(name: nextSymbol, output: element, rate: try scalar(rv, float: false),
+                                                       lower: try scalar(lv, float: true), upper: try scalar(uv, float: true),
+                                                       melBins: melBins, dftLength: dftLength),
+                arguments: [try argument(rv, inst), try argument(lv, inst), try argument(uv, inst), try output(inst)],
+                range: 1, work: CPUPlanBuilder.Generator.grainWork)
     }
 }

@@ -216,6 +216,23 @@ final class CPUOpsCoverageTests: XCTestCase, PlanComparing {
         """)
     }
 
+    func testMelWeightMatrixWithRuntimeEdges() throws {
+        let module = try Parser.parse("""
+        opsets {"" = 17}
+        func @m(%rate: i32[] loc("rate"), %lo: f32[] loc("lo"), %hi: f32[] loc("hi")) -> (f32[9,6] loc("w"), f64[9,6] loc("w64")) {
+          %n = const dense<[6]> : i64[]
+          %len = const dense<[16]> : i64[]
+          %w = MelWeightMatrix(%n, %len, %rate, %lo, %hi) : f32[9,6] loc("w")
+          %w64 = MelWeightMatrix(%n, %len, %rate, %lo, %hi) {output_datatype = 11} : f64[9,6] loc("w64")
+          return %w, %w64
+        }
+        """)
+        let settings: [(rate: Int64, low: Float, high: Float)] = [(8000, 0, 4000), (16000, 100, 7500)]
+        for (rate, low, high) in settings {
+            try checkWithGivenInputs(module, [Tensor(int64s: [rate], dtype: .i32, shape: []), Tensor([low], shape: []), Tensor([high], shape: [])])
+        }
+    }
+
     func testEinsumContractionsDiagonalsAndSums() throws {
         try check("""
         opsets {"" = 12}
