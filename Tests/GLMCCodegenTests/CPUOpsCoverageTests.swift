@@ -2,6 +2,7 @@ import Foundation
 import GLMCCodegen
 import GLMCIR
 import GLMCOps
+import GLMCRuntime
 import XCTest
 
 /// Quantization, interpolating Resize, RNN/GRU/LSTM, GridSample, DFT/STFT and Einsum on the CPU
@@ -245,6 +246,39 @@ final class CPUOpsCoverageTests: XCTestCase, PlanComparing {
           return %bm, %dg, %ip, %tr
         }
         """)
+    }
+
+    func testDFTWithAnInvalidRuntimeAxisGivesNaN() throws {
+        let module = try Parser.parse("""
+        opsets {"" = 20}
+        func @d(%x: f32[3,4,5,2] loc("x"), %a: i64[] loc("a")) -> (f32[3,4,5,2] loc("y")) {
+          %y = DFT(%x, _, %a) : f32[3,4,5,2] loc("y")
+          return %y
+        }
+        """)
+        let plan = try CPUPlanBuilder.build(module, options: CPUPlanOptions(sourceModelSha256: String(repeating: "0", count: 64), glmcVersion: "test"))
+        let x = Tensor([Float](repeating: 1, count: 120), shape: [3, 4, 5, 2]), axis = Tensor([Int64(3)], shape: [])
+        var given: [String: HostTensor] = [:]
+        for (input, t) in zip(plan.manifest.inputs, [x, axis]) {
+            given[input.name] = HostTensor(name: input.name, dtype: t.dtype.rawValue, shape: t.shape, bytes: t.tensorData.withRawBytes { Data($0) })
+        }
+        let y = try CPUExecutor(plan: plan, threads: 2).run(inputs: given)[0]
+        let values = try y.bytes.withUnsafeBytes { try Tensor(TensorData(type: TensorType(.f32, static: [3, 4, 5, 2]), copying: $0)) }.doubles
+        XCTAssertTrue(values.allSatisfy(\.isNaN), "\(values.prefix(4))")
+    }
+
+    func testUnknownRecurrentActivationIsRefused() throws {
+        let module = try Parser.parse("""
+        opsets {"" = 14}
+        func @r(%x: f32[2,1,3] loc("x"), %w: f32[1,2,3] loc("w"), %r: f32[1,2,2] loc("r")) -> (f32[2,1,1,2] loc("y")) {
+          %y = RNN(%x, %w, %r) {hidden_size = 2, activations = ["Gelu"]} : f32[2,1,1,2] loc("y")
+          return %y
+        }
+        """)
+        let options = CPUPlanOptions(sourceModelSha256: String(repeating: "0", count: 64), glmcVersion: "test")
+        XCTAssertThrowsError(try CPUPlanBuilder.generate(module, options: options)) {
+            XCTAssertEqual("\($0)", "unsupported: --target cpu cannot compile RNN with activation 'Gelu' yet")
+        }
     }
 
     func testResizeWithRuntimeScalesIsRefusedWithTheReason() throws {
