@@ -482,6 +482,22 @@ public enum CPUPlanBuilder {
                 return try lowerAttentionFamily(inst)
             case let t where Self.moreOps.contains(t):
                 return try lowerMore(inst)
+            case let t where Self.quantizeOps.contains(t):
+                return try lowerQuantize(inst)
+            case _ where isInterpolatingResize(inst):
+                return try lowerInterpolatingResize(inst)
+            case let t where Self.recurrentOps.contains(t):
+                return try lowerRecurrent(inst)
+            case "GridSample":
+                return try lowerGridSample(inst)
+            case "AffineGrid":
+                return try lowerAffineGrid(inst)
+            case "RoiAlign":
+                return try lowerRoiAlign(inst)
+            case let t where Self.signalOps.contains(t):
+                return try lowerSignal(inst)
+            case "Einsum":
+                return try lowerEinsum(inst)
             case let t where Self.movementOps.contains(t):
                 return try lowerMovement(inst)
             default:

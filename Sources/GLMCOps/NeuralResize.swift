@@ -229,29 +229,69 @@ private func inferResize(_ ctx: InferenceContext) throws -> [TensorType] {
     return [TensorType(x.dtype, Shape(out))]
 }
 
+/// What Resize or Upsample computes for one input shape: per axis, for every output position the
+/// input positions it reads (its taps) and their weights, or that it lies outside the input and
+/// takes the extrapolation value. The output is the tensor product of the axes' interpolations,
+/// applied one axis after the other (axes that are left as they are have no plan). The interpreter
+/// evaluates it; the CPU plan builder turns it into tables that a kernel reads.
+public struct ResizeInterpolation: Sendable {
+    public struct Axis: Sendable {
+        /// Taps per output position; `index` and `weight` hold `taps` entries per position.
+        public var taps: Int
+        public var index: [Int]
+        public var weight: [Double]
+        /// Positions outside the input (tf_crop_and_resize): they take the extrapolation value.
+        public var outside: [Bool]
+    }
+    public var outSizes: [Int]
+    /// One entry per axis: nil where the axis is left as it is.
+    public var axes: [Axis?]
+    public var extrapolation: Double
+    /// Whether each output element copies one input element (nearest mode).
+    public var isNearest: Bool
+}
+
+extension NeuralOps {
+    /// The interpolation of a Resize or Upsample node whose data has shape `inputShape`; the
+    /// context's inputs 1... (roi, scales, sizes) must be given.
+    public static func resizeInterpolation(_ ctx: EvalContext, inputShape: [Int]) throws -> ResizeInterpolation {
+        let ops = resizeOperands(ctx) { ctx.input($0) }
+        let spec = try ResizeSpec(ctx, inputShape: inputShape.map { $0 }, roiInput: ops.roi, scalesInput: ops.scales,
+                                  sizesInput: ops.sizes)
+        var axes: [ResizeInterpolation.Axis?] = []
+        // (An empty result has no plans: they are not bounded by the result size.)
+        let empty = try NeuralOps.count(spec.outSizes, ctx) == 0
+        for (axis, n) in inputShape.enumerated() {
+            let out = spec.outSizes[axis]
+            let defaultRoi = spec.roi.map { abs($0[axis]) < 1e-9 && abs($0[axis + inputShape.count] - 1) < 1e-9 } ?? true
+            if empty || abs(spec.scales[axis] - 1) < 1e-9 && out == n && defaultRoi { axes.append(nil); continue }
+            guard n > 0 || out == 0 else { throw ctx.error("cannot resize an empty axis \(axis) to \(out)") }
+            let plan = spec.plan(axis: axis, input: n)
+            axes.append(.init(taps: plan.taps, index: plan.index, weight: plan.weight, outside: plan.outside))
+        }
+        var isNearest = false
+        if case .nearest = spec.mode { isNearest = true }
+        return ResizeInterpolation(outSizes: spec.outSizes, axes: axes, extrapolation: spec.extrapolation, isNearest: isNearest)
+    }
+}
+
 private func evalResize(_ ctx: EvalContext) throws -> [Tensor] {
     let x = try ctx.requiredInput(0)
     guard x.dtype != .string && x.dtype != .bool else { throw ctx.unsupported("Resize of \(x.dtype)") }
-    let ops = resizeOperands(ctx) { ctx.input($0) }
-    let spec = try ResizeSpec(ctx, inputShape: x.shape.map { $0 }, roiInput: ops.roi, scalesInput: ops.scales,
-                              sizesInput: ops.sizes)
-    // (An empty result returns early: per-axis plans are then not bounded by the result size.)
-    guard try NeuralOps.count(spec.outSizes, ctx) > 0 else { return [Tensor.zeros(x.dtype, shape: spec.outSizes)] }
+    let resize = try NeuralOps.resizeInterpolation(ctx, inputShape: x.shape)
+    guard resize.outSizes.reduce(1, *) > 0 else { return [Tensor.zeros(x.dtype, shape: resize.outSizes)] }
     var data = x.doubles
     var shape = x.shape
     for axis in 0..<x.rank {
-        let n = shape[axis], out = spec.outSizes[axis]
-        let defaultRoi = spec.roi.map { abs($0[axis]) < 1e-9 && abs($0[axis + x.rank] - 1) < 1e-9 } ?? true
-        if abs(spec.scales[axis] - 1) < 1e-9 && out == n && defaultRoi { continue }
-        guard n > 0 || out == 0 else { throw ctx.error("cannot resize an empty axis \(axis) to \(out)") }
-        let plan = spec.plan(axis: axis, input: n)
+        guard let plan = resize.axes[axis] else { continue }
+        let n = shape[axis], out = resize.outSizes[axis]
         let outer = shape[..<axis].reduce(1, *), inner = shape[(axis + 1)...].reduce(1, *)
         var next = [Double](repeating: 0, count: outer * out * inner)
         for o in 0..<outer {
             for y in 0..<out {
                 let dst = (o * out + y) * inner
                 if plan.outside[y] {
-                    for i in 0..<inner { next[dst + i] = spec.extrapolation }
+                    for i in 0..<inner { next[dst + i] = resize.extrapolation }
                     continue
                 }
                 for t in 0..<plan.taps {

@@ -43,20 +43,21 @@ extension ReductionLinearAlgebra {
 
 /// An Einsum equation resolved against operand shapes. Every axis gets a label id: letters A–Z, a–z
 /// are 0–51 (so id order is ASCII order), the broadcast axes of "..." are 52 onwards, right-aligned.
-struct EinsumPlan {
-    var labelSizes: [Int: Int] = [:]
-    var outLabels: [Int] = []
-    var sumLabels: [Int] = []
+/// Public for the CPU plan builder, whose Einsum kernel walks the same strides.
+public struct EinsumPlan {
+    public private(set) var labelSizes: [Int: Int] = [:]
+    public private(set) var outLabels: [Int] = []
+    public private(set) var sumLabels: [Int] = []
     /// Per operand, per label: the element stride that label advances (summed over repeated labels,
     /// which walks a diagonal; 0 for labels the operand lacks or broadcasts).
-    var strides: [[Int: Int]] = []
+    public private(set) var strides: [[Int: Int]] = []
     /// The label of every axis of every operand.
-    var operandLabels: [[Int]] = []
-    var outShape: [Int] { outLabels.map { labelSizes[$0] ?? 1 } }
+    public private(set) var operandLabels: [[Int]] = []
+    public var outShape: [Int] { outLabels.map { labelSizes[$0] ?? 1 } }
 
     private enum Token: Equatable { case label(Int), ellipsis }
 
-    init(_ equation: String, shapes: [[Int]], _ ctx: some NodeContext) throws {
+    public init(_ equation: String, shapes: [[Int]], _ ctx: some NodeContext) throws {
         let text = equation.filter { $0 != " " }
         let sides = text.components(separatedBy: "->")
         guard sides.count <= 2 else { throw ctx.error("equation '\(equation)' has more than one '->'") }
