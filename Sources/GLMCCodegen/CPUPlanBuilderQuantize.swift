@@ -160,7 +160,8 @@ extension CPUPlanBuilder.Generator {
               [1, m].contains(try count(zw)), try bv.map({ try count($0) == m }) ?? true else {
             throw unsupported(inst, "with parameters of these shapes")
         }
-        let (pads, strides, dilations) = try window(inst, input: Array(xS[2...]), output: Array(yS[2...]), kernel: Array(wS[2...]), inst)
+        let win = try window(inst, input: Array(xS[2...]), output: Array(yS[2...]), kernel: Array(wS[2...]), inst)
+        let (pads, strides, dilations) = (win.padBegin, win.strides, win.dilations)
         var args = [try argument(xv, inst), try argument(sx, inst)]
         if let zx { args.append(try argument(zx, inst)) }
         args += [try argument(wv, inst), try argument(sw, inst)]
