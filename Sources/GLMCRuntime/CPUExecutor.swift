@@ -178,72 +178,19 @@ public final class CPUExecutor {
         dlclose(library)
     }
 
-    /// Runs the plan on `inputs` (by input name; each must match the manifest's dtype and shape)
-    /// and returns the outputs in the manifest's order.
+    /// Runs the plan on `inputs` (by input name; each must match the manifest's dtype and shape,
+    /// see `PlanInputs.validate`) and returns the outputs in the manifest's order.
     public func run(inputs given: [String: HostTensor]) throws -> [HostTensor] {
         let m = manifest
-        let buffers = Dictionary(m.buffers.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        for name in given.keys where !m.inputs.contains(where: { $0.name == name }) {
-            throw RuntimeError("the plan has no input named '\(name)' (inputs: \(m.inputs.map { "'\($0.name)'" }.joined(separator: ", ")))")
-        }
-        for input in m.inputs {
-            guard let t = given[input.name] else {
-                throw RuntimeError("missing input '\(input.name)' (\(input.dtype)\(input.shape))")
-            }
-            guard t.dtype == input.dtype, t.shape == input.shape else {
-                throw RuntimeError("input '\(input.name)' is \(t.dtype)\(t.shape), but the plan was compiled for \(input.dtype)\(input.shape)")
-            }
-            let b = buffers[input.buffer]!
-            guard t.bytes.count == b.bytes else {
-                throw RuntimeError("input '\(input.name)' has \(t.bytes.count) bytes, expected \(b.bytes)")
-            }
-            if let bound = input.value {
-                guard let got = Self.boundValue(t.bytes, dtype: t.dtype) else {
-                    throw RuntimeError("input '\(input.name)' has a bound value, but its dtype \(t.dtype) cannot be compared with it")
-                }
-                guard Self.equal(got, bound) else { throw RuntimeError("input '\(input.name)' is \(got), but the plan was built for the value \(bound) (it decides shapes and was fixed at convert time; convert again with --input-value \(input.name)=FILE.npy)") }
-            }
-            if b.bytes > 0 { t.bytes.withUnsafeBytes { (arena + b.offset).copyMemory(from: $0.baseAddress!, byteCount: b.bytes) } }
+        for input in try PlanInputs.validate(given, for: m) where input.buffer.bytes > 0 {
+            input.tensor.bytes.withUnsafeBytes { (arena + input.buffer.offset).copyMemory(from: $0.baseAddress!, byteCount: input.buffer.bytes) }
         }
         for i in kernels.indices { execute(step: i) }
+        let buffers = m.buffersByID
         return m.outputs.map { o in
             let b = buffers[o.buffer]!
             return HostTensor(name: o.name, dtype: o.dtype, shape: o.shape, bytes: Data(bytes: arena + b.offset, count: b.bytes))
         }
-    }
-
-    /// The elements of a little-endian integer, bool or floating-point tensor, as a manifest
-    /// records bound values (nil for other dtypes).
-    static func boundValue(_ bytes: Data, dtype: String) -> PlanBoundValue? {
-        func load<T>(_: T.Type, _ convert: (T) -> Double) -> [Double] {
-            let size = MemoryLayout<T>.size
-            return bytes.withUnsafeBytes { raw in (0 ..< raw.count / size).map { convert(raw.loadUnaligned(fromByteOffset: $0 * size, as: T.self)) } }
-        }
-        func integers<T: FixedWidthInteger>(_: T.Type) -> PlanBoundValue {
-            let size = MemoryLayout<T>.size
-            return .integers(bytes.withUnsafeBytes { raw in
-                (0 ..< raw.count / size).map { Int64(truncatingIfNeeded: T(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * size, as: T.self))) }
-            })
-        }
-        switch dtype {
-        case "i64": return integers(Int64.self)
-        case "i32": return integers(Int32.self)
-        case "i16": return integers(Int16.self)
-        case "i8": return integers(Int8.self)
-        case "u64": return integers(UInt64.self)
-        case "u32": return integers(UInt32.self)
-        case "u16": return integers(UInt16.self)
-        case "u8", "bool": return integers(UInt8.self)
-        case "f32": return .reals(load(UInt32.self) { Double(Float(bitPattern: UInt32(littleEndian: $0))) })
-        case "f64": return .reals(load(UInt64.self) { Double(bitPattern: UInt64(littleEndian: $0)) })
-        default: return nil
-        }
-    }
-
-    /// Whether two bound values hold the same numbers (integers compare exactly).
-    static func equal(_ a: PlanBoundValue, _ b: PlanBoundValue) -> Bool {
-        if case .integers(let x) = a, case .integers(let y) = b { return x == y }
-        return a.reals == b.reals
     }
 
     /// Smallest slice worth a thread of its own when a step names no `grain`.
