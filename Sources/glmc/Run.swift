@@ -12,11 +12,13 @@ struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a model or a plan on .npy inputs and write output_<i>.npy files.",
         discussion: """
-        A plan file (written by glmc convert --target cpu; recognized by its magic GLMCPLAN) runs on the \
-        CPU runtime; its inputs must have the dtypes and shapes it was compiled for. --engine cpu on a model \
-        builds such a plan first (-O3 unless told otherwise; symbolic dimensions from the inputs; inputs whose \
-        values decide shapes, such as Slice bounds or Reshape shapes, bound to the given values) and keeps it in \
-        the plan cache ($GLMC_CACHE_DIR, else $XDG_CACHE_HOME/glmc, else ~/.cache/glmc) for the next run.
+        A plan file (written by glmc convert; recognized by its magic GLMCPLAN) runs on the runtime of its \
+        target: a cpu plan on the CPU, an opencl plan on an OpenCL device (--device N; default the first GPU, \
+        else the first device); its inputs must have the dtypes and shapes it was compiled for. --engine cpu or \
+        --engine opencl on a model builds such a plan first (-O3 unless told otherwise; symbolic dimensions from \
+        the inputs; inputs whose values decide shapes, such as Slice bounds or Reshape shapes, bound to the given \
+        values) and keeps it in the plan cache ($GLMC_CACHE_DIR, else $XDG_CACHE_HOME/glmc, else ~/.cache/glmc) \
+        for the next run.
         Inputs given as FILE.npy bind to the model's runtime inputs in order; NAME=FILE.npy binds by name.
         -O1..-O3 or --passes run the optimization pipeline first (default -O0: the imported graph).
         Outputs are written in graph-output order as output_0.npy, output_1.npy, ... only after the whole
@@ -46,7 +48,10 @@ struct Run: ParsableCommand {
     @Option(help: "Threads a plan's steps are split across (plans only; default: all cores).")
     var threads: Int?
 
-    @Flag(help: "With --engine cpu on a model: build the plan afresh and do not store it in the plan cache.")
+    @Option(help: "The OpenCL device an opencl plan runs on (an index; default: the first GPU, else the first device).")
+    var device: Int?
+
+    @Flag(help: "With --engine cpu or opencl on a model: build the plan afresh and do not store it in the plan cache.")
     var noCache = false
 
     @Flag(help: "Print one JSON line with timing (median_ms, min_ms, p90_ms, runs).")
@@ -58,15 +63,18 @@ struct Run: ParsableCommand {
         guard repeatCount >= 1 else { throw ValidationError("--repeat must be at least 1") }
         guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
         guard (threads ?? 1) >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard (device ?? 0) >= 0 else { throw ValidationError("--device must not be negative") }
     }
 
     func run() throws {
         try reportingErrors {
             if Self.isPlan(path: model) { return try runPlan() }
-            if engine == .cpu { return try runModelOnCPU() }
-            guard engine == .interpreter else {
-                throw GLMCError("unsupported: engine '\(engine.rawValue)' is not built yet; use --engine interpreter or cpu")
+            switch engine {
+            case .interpreter: break
+            case .cpu, .opencl: return try runModelAsPlan()
+            case .cuda: throw GLMCError("unsupported: engine 'cuda' is not built yet; use --engine interpreter, cpu or opencl")
             }
+            guard device == nil else { throw GLMCError("--device applies to opencl plans and --engine opencl") }
             var module = try ModelLoader.load(path: model).module
             try ModuleVerifier.verify(module)
             try passOptions.optimize(&module, defaultLevel: 0)
@@ -128,18 +136,16 @@ struct Run: ParsableCommand {
         return magic == Data("GLMCPLAN".utf8)
     }
 
-    /// Runs a plan on the CPU runtime (timing covers plan execution only).
+    /// Runs a plan on the runtime of its target (timing covers plan execution only).
     func runPlan() throws {
-        guard engine == .interpreter || engine == .cpu else {
-            throw GLMCError("unsupported: engine '\(engine.rawValue)' cannot run plans yet; plans run on the cpu engine")
-        }
         guard passOptions.level == nil, passOptions.passes == nil else {
             throw GLMCError("-O and --passes apply to models; a plan is already optimized")
         }
         let plan: PlanFile
         do { plan = try PlanReader.read(path: model) } catch let e as PlanError { throw GLMCError(e.message) }
-        guard plan.manifest.target == "cpu" else {
-            throw GLMCError("unsupported: this plan is for target '\(plan.manifest.target)'; only cpu plans run yet")
+        // The default engine (interpreter) means "not asked for": a plan runs on its own target.
+        guard engine == .interpreter || engine.rawValue == plan.manifest.target else {
+            throw GLMCError("--engine \(engine.rawValue) cannot run this plan: it is for target '\(plan.manifest.target)'")
         }
         let names = plan.manifest.inputs.map(\.name)
         let tensors = try bind(names: names) { i in
@@ -149,10 +155,12 @@ struct Run: ParsableCommand {
         try execute(plan, inputs: tensors)
     }
 
-    /// `--engine cpu` on a model: optimizes it (-O3 unless told otherwise), fixes symbolic input
-    /// dimensions from the given inputs, builds a CPU plan in memory and runs it (timing covers plan
-    /// execution only, not compilation).
-    func runModelOnCPU() throws {
+    /// `--engine cpu` or `--engine opencl` on a model: optimizes it (-O3 unless told otherwise),
+    /// fixes symbolic input dimensions from the given inputs, builds a plan for the engine's target
+    /// in memory (or takes it from the plan cache) and runs it (timing covers plan execution only,
+    /// not compilation).
+    func runModelAsPlan() throws {
+        let target = try planTarget()
         let modelBytes: Data
         do { modelBytes = try Data(contentsOf: URL(fileURLWithPath: model), options: .mappedIfSafe) } catch {
             throw GLMCError("cannot read \(model): \(error.localizedDescription)")
@@ -184,6 +192,7 @@ struct Run: ParsableCommand {
         let reuse = !passOptions.observesPasses
         let instructionSet = CPUInstructionSet.best(for: HostCPU.features)
         let key = PlanCache.key(modelSha256: modelSha256, options: [
+            "target=" + target,
             "pipeline=" + pipeline.joined(separator: ","),
             "cpu=" + instructionSet.rawValue,
             "shapes=" + specs.map { "\($0.name)=\($0.sizes.map(String.init).joined(separator: "x"))" }.joined(separator: ";"),
@@ -199,6 +208,8 @@ struct Run: ParsableCommand {
             try InputShapes.propagate(&module.main)
             let options = CPUPlanOptions(sourceModelSha256: modelSha256, glmcVersion: GLMC.configuration.version,
                                          pipeline: pipeline, instructionSet: instructionSet, boundInputs: boundByName)
+            // INTERIM until the plan builder's targets land on main: only cpu plans are built.
+            guard target == "cpu" else { throw GLMCError("unsupported: --engine \(target) on a model needs the \(target) plan builder") }
             let plan = try CPUPlanBuilder.build(module, options: options)
             cache?.store(plan, key: key)
             try execute(plan, inputs: tensors)
@@ -209,10 +220,32 @@ struct Run: ParsableCommand {
         }
     }
 
-    /// Runs `plan` on the CPU runtime with `tensors` (in the plan's input order) and writes the outputs.
+    /// The plan target of `--engine` on a model.
+    func planTarget() throws -> String {
+        switch engine {
+        case .cpu: return "cpu"
+        case .opencl: return "opencl"
+        case .interpreter, .cuda: throw GLMCError("unsupported: engine '\(engine.rawValue)' does not build plans")
+        }
+    }
+
+    /// The executor of `plan`'s target. Cases are the targets with a runtime here.
+    func executor(for plan: PlanFile) throws -> any PlanExecutor {
+        let target = plan.manifest.target
+        guard device == nil || target != "cpu" else { throw GLMCError("--device applies to opencl plans; this plan is for the cpu") }
+        switch target {
+        case "cpu": return try CPUExecutor(plan: plan, threads: threads ?? HostCPU.cores)
+        case "opencl": return try OpenCLExecutor(plan: plan, device: device)
+        default: throw GLMCError("unsupported: this plan is for target '\(target)', which has no runtime yet (plans for cpu and opencl run)")
+        }
+    }
+
+    /// Runs `plan` on the runtime of its target with `tensors` (in the plan's input order) and
+    /// writes the outputs. Timing: the executor's own measure of its steps where it has one (a GPU
+    /// runtime: from the first enqueue to the end of the last step), else the whole `run` call.
     func execute(_ plan: PlanFile, inputs tensors: [Tensor]) throws {
         do {
-            let executor = try CPUExecutor(plan: plan, threads: threads ?? HostCPU.cores)
+            let executor = try executor(for: plan)
             var given: [String: HostTensor] = [:]
             for (input, t) in zip(plan.manifest.inputs, tensors) {
                 given[input.name] = HostTensor(name: input.name, dtype: t.dtype.rawValue, shape: t.shape,
@@ -224,14 +257,14 @@ struct Run: ParsableCommand {
             for _ in 0 ..< repeatCount {
                 let start = nowMilliseconds()
                 results = try executor.run(inputs: given)
-                times.append(nowMilliseconds() - start)
+                times.append(executor.lastStepsMilliseconds ?? nowMilliseconds() - start)
             }
             let outputs = try results.map { r -> Tensor in
                 guard let dtype = DType(rawValue: r.dtype) else { throw GLMCError("output '\(r.name)' has unknown dtype \(r.dtype)") }
                 return try r.bytes.withUnsafeBytes { try Tensor(TensorData(type: TensorType(dtype, static: r.shape), copying: $0)) }
             }
             try writeOutputs(outputs, names: results.map(\.name))
-            printTiming(times, engine: "cpu")
+            printTiming(times, engine: plan.manifest.target)
         } catch let e as PlanError {
             throw GLMCError(e.message)
         } catch let e as RuntimeError {
