@@ -49,14 +49,14 @@ public enum CPUInstructionSet: String, CaseIterable, Sendable {
     }
 
     /// The vector type and operations the GEMM kernels are written in, defined once per
-    /// translation unit (after `CPUKernelLibrary.prelude`).
+    /// translation unit (after the target's prelude).
     var vectorPrelude: String {
         switch self {
         case .generic:
             return """
             typedef float glmc_vf __attribute__((vector_size(16)));
-            static inline glmc_vf glmc_vload(const float *p) { glmc_vf v; memcpy(&v, p, sizeof v); return v; }
-            static inline void glmc_vstore(float *p, glmc_vf v) { memcpy(p, &v, sizeof v); }
+            static inline glmc_vf glmc_vload(GLMC_GLOBAL const float *p) { glmc_vf v; memcpy(&v, p, sizeof v); return v; }
+            static inline void glmc_vstore(GLMC_GLOBAL float *p, glmc_vf v) { memcpy(p, &v, sizeof v); }
             static inline glmc_vf glmc_vbroadcast(float x) { glmc_vf v = {x, x, x, x}; return v; }
             #define glmc_vzero() ((glmc_vf){0.0f, 0.0f, 0.0f, 0.0f})
             #define glmc_vfma(a, b, c) ((a) * (b) + (c))
@@ -232,11 +232,11 @@ public enum CPUKernelGEMM {
         let lit = CPUKernelLibrary.lit
         var c = "// \(name): gemm \(s.batches > 1 ? "\(s.batches) x " : "")\(s.m)x\(s.k) * \(s.k)x\(s.n), \(describe(s)); "
         c += "\(mr)x\(nr) micro-tiles (\(isa.rawValue)), blocks MC \(bl.mc) NC \(bl.nc) KC \(bl.kc)\n"
-        c += "void \(name)(void **args, long begin, long end) {\n"
-        c += "  const float *A = (const float *)args[\(s.arguments.a)];\n"
-        c += "  const float *B = (const float *)args[\(s.arguments.b)];\n"
-        if let i = s.arguments.bias { c += "  const float *bias = (const float *)args[\(i)];\n" }
-        c += "  float *C = (float *)args[\(s.arguments.c)];\n"
+        c += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n"
+        c += "  GLMC_GLOBAL const float *A = (GLMC_GLOBAL const float *)args[\(s.arguments.a)];\n"
+        c += "  GLMC_GLOBAL const float *B = (GLMC_GLOBAL const float *)args[\(s.arguments.b)];\n"
+        if let i = s.arguments.bias { c += "  GLMC_GLOBAL const float *bias = (GLMC_GLOBAL const float *)args[\(i)];\n" }
+        c += "  GLMC_GLOBAL float *C = (GLMC_GLOBAL float *)args[\(s.arguments.c)];\n"
         let packsAtRunTime: Bool
         if case .packed = s.b { packsAtRunTime = false } else { packsAtRunTime = true }
         if packsAtRunTime { c += "  float bpack[\(bl.kc * nr)] __attribute__((aligned(64)));\n" }
@@ -244,8 +244,8 @@ public enum CPUKernelGEMM {
         c += "  for (long job = begin; job < end; ++job) {\n"
         c += "    long bt = job / \(bl.mBlocks * bl.nBlocks), mb = job / \(bl.nBlocks) % \(bl.mBlocks), nb = job % \(bl.nBlocks);\n"
         c += "    (void)bt;\n"
-        c += "    const float *Ab = A + (\(s.aOffset));\n    const float *Bb = B + (\(s.bOffset));\n    float *Cb = C + (\(s.cOffset));\n"
-        if let bias = s.bias { c += "    const float *biasb = bias + (\(bias.offset));\n" }
+        c += "    GLMC_GLOBAL const float *Ab = A + (\(s.aOffset));\n    GLMC_GLOBAL const float *Bb = B + (\(s.bOffset));\n    GLMC_GLOBAL float *Cb = C + (\(s.cOffset));\n"
+        if let bias = s.bias { c += "    GLMC_GLOBAL const float *biasb = bias + (\(bias.offset));\n" }
         c += "    long m0 = mb * \(bl.mc), m1 = m0 + \(bl.mc) < \(s.m) ? m0 + \(bl.mc) : \(s.m);\n"
         c += "    long n0 = nb * \(bl.nc), n1 = n0 + \(bl.nc) < \(s.n) ? n0 + \(bl.nc) : \(s.n);\n"
         c += "    for (long k0 = 0; k0 < \(s.k); k0 += \(bl.kc)) {\n"
@@ -261,18 +261,18 @@ public enum CPUKernelGEMM {
         switch s.a {
         case .strided(let rs, let ds):
             aks = ds
-            for r in 0 ..< mr { c += "          const float *a\(r) = Ab + (i0 + (\(r) < mr ? \(r) : 0)) * \(rs) + k0 * \(ds);\n" }
+            for r in 0 ..< mr { c += "          GLMC_GLOBAL const float *a\(r) = Ab + (i0 + (\(r) < mr ? \(r) : 0)) * \(rs) + k0 * \(ds);\n" }
         case .packed:
             aks = mr
-            c += "          const float *ap = Ab + (i0 / \(mr)) * \(s.k * mr) + k0 * \(mr);\n"
-            for r in 0 ..< mr { c += "          const float *a\(r) = ap + \(r);\n" }
+            c += "          GLMC_GLOBAL const float *ap = Ab + (i0 / \(mr)) * \(s.k * mr) + k0 * \(mr);\n"
+            for r in 0 ..< mr { c += "          GLMC_GLOBAL const float *a\(r) = ap + \(r);\n" }
         }
         // The micro-kernel.
         var acc: [String] = []
         for r in 0 ..< mr { for v in 0 ..< nv { acc.append("c\(r)_\(v)") } }
         c += "          glmc_vf " + acc.map { "\($0) = glmc_vzero()" }.joined(separator: ", ") + ";\n"
         c += "          for (long p = 0; p < kc; ++p) {\n"
-        c += "            const float *bq = bp + p * \(nr);\n"
+        c += "            GLMC_GLOBAL const float *bq = bp + p * \(nr);\n"
         c += "            glmc_vf " + (0 ..< nv).map { "b\($0) = glmc_vload(bq + \($0 * vw))" }.joined(separator: ", ") + ";\n"
         for r in 0 ..< mr {
             c += "            { glmc_vf a = glmc_vbroadcast(a\(r)[p * \(aks)]); "
@@ -285,7 +285,7 @@ public enum CPUKernelGEMM {
             c += "          if (mr == \(mr) && nr == \(nr)) {\n"
             for r in 0 ..< mr {
                 for v in 0 ..< nv {
-                    c += "            { float *cp = Cb + (i0 + \(r)) * \(s.n) + j0 + \(v * vw); glmc_vf t = c\(r)_\(v);\n"
+                    c += "            { GLMC_GLOBAL float *cp = Cb + (i0 + \(r)) * \(s.n) + j0 + \(v * vw); glmc_vf t = c\(r)_\(v);\n"
                     c += "              if (!first) t = glmc_vadd(t, glmc_vload(cp));\n"
                     if !fast(r, v).isEmpty { c += "              if (last) {\(fast(r, v))}\n" }
                     c += "              glmc_vstore(cp, t); }\n"
@@ -304,7 +304,7 @@ public enum CPUKernelGEMM {
         }
         for e in s.epilogue { finish += " " + e.apply("v") }
         c += "          for (long r = 0; r < mr; ++r) {\n"
-        c += "            float *cr = Cb + (i0 + r) * \(s.n) + j0;\n            const float *tr = tile + r * \(nr);\n"
+        c += "            GLMC_GLOBAL float *cr = Cb + (i0 + r) * \(s.n) + j0;\n            GLMC_GLOBAL const float *tr = tile + r * \(nr);\n"
         c += "            if (last && first) { for (long j = 0; j < nr; ++j) { float v = tr[j];\(finish) cr[j] = v; } }\n"
         c += "            else if (last) { for (long j = 0; j < nr; ++j) { float v = cr[j] + tr[j];\(finish) cr[j] = v; } }\n"
         c += "            else if (first) { for (long j = 0; j < nr; ++j) cr[j] = tr[j]; }\n"
@@ -362,26 +362,26 @@ public enum CPUKernelGEMM {
         var c = ""
         switch b {
         case .packed:
-            c += "        const float *bp = Bb + ((j0 / \(nr)) * \(k) + k0) * \(nr);\n"
+            c += "        GLMC_GLOBAL const float *bp = Bb + ((j0 / \(nr)) * \(k) + k0) * \(nr);\n"
         case .strided(let ds, let cs):
-            c += "        const float *bp = bpack;\n"
+            c += "        GLMC_GLOBAL const float *bp = bpack;\n"
             if cs == 1 {
                 c += "        for (long p = 0; p < kc; ++p) {\n"
-                c += "          const float *src = Bb + (k0 + p) * \(ds) + j0;\n          float *dst = bpack + p * \(nr);\n"
+                c += "          GLMC_GLOBAL const float *src = Bb + (k0 + p) * \(ds) + j0;\n          GLMC_GLOBAL float *dst = bpack + p * \(nr);\n"
                 c += "          for (long j = 0; j < nr; ++j) dst[j] = src[j];\n"
                 c += "          for (long j = nr; j < \(nr); ++j) dst[j] = 0.0f;\n        }\n"
             } else {
                 // Columns are the far-apart dimension: read along the depth, write across.
                 c += "        for (long j = 0; j < \(nr); ++j) {\n"
                 c += "          if (j >= nr) { for (long p = 0; p < kc; ++p) bpack[p * \(nr) + j] = 0.0f; continue; }\n"
-                c += "          const float *src = Bb + k0 * \(ds) + (j0 + j) * \(cs);\n"
+                c += "          GLMC_GLOBAL const float *src = Bb + k0 * \(ds) + (j0 + j) * \(cs);\n"
                 c += "          for (long p = 0; p < kc; ++p) bpack[p * \(nr) + j] = src[p * \(ds)];\n        }\n"
             }
         case .im2col(let g):
             // The panel's output pixels, cut into runs within one output row; per depth index
             // (channel, ky, kx) each run is a strided row segment of the image, zero outside it.
             let taps = g.kernelHeight * g.kernelWidth
-            c += "        const float *bp = bpack;\n"
+            c += "        GLMC_GLOBAL const float *bp = bpack;\n"
             c += "        long run_j[\(nr + 1)], run_oy[\(nr)], run_ox[\(nr)]; int runs = 0;\n"
             c += "        for (long j = 0; j < nr; ) {\n"
             c += "          long pix = j0 + j, len = \(g.outputWidth) - pix % \(g.outputWidth);\n"
@@ -408,10 +408,10 @@ public enum CPUKernelGEMM {
                 c += "          }\n        }\n"
                 c += "        long ic = k0 / \(taps), tap = k0 % \(taps);\n"
                 c += "        for (long p = 0; p < kc; ++p) {\n"
-                c += "          const float *xc = Bb + ic * \(g.height * g.width);\n          float *dst = bpack + p * \(nr);\n"
+                c += "          GLMC_GLOBAL const float *xc = Bb + ic * \(g.height * g.width);\n          GLMC_GLOBAL float *dst = bpack + p * \(nr);\n"
                 c += "          for (int q = 0; q < runs; ++q) {\n"
                 c += "            long e = tap * \(maxRuns) + q, len = run_j[q + 1] - run_j[q], lo = tab_lo[e], hi = tab_hi[e], u;\n"
-                c += "            float *d = dst + run_j[q];\n            const float *s = xc + tab_off[e];\n"
+                c += "            GLMC_GLOBAL float *d = dst + run_j[q];\n            GLMC_GLOBAL const float *s = xc + tab_off[e];\n"
                 c += "            for (u = 0; u < lo; ++u) d[u] = 0.0f;\n"
                 c += "            for (u = lo; u < hi; ++u) d[u] = s[u * \(g.strideW)];\n"
                 c += "            for (u = hi; u < len; ++u) d[u] = 0.0f;\n"
@@ -422,9 +422,9 @@ public enum CPUKernelGEMM {
             }
             c += "        for (long p = 0; p < kc; ++p) {\n"
             c += "          long kk = k0 + p, ic = kk / \(taps), ky = kk / \(g.kernelWidth) % \(g.kernelHeight), kx = kk % \(g.kernelWidth);\n"
-            c += "          const float *xc = Bb + ic * \(g.height * g.width);\n          float *dst = bpack + p * \(nr);\n"
+            c += "          GLMC_GLOBAL const float *xc = Bb + ic * \(g.height * g.width);\n          GLMC_GLOBAL float *dst = bpack + p * \(nr);\n"
             c += "          for (int q = 0; q < runs; ++q) {\n"
-            c += "            long j = run_j[q], len = run_j[q + 1] - j, t;\n            float *d = dst + j;\n"
+            c += "            long j = run_j[q], len = run_j[q + 1] - j, t;\n            GLMC_GLOBAL float *d = dst + j;\n"
             c += "            long iy = run_oy[q] * \(g.strideH) - \(g.padTop) + ky * \(g.dilationH);\n"
             c += "            if (iy < 0 || iy >= \(g.height)) { for (t = 0; t < len; ++t) d[t] = 0.0f; continue; }\n"
             c += "            long ix0 = run_ox[q] * \(g.strideW) - \(g.padLeft) + kx * \(g.dilationW);\n"
@@ -432,7 +432,7 @@ public enum CPUKernelGEMM {
             c += "            long lo = ix0 >= 0 ? 0 : (-ix0 + \(g.strideW - 1)) / \(g.strideW);\n"
             c += "            long hi = \(g.width) - ix0 <= 0 ? 0 : (\(g.width) - ix0 + \(g.strideW - 1)) / \(g.strideW);\n"
             c += "            if (hi > len) hi = len;\n            if (lo > hi) lo = hi;\n"
-            c += "            const float *s = xc + iy * \(g.width) + ix0;\n"
+            c += "            GLMC_GLOBAL const float *s = xc + iy * \(g.width) + ix0;\n"
             c += "            for (t = 0; t < lo; ++t) d[t] = 0.0f;\n"
             c += "            for (t = lo; t < hi; ++t) d[t] = s[t * \(g.strideW)];\n"
             c += "            for (t = hi; t < len; ++t) d[t] = 0.0f;\n"
@@ -464,25 +464,25 @@ public enum CPUKernelDepthwise {
             lo.append(l); hi.append(hh)
         }
         var c = "// \(name): depthwise conv2d \(planes) planes [\(h)x\(w)] -> [\(oh)x\(ow)] kernel \(kh)x\(kw)\n"
-        c += "void \(name)(void **args, long begin, long end) {\n"
-        c += "  const float *X = (const float *)args[0];\n  const float *W = (const float *)args[1];\n"
-        if hasBias { c += "  const float *B = (const float *)args[2];\n" }
-        c += "  float *Y = (float *)args[\(hasBias ? 3 : 2)];\n"
+        c += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n"
+        c += "  GLMC_GLOBAL const float *X = (GLMC_GLOBAL const float *)args[0];\n  GLMC_GLOBAL const float *W = (GLMC_GLOBAL const float *)args[1];\n"
+        if hasBias { c += "  GLMC_GLOBAL const float *B = (GLMC_GLOBAL const float *)args[2];\n" }
+        c += "  GLMC_GLOBAL float *Y = (GLMC_GLOBAL float *)args[\(hasBias ? 3 : 2)];\n"
         c += CPUKernelLibrary.longArray("col_lo", lo) + CPUKernelLibrary.longArray("col_hi", hi)
         c += "  for (long plane = begin; plane < end; ++plane) {\n"
         c += "    long ch = plane % \(channels);\n"
-        c += "    const float *x = X + plane * \(h * w);\n    float *y = Y + plane * \(oh * ow);\n"
-        c += "    const float *wk = W + ch * \(kh * kw);\n"
+        c += "    GLMC_GLOBAL const float *x = X + plane * \(h * w);\n    GLMC_GLOBAL float *y = Y + plane * \(oh * ow);\n"
+        c += "    GLMC_GLOBAL const float *wk = W + ch * \(kh * kw);\n"
         c += "    float init = \(hasBias ? "B[ch]" : "0.0f");\n"
         c += "    for (long oy = 0; oy < \(oh); ++oy) {\n"
-        c += "      float *restrict yr = y + oy * \(ow);\n"
+        c += "      GLMC_GLOBAL float *restrict yr = y + oy * \(ow);\n"
         c += "      for (long ox = 0; ox < \(ow); ++ox) yr[ox] = init;\n"
         c += "      for (long ky = 0; ky < \(kh); ++ky) {\n"
         c += "        long iy = oy * \(strideH) - \(padTop) + ky * \(dilationH);\n"
         c += "        if (iy < 0 || iy >= \(h)) continue;\n"
         c += "        for (long kx = 0; kx < \(kw); ++kx) {\n"
         c += "          float wv = wk[ky * \(kw) + kx];\n"
-        c += "          const float *restrict xr = x + iy * \(w) + kx * \(dilationW) - \(padLeft);\n"
+        c += "          GLMC_GLOBAL const float *restrict xr = x + iy * \(w) + kx * \(dilationW) - \(padLeft);\n"
         c += "          for (long ox = col_lo[kx]; ox < col_hi[kx]; ++ox) yr[ox] += wv * xr[ox * \(strideW)];\n"
         c += "        }\n      }\n"
         if !epilogue.isEmpty {

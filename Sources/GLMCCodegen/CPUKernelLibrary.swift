@@ -1,8 +1,9 @@
-/// Hand-written C kernels for the CPU target, with every shape baked in as a constant.
+/// Hand-written kernels, with every shape baked in as a constant, in the portable subset of C99
+/// that every `PlanTarget`'s prelude maps onto its language (see `PlanTarget`).
 ///
-/// Every kernel has the plan's uniform CPU ABI:
+/// Every kernel has the plan's uniform ABI (a GPU entry point calls it for one unit):
 ///
-///     void NAME(void **args, long begin, long end)
+///     void NAME(GLMC_GLOBAL void **args, long begin, long end)
 ///
 /// `args` holds pointers to the step's buffers and weights in the step's argument order (inputs
 /// first, the output last); `[begin, end)` is a slice of the step's parallel range (the plan step's
@@ -29,14 +30,6 @@ public enum CPUKernelLibrary {
         }
     }
 
-    /// The prelude of the one translation unit.
-    public static let prelude = """
-    #include <math.h>
-    #include <string.h>
-    #include <float.h>
-
-    """
-
     static func lit(_ x: Float) -> String {
         if x.isInfinite { return x > 0 ? "INFINITY" : "-INFINITY" }
         if x.isNaN { return "NAN" }
@@ -55,10 +48,10 @@ public enum CPUKernelLibrary {
         let bIndex = transB ? "c * \(k) + p" : "p * \(n) + c"
         let y = bias == nil ? "args[2]" : "args[3]"
         var s = "// \(name): gemm \(m)x\(k) * \(k)x\(n)\(transA ? " transA" : "")\(transB ? " transB" : "")\n"
-        s += "void \(name)(void **args, long begin, long end) {\n"
-        s += "  const float *A = (const float *)args[0];\n  const float *B = (const float *)args[1];\n"
-        if bias != nil { s += "  const float *C = (const float *)args[2];\n" }
-        s += "  float *Y = (float *)\(y);\n"
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n"
+        s += "  GLMC_GLOBAL const float *A = (GLMC_GLOBAL const float *)args[0];\n  GLMC_GLOBAL const float *B = (GLMC_GLOBAL const float *)args[1];\n"
+        if bias != nil { s += "  GLMC_GLOBAL const float *C = (GLMC_GLOBAL const float *)args[2];\n" }
+        s += "  GLMC_GLOBAL float *Y = (GLMC_GLOBAL float *)\(y);\n"
         s += "  for (long i = begin; i < end; ++i) {\n"
         s += "    long r = i / \(n), c = i % \(n);\n"
         s += "    float acc = 0.0f;\n"
@@ -86,18 +79,18 @@ public enum CPUKernelLibrary {
                               hasBias: Bool, epilogue: [Epilogue]) -> String {
         let cg = c / group, mg = m / group
         var s = "// \(name): conv2d [\(n),\(c),\(h),\(w)] -> [\(n),\(m),\(oh),\(ow)] kernel \(kh)x\(kw) group \(group)\n"
-        s += "void \(name)(void **args, long begin, long end) {\n"
-        s += "  const float *X = (const float *)args[0];\n  const float *W = (const float *)args[1];\n"
-        if hasBias { s += "  const float *B = (const float *)args[2];\n" }
-        s += "  float *Y = (float *)args[\(hasBias ? 3 : 2)];\n"
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n"
+        s += "  GLMC_GLOBAL const float *X = (GLMC_GLOBAL const float *)args[0];\n  GLMC_GLOBAL const float *W = (GLMC_GLOBAL const float *)args[1];\n"
+        if hasBias { s += "  GLMC_GLOBAL const float *B = (GLMC_GLOBAL const float *)args[2];\n" }
+        s += "  GLMC_GLOBAL float *Y = (GLMC_GLOBAL float *)args[\(hasBias ? 3 : 2)];\n"
         s += "  for (long plane = begin; plane < end; ++plane) {\n"
         s += "    long b = plane / \(m), oc = plane % \(m), g = oc / \(mg);\n"
-        s += "    float *y = Y + plane * \(oh * ow);\n"
+        s += "    GLMC_GLOBAL float *y = Y + plane * \(oh * ow);\n"
         s += "    float init = \(hasBias ? "B[oc]" : "0.0f");\n"
         s += "    for (long j = 0; j < \(oh * ow); ++j) y[j] = init;\n"
         s += "    for (long ic = 0; ic < \(cg); ++ic) {\n"
-        s += "      const float *x = X + (b * \(c) + g * \(cg) + ic) * \(h * w);\n"
-        s += "      const float *wk = W + (oc * \(cg) + ic) * \(kh * kw);\n"
+        s += "      GLMC_GLOBAL const float *x = X + (b * \(c) + g * \(cg) + ic) * \(h * w);\n"
+        s += "      GLMC_GLOBAL const float *wk = W + (oc * \(cg) + ic) * \(kh * kw);\n"
         s += "      for (long ky = 0; ky < \(kh); ++ky) {\n"
         s += "        for (long kx = 0; kx < \(kw); ++kx) {\n"
         s += "          float wv = wk[ky * \(kw) + kx];\n"
@@ -109,8 +102,8 @@ public enum CPUKernelLibrary {
         s += "          for (long oy = 0; oy < \(oh); ++oy) {\n"
         s += "            long iy = oy * \(strideH) - \(padTop) + ky * \(dilationH);\n"
         s += "            if (iy < 0 || iy >= \(h)) continue;\n"
-        s += "            const float *restrict xr = x + iy * \(w) + shift;\n"
-        s += "            float *restrict yr = y + oy * \(ow);\n"
+        s += "            GLMC_GLOBAL const float *restrict xr = x + iy * \(w) + shift;\n"
+        s += "            GLMC_GLOBAL float *restrict yr = y + oy * \(ow);\n"
         s += "            for (long ox = lo; ox < hi; ++ox) yr[ox] += wv * xr[ox * \(strideW)];\n"
         s += "          }\n        }\n      }\n    }\n"
         if !epilogue.isEmpty {
@@ -126,10 +119,10 @@ public enum CPUKernelLibrary {
                               kh: Int, kw: Int, padTop: Int, padLeft: Int, strideH: Int, strideW: Int,
                               dilationH: Int, dilationW: Int, countIncludePad: Bool) -> String {
         var s = "// \(name): \(max ? "max" : "average") pool [\(planes) planes, \(h)x\(w)] -> \(oh)x\(ow), kernel \(kh)x\(kw)\n"
-        s += "void \(name)(void **args, long begin, long end) {\n"
-        s += "  const float *X = (const float *)args[0];\n  float *Y = (float *)args[1];\n"
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n"
+        s += "  GLMC_GLOBAL const float *X = (GLMC_GLOBAL const float *)args[0];\n  GLMC_GLOBAL float *Y = (GLMC_GLOBAL float *)args[1];\n"
         s += "  for (long plane = begin; plane < end; ++plane) {\n"
-        s += "    const float *x = X + plane * \(h * w);\n    float *y = Y + plane * \(oh * ow);\n"
+        s += "    GLMC_GLOBAL const float *x = X + plane * \(h * w);\n    GLMC_GLOBAL float *y = Y + plane * \(oh * ow);\n"
         s += "    for (long oy = 0; oy < \(oh); ++oy) {\n      for (long ox = 0; ox < \(ow); ++ox) {\n"
         s += max ? "        float acc = -INFINITY;\n" : "        float acc = 0.0f; long count = 0;\n"
         s += "        for (long ky = 0; ky < \(kh); ++ky) {\n"
@@ -159,11 +152,11 @@ public enum CPUKernelLibrary {
     public static func globalAveragePool(name: String, planes: Int, size: Int) -> String {
         """
         // \(name): global average pool, \(planes) planes of \(size)
-        void \(name)(void **args, long begin, long end) {
-          const float *X = (const float *)args[0];
-          float *Y = (float *)args[1];
+        void \(name)(GLMC_GLOBAL void **args, long begin, long end) {
+          GLMC_GLOBAL const float *X = (GLMC_GLOBAL const float *)args[0];
+          GLMC_GLOBAL float *Y = (GLMC_GLOBAL float *)args[1];
           for (long plane = begin; plane < end; ++plane) {
-            const float *x = X + plane * \(size);
+            GLMC_GLOBAL const float *x = X + plane * \(size);
             float acc = 0.0f;
             for (long j = 0; j < \(size); ++j) acc += x[j];
             Y[plane] = acc / \(size).0f;
@@ -178,8 +171,8 @@ public enum CPUKernelLibrary {
     public static func copy(name: String, bytes: Int) -> String {
         """
         // \(name): copy \(bytes) bytes
-        void \(name)(void **args, long begin, long end) {
-          memcpy((char *)args[1] + begin, (const char *)args[0] + begin, (size_t)(end - begin));
+        void \(name)(GLMC_GLOBAL void **args, long begin, long end) {
+          memcpy((GLMC_GLOBAL char *)args[1] + begin, (GLMC_GLOBAL const char *)args[0] + begin, (size_t)(end - begin));
         }
 
         """

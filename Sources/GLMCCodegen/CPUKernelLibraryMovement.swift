@@ -8,7 +8,7 @@ extension CPUKernelLibrary {
         case 1: return "unsigned char"
         case 2: return "unsigned short"
         case 4: return "unsigned int"
-        case 8: return "unsigned long long"
+        case 8: return "uint64_t"
         default: return nil
         }
     }
@@ -20,21 +20,21 @@ extension CPUKernelLibrary {
     /// Arguments: the sources, T, [F], Y.
     public static func indexTableGather(name: String, elementBytes: Int, indexBytes: Int, sourceStarts: [Int] = [0],
                                         hasFills: Bool) -> String {
-        let t = elementType(bytes: elementBytes)!, ix = indexBytes == 4 ? "int" : "long long"
+        let t = elementType(bytes: elementBytes)!, ix = indexBytes == 4 ? "int" : "int64_t"
         let k = sourceStarts.count
         var s = "// \(name): gather through an index table, \(elementBytes)-byte elements, \(k) source\(k == 1 ? "" : "s")\n"
-        s += "void \(name)(void **args, long begin, long end) {\n"
-        for j in 0 ..< k { s += "  const \(t) *X\(j) = (const \(t) *)args[\(j)];\n" }
-        s += "  const \(ix) *T = (const \(ix) *)args[\(k)];\n"
-        if hasFills { s += "  const \(t) *F = (const \(t) *)args[\(k + 1)];\n" }
-        s += "  \(t) *Y = (\(t) *)args[\(k + (hasFills ? 2 : 1))];\n"
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n"
+        for j in 0 ..< k { s += "  GLMC_GLOBAL const \(t) *X\(j) = (GLMC_GLOBAL const \(t) *)args[\(j)];\n" }
+        s += "  GLMC_GLOBAL const \(ix) *T = (GLMC_GLOBAL const \(ix) *)args[\(k)];\n"
+        if hasFills { s += "  GLMC_GLOBAL const \(t) *F = (GLMC_GLOBAL const \(t) *)args[\(k + 1)];\n" }
+        s += "  GLMC_GLOBAL \(t) *Y = (GLMC_GLOBAL \(t) *)args[\(k + (hasFills ? 2 : 1))];\n"
         // The source of entry j: the last one starting at or before j.
         var pick = "X\(k - 1)[j - \(sourceStarts[k - 1])]"
         for j in stride(from: k - 2, through: 0, by: -1) {
             pick = "j < \(sourceStarts[j + 1]) ? X\(j)[j - \(sourceStarts[j])] : " + pick
         }
         if k == 1 { pick = "X0[j]" }
-        s += "  for (long i = begin; i < end; ++i) { long long j = T[i]; Y[i] = "
+        s += "  for (long i = begin; i < end; ++i) { int64_t j = T[i]; Y[i] = "
         s += hasFills ? "j >= 0 ? (\(pick)) : F[-1 - j]; }\n" : "\(pick); }\n"
         s += "}\n"
         return s
@@ -47,12 +47,12 @@ extension CPUKernelLibrary {
         let t = elementType(bytes: elementBytes)!
         return """
         // \(name): trilu \(upper ? "upper" : "lower") of [\(rows), \(cols)] matrices, runtime k
-        void \(name)(void **args, long begin, long end) {
-          const \(t) *X = (const \(t) *)args[0];
-          long long k = *(const long long *)args[1];
-          \(t) *Y = (\(t) *)args[2];
+        void \(name)(GLMC_GLOBAL void **args, long begin, long end) {
+          GLMC_GLOBAL const \(t) *X = (GLMC_GLOBAL const \(t) *)args[0];
+          int64_t k = *(GLMC_GLOBAL const int64_t *)args[1];
+          GLMC_GLOBAL \(t) *Y = (GLMC_GLOBAL \(t) *)args[2];
           for (long e = begin; e < end; ++e) {
-            long long j = e % \(cols), i = (e / \(cols)) % \(rows);
+            int64_t j = e % \(cols), i = (e / \(cols)) % \(rows);
             Y[e] = (j - i \(upper ? ">=" : "<=") k) ? X[e] : (\(t))0;
           }
         }
@@ -68,13 +68,13 @@ extension CPUKernelLibrary {
         let t = elementType(bytes: elementBytes)!
         return """
         // \(name): reverse_sequence, time \(timeLen) (stride \(timeStride)), batch \(batchLen) (stride \(batchStride))
-        void \(name)(void **args, long begin, long end) {
-          const \(t) *X = (const \(t) *)args[0];
-          const long long *L = (const long long *)args[1];
-          \(t) *Y = (\(t) *)args[2];
+        void \(name)(GLMC_GLOBAL void **args, long begin, long end) {
+          GLMC_GLOBAL const \(t) *X = (GLMC_GLOBAL const \(t) *)args[0];
+          GLMC_GLOBAL const int64_t *L = (GLMC_GLOBAL const int64_t *)args[1];
+          GLMC_GLOBAL \(t) *Y = (GLMC_GLOBAL \(t) *)args[2];
           for (long e = begin; e < end; ++e) {
             long t = (e / \(timeStride)) % \(timeLen), b = (e / \(batchStride)) % \(batchLen);
-            long long len = L[b];
+            int64_t len = L[b];
             if (len < 0) len = 0;
             if (len > \(timeLen)) len = \(timeLen);
             Y[e] = t < len ? X[e + (len - 1 - 2 * t) * \(timeStride)] : X[e];
@@ -86,7 +86,7 @@ extension CPUKernelLibrary {
 
     /// Reads index `k` of an int32 or int64 index tensor `I` as a C expression.
     static func indexLoad(_ array: String, _ k: String, indexBytes: Int) -> String {
-        indexBytes == 4 ? "(long long)((const int *)\(array))[\(k)]" : "((const long long *)\(array))[\(k)]"
+        indexBytes == 4 ? "(int64_t)((GLMC_GLOBAL const int *)\(array))[\(k)]" : "((GLMC_GLOBAL const int64_t *)\(array))[\(k)]"
     }
 
     /// GatherElements: `Y[o] = X[o with its axis coordinate replaced by I[o]]` (negative indices
@@ -97,13 +97,13 @@ extension CPUKernelLibrary {
                                       inStrides: [Int], axisLen: Int) -> String {
         let t = elementType(bytes: elementBytes)!
         var s = "// \(name): gather_elements on axis \(axis), output \(outShape)\n"
-        s += "void \(name)(void **args, long begin, long end) {\n"
-        s += "  const \(t) *X = (const \(t) *)args[0];\n  \(t) *Y = (\(t) *)args[2];\n"
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n"
+        s += "  GLMC_GLOBAL const \(t) *X = (GLMC_GLOBAL const \(t) *)args[0];\n  GLMC_GLOBAL \(t) *Y = (GLMC_GLOBAL \(t) *)args[2];\n"
         s += "  for (long i = begin; i < end; ++i) {\n    long rest = i, off = 0;\n"
         for d in stride(from: outShape.count - 1, through: 0, by: -1) {
             s += "    { long c = rest % \(outShape[d]); rest /= \(outShape[d]);"
             if d == axis {
-                s += " long long j = \(indexLoad("args[1]", "i", indexBytes: indexBytes)); if (j < 0) j += \(axisLen);"
+                s += " int64_t j = \(indexLoad("args[1]", "i", indexBytes: indexBytes)); if (j < 0) j += \(axisLen);"
                 s += " if (j < 0) j = 0; if (j > \(axisLen - 1)) j = \(axisLen - 1); c = (long)j;"
             }
             s += " off += c * \(inStrides[d]); }\n"
@@ -121,13 +121,13 @@ extension CPUKernelLibrary {
                                 tuplesPerBatch: Int, batchStride: Int) -> String {
         let t = elementType(bytes: elementBytes)!
         var s = "// \(name): gather_nd, \(tuples) tuples of depth \(depth), slices of \(sliceElements)\n"
-        s += "void \(name)(void **args, long begin, long end) {\n"
-        s += "  const \(t) *X = (const \(t) *)args[0];\n  \(t) *Y = (\(t) *)args[2];\n"
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n"
+        s += "  GLMC_GLOBAL const \(t) *X = (GLMC_GLOBAL const \(t) *)args[0];\n  GLMC_GLOBAL \(t) *Y = (GLMC_GLOBAL \(t) *)args[2];\n"
         s += longArray("sizes", dimSizes) + longArray("strides", dimStrides)
         s += "  for (long q = begin; q < end; ++q) {\n"
         s += "    long off = (q / \(tuplesPerBatch)) * \(batchStride);\n"
         s += "    for (long d = 0; d < \(depth); ++d) {\n"
-        s += "      long long j = \(indexLoad("args[1]", "q * \(depth) + d", indexBytes: indexBytes));\n"
+        s += "      int64_t j = \(indexLoad("args[1]", "q * \(depth) + d", indexBytes: indexBytes));\n"
         s += "      if (j < 0) j += sizes[d];\n      if (j < 0) j = 0;\n      if (j >= sizes[d]) j = sizes[d] - 1;\n"
         s += "      off += (long)j * strides[d];\n    }\n"
         s += "    memcpy(Y + q * \(sliceElements), X + off, \(sliceElements * elementBytes));\n  }\n}\n"
@@ -162,19 +162,19 @@ extension CPUKernelLibrary {
                                nd: (updates: Int, depth: Int, dimSizes: [Int], dimStrides: [Int], sliceElements: Int)?,
                                elements: (indexShape: [Int], axis: Int, dataStrides: [Int], axisLen: Int)?) -> String {
         var s = "// \(name): scatter\(nd != nil ? "_nd" : "_elements") reduction \(reduction.rawValue)\n"
-        s += "void \(name)(void **args, long begin, long end) {\n"
-        s += "  const \(cType) *X = (const \(cType) *)args[0];\n  const \(cType) *U = (const \(cType) *)args[2];\n"
-        s += "  \(cType) *Y = (\(cType) *)args[3];\n"
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n"
+        s += "  GLMC_GLOBAL const \(cType) *X = (GLMC_GLOBAL const \(cType) *)args[0];\n  GLMC_GLOBAL const \(cType) *U = (GLMC_GLOBAL const \(cType) *)args[2];\n"
+        s += "  GLMC_GLOBAL \(cType) *Y = (GLMC_GLOBAL \(cType) *)args[3];\n"
         s += "  if (begin > 0 || end < 1) return;\n"
         s += "  memcpy(Y, X, sizeof(\(cType)) * \(totalElements));\n"
         if let nd {
             s += longArray("sizes", nd.dimSizes) + longArray("strides", nd.dimStrides)
             s += "  for (long q = 0; q < \(nd.updates); ++q) {\n    long off = 0;\n"
             s += "    for (long d = 0; d < \(nd.depth); ++d) {\n"
-            s += "      long long j = \(indexLoad("args[1]", "q * \(nd.depth) + d", indexBytes: indexBytes));\n"
+            s += "      int64_t j = \(indexLoad("args[1]", "q * \(nd.depth) + d", indexBytes: indexBytes));\n"
             s += "      if (j < 0) j += sizes[d];\n      if (j < 0 || j >= sizes[d]) return;\n"
             s += "      off += (long)j * strides[d];\n    }\n"
-            s += "    for (long e = 0; e < \(nd.sliceElements); ++e) { \(cType) *y = Y + off + e; \(cType) u = U[q * \(nd.sliceElements) + e];"
+            s += "    for (long e = 0; e < \(nd.sliceElements); ++e) { GLMC_GLOBAL \(cType) *y = Y + off + e; \(cType) u = U[q * \(nd.sliceElements) + e];"
             s += " *y = \(reduction.combine("*y", "u")); }\n  }\n}\n"
         } else if let el = elements {
             let count = el.indexShape.reduce(1, *)
@@ -182,7 +182,7 @@ extension CPUKernelLibrary {
             for d in stride(from: el.indexShape.count - 1, through: 0, by: -1) {
                 s += "    { long c = rest % \(el.indexShape[d]); rest /= \(el.indexShape[d]);"
                 if d == el.axis {
-                    s += " long long j = \(indexLoad("args[1]", "i", indexBytes: indexBytes)); if (j < 0) j += \(el.axisLen);"
+                    s += " int64_t j = \(indexLoad("args[1]", "i", indexBytes: indexBytes)); if (j < 0) j += \(el.axisLen);"
                     s += " if (j < 0 || j >= \(el.axisLen)) return; c = (long)j;"
                 }
                 s += " off += c * \(el.dataStrides[d]); }\n"
@@ -199,13 +199,13 @@ extension CPUKernelLibrary {
         let t = elementType(bytes: elementBytes)!
         return """
         // \(name): one_hot, depth \(depth)
-        void \(name)(void **args, long begin, long end) {
-          const \(indexCType) *I = (const \(indexCType) *)args[0];
-          const \(t) *V = (const \(t) *)args[1];
-          \(t) *Y = (\(t) *)args[2];
+        void \(name)(GLMC_GLOBAL void **args, long begin, long end) {
+          GLMC_GLOBAL const \(indexCType) *I = (GLMC_GLOBAL const \(indexCType) *)args[0];
+          GLMC_GLOBAL const \(t) *V = (GLMC_GLOBAL const \(t) *)args[1];
+          GLMC_GLOBAL \(t) *Y = (GLMC_GLOBAL \(t) *)args[2];
           for (long i = begin; i < end; ++i) {
             long inner = i % \(inner), d = (i / \(inner)) % \(depth), outer = i / \(inner * depth);
-            long long j = (long long)I[outer * \(inner) + inner];
+            int64_t j = (int64_t)I[outer * \(inner) + inner];
             if (j < 0) j += \(depth);
             Y[i] = j == d ? V[1] : V[0];
           }

@@ -18,11 +18,11 @@ struct CScalar: Equatable {
         case .f64: return "double"
         case .f32: return "float"
         case .f16, .bf16: return "unsigned short"
-        case .i64: return "long long"
+        case .i64: return "int64_t"
         case .i32: return "int"
         case .i16: return "short"
         case .i8: return "signed char"
-        case .u64: return "unsigned long long"
+        case .u64: return "uint64_t"
         case .u32: return "unsigned int"
         case .u16: return "unsigned short"
         case .u8, .bool: return "unsigned char"
@@ -74,11 +74,11 @@ struct CScalar: Equatable {
     /// The smallest and largest value, as C literals (integer types and bool).
     var range: (String, String) {
         switch dtype {
-        case .i64: return ("(-9223372036854775807LL - 1)", "9223372036854775807LL")
+        case .i64: return ("(-9223372036854775807L - 1)", "9223372036854775807L")
         case .i32: return ("(-2147483647 - 1)", "2147483647")
         case .i16: return ("-32768", "32767")
         case .i8: return ("-128", "127")
-        case .u64: return ("0ULL", "18446744073709551615ULL")
+        case .u64: return ("0UL", "18446744073709551615UL")
         case .u32: return ("0U", "4294967295U")
         case .u16: return ("0", "65535")
         case .u8: return ("0", "255")
@@ -88,7 +88,7 @@ struct CScalar: Equatable {
 
     /// `const T *NAME = (const T *)args[i];` (or writable).
     func pointer(_ name: String, _ arg: Int, const: Bool = true) -> String {
-        "  \(const ? "const " : "")\(storage) *\(name) = (\(const ? "const " : "")\(storage) *)args[\(arg)];\n"
+        "  GLMC_GLOBAL \(const ? "const " : "")\(storage) *\(name) = (GLMC_GLOBAL \(const ? "const " : "")\(storage) *)args[\(arg)];\n"
     }
 }
 
@@ -100,40 +100,37 @@ extension CPUKernelLibrary {
     static let reductionHelpers = """
     #ifndef GLMCR_HELPERS
     #define GLMCR_HELPERS
-    #include <stdlib.h>
     static inline float glmcr_h2f(unsigned short h) {
       unsigned int s = (unsigned int)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu, bits;
       float f;
       if (e == 0) { f = ldexpf((float)m, -24); return s ? -f : f; }
       bits = e == 31 ? (s | 0x7f800000u | (m << 13)) : (s | ((e + 112u) << 23) | (m << 13));
-      memcpy(&f, &bits, 4);
-      return f;
+      return GLMC_FLOAT_FROM_BITS(bits);
     }
     static inline unsigned short glmcr_f2h(float f) {
-      unsigned int x, ax, sign, h, rest;
-      memcpy(&x, &f, 4);
+      unsigned int x = GLMC_BITS_FROM_FLOAT(f), ax, sign, h, rest;
       sign = (x >> 16) & 0x8000u; ax = x & 0x7fffffffu;
       if (ax > 0x7f800000u) return (unsigned short)(sign | 0x7e00u | ((ax >> 13) & 0x3ffu));
       if (ax >= 0x477ff000u) return (unsigned short)(sign | 0x7c00u);
-      if (ax < 0x38800000u) { float a; memcpy(&a, &ax, 4); return (unsigned short)(sign | (unsigned int)rintf(a * 16777216.0f)); }
+      if (ax < 0x38800000u) { float a = GLMC_FLOAT_FROM_BITS(ax); return (unsigned short)(sign | (unsigned int)rintf(a * 16777216.0f)); }
       h = (((ax >> 23) - 112u) << 10) | ((ax & 0x7fffffu) >> 13);
       rest = ax & 0x1fffu;
       if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) h += 1;
       return (unsigned short)(sign | h);
     }
-    static inline float glmcr_bf2f(unsigned short b) { unsigned int bits = (unsigned int)b << 16; float f; memcpy(&f, &bits, 4); return f; }
+    static inline float glmcr_bf2f(unsigned short b) { return GLMC_FLOAT_FROM_BITS((unsigned int)b << 16); }
     static inline unsigned short glmcr_f2bf(float f) {
-      unsigned int x; memcpy(&x, &f, 4);
+      unsigned int x = GLMC_BITS_FROM_FLOAT(f);
       if (f != f) return (unsigned short)((x >> 16) | 0x40u);
       return (unsigned short)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
     }
     /* Double to integer as the interpreter stores it: towards zero, non-finite values give 0. */
-    static inline long long glmcr_d2i(double v) {
+    static inline int64_t glmcr_d2i(double v) {
       if (!(v == v) || v == INFINITY || v == -INFINITY) return 0;
       v = trunc(v);
-      if (v >= 9223372036854775807.0) return 9223372036854775807LL;
-      if (v <= -9223372036854775808.0) return (-9223372036854775807LL - 1);
-      return (long long)v;
+      if (v >= 9223372036854775807.0) return 9223372036854775807L;
+      if (v <= -9223372036854775808.0) return (-9223372036854775807L - 1);
+      return (int64_t)v;
     }
     #endif
 
@@ -181,7 +178,7 @@ extension CPUKernelLibrary {
                        reducedSizes: [Int], reducedStrides: [Int]) -> String {
         let groupSize = reducedSizes.reduce(1, *)
         var s = "// \(name): reduce \(kind) of \(input.dtype) over \(reducedSizes) (kept \(keptSizes))\n"
-        s += "void \(name)(void **args, long begin, long end) {\n" + input.pointer("X", 0) + output.pointer("Y", 1, const: false)
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + input.pointer("X", 0) + output.pointer("Y", 1, const: false)
         s += "  for (long o = begin; o < end; ++o) {\n"
         s += offsetCode("o", sizes: keptSizes, strides: keptStrides, into: "base")
         func loop(_ body: String) -> String {
@@ -196,12 +193,12 @@ extension CPUKernelLibrary {
                 s += "    Y[o] = (\(output.storage))a;\n"
             } else {
                 // Wrapping 64-bit arithmetic, as the interpreter's Int64 &+ / &*.
-                s += "    unsigned long long a = \(kind == .prod ? "1ULL" : "0ULL");\n"
-                let v = "(unsigned long long)X[p]"
+                s += "    uint64_t a = \(kind == .prod ? "1UL" : "0UL");\n"
+                let v = "(uint64_t)X[p]"
                 let term: String
                 switch kind {
                 case .prod: term = "a *= \(v);"
-                case .l1: term = input.isUnsigned ? "a += \(v);" : "a += X[p] >= 0 ? \(v) : 0ULL - \(v);"
+                case .l1: term = input.isUnsigned ? "a += \(v);" : "a += X[p] >= 0 ? \(v) : 0UL - \(v);"
                 case .sumSquare: term = "a += \(v) * \(v);"
                 default: term = "a += \(v);"
                 }
@@ -247,7 +244,7 @@ extension CPUKernelLibrary {
     /// Arguments: X, Y (int64).
     static func argReduce(name: String, findMax: Bool, input: CScalar, outer: Int, n: Int, inner: Int, selectLast: Bool) -> String {
         var s = "// \(name): arg\(findMax ? "max" : "min") over \(n)\n"
-        s += "void \(name)(void **args, long begin, long end) {\n" + input.pointer("X", 0) + "  long long *Y = (long long *)args[1];\n"
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + input.pointer("X", 0) + "  GLMC_GLOBAL int64_t *Y = (GLMC_GLOBAL int64_t *)args[1];\n"
         s += "  for (long idx = begin; idx < end; ++idx) {\n"
         s += "    long base = (idx / \(inner)) * \(n * inner) + idx % \(inner), best = 0;\n"
         let cmp = findMax ? ">" : "<"
@@ -270,14 +267,14 @@ extension CPUKernelLibrary {
     static func cumulative(name: String, product: Bool, scalar: CScalar, outer: Int, n: Int, inner: Int,
                            exclusive: Bool, reverse: Bool) -> String {
         var s = "// \(name): cum\(product ? "prod" : "sum") over \(n)\n"
-        s += "void \(name)(void **args, long begin, long end) {\n" + scalar.pointer("X", 0) + scalar.pointer("Y", 1, const: false)
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + scalar.pointer("X", 0) + scalar.pointer("Y", 1, const: false)
         s += "  for (long idx = begin; idx < end; ++idx) {\n"
         s += "    long base = (idx / \(inner)) * \(n * inner) + idx % \(inner);\n"
-        let acc = scalar.isFloat ? "double" : "unsigned long long"
+        let acc = scalar.isFloat ? "double" : "uint64_t"
         s += "    \(acc) a = \(product ? "1" : "0");\n"
         s += "    for (long step = 0; step < \(n); ++step) {\n"
         s += "      long p = base + \(reverse ? "(\(n - 1) - step)" : "step") * \(inner);\n"
-        let v = scalar.isFloat ? scalar.load("X", "p") : "(unsigned long long)X[p]"
+        let v = scalar.isFloat ? scalar.load("X", "p") : "(uint64_t)X[p]"
         let combine = product ? "a *= \(v);" : "a += \(v);"
         let store = scalar.isFloat ? scalar.store("Y", "p", "a") : "Y[p] = (\(scalar.storage))a;"
         s += exclusive ? "      \(store) \(combine)\n" : "      \(combine) \(store)\n"
@@ -291,7 +288,7 @@ extension CPUKernelLibrary {
     /// range: outer*inner. Arguments: X, Y.
     static func softmaxFamily(name: String, kind: SoftmaxKind, scalar: CScalar, outer: Int, n: Int, inner: Int) -> String {
         var s = "// \(name): \(kind) over \(n)\n"
-        s += "void \(name)(void **args, long begin, long end) {\n" + scalar.pointer("X", 0) + scalar.pointer("Y", 1, const: false)
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + scalar.pointer("X", 0) + scalar.pointer("Y", 1, const: false)
         s += "  for (long idx = begin; idx < end; ++idx) {\n"
         let at = "base + j * \(inner)"
         s += "    long base = (idx / \(inner)) * \(n * inner) + idx % \(inner);\n"
@@ -350,7 +347,7 @@ extension CPUKernelLibrary {
     static func normalizeRows(name: String, kind: RowNormalization, scalar: CScalar, rows: Int, rowLength: Int,
                               viewSizes: [Int], scale: Parameter?, bias: Parameter?, stash: CScalar) -> String {
         var s = "// \(name): \(kind) of \(rows) rows of \(rowLength)\n"
-        s += "void \(name)(void **args, long begin, long end) {\n" + scalar.pointer("X", 0)
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + scalar.pointer("X", 0)
         var next = 1
         if let scale { s += scale.scalar.pointer("S", next); next += 1 }
         if let bias { s += bias.scalar.pointer("B", next); next += 1 }
@@ -416,7 +413,7 @@ extension CPUKernelLibrary {
                                 reducedSizes: [Int], reducedStrides: [Int]) -> String {
         let n = reducedSizes.reduce(1, *)
         var s = "// \(name): \(kind) over \(reducedSizes)\n"
-        s += "void \(name)(void **args, long begin, long end) {\n" + scalar.pointer("X", 0) + scalar.pointer("Y", 1, const: false)
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + scalar.pointer("X", 0) + scalar.pointer("Y", 1, const: false)
         s += "  for (long o = begin; o < end; ++o) {\n" + offsetCode("o", sizes: keptSizes, strides: keptStrides, into: "base")
         func loop(_ body: String) -> String {
             nestedLoops(sizes: reducedSizes, strides: reducedStrides, base: "base", offset: "p", body: body)
@@ -443,15 +440,14 @@ extension CPUKernelLibrary {
     static func classificationLoss(name: String, scalar: CScalar, target: CScalar, weight: CScalar?, batch: Int, classes: Int, inner: Int,
                                    logSoftmax: Bool, logProbOutput: Bool, ignoreIndex: Int?, reduction: String) -> String {
         var s = "// \(name): \(logSoftmax ? "softmax cross-entropy" : "negative log-likelihood") loss, \(reduction)\n"
-        s += "void \(name)(void **args, long begin, long end) {\n" + scalar.pointer("X", 0) + target.pointer("T", 1)
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + scalar.pointer("X", 0) + target.pointer("T", 1)
         var next = 2
         if let weight { s += weight.pointer("W", next); next += 1 }
         s += scalar.pointer("L", next, const: false); next += 1
-        if logProbOutput { s += scalar.pointer("P", next, const: false) }
+        if logProbOutput { s += scalar.pointer("P", next, const: false); next += 1 }
         s += "  if (begin > 0 || end < 1) return;\n"
         if logSoftmax {
-            s += "  double *lp = (double *)malloc(sizeof(double) * \(max(1, batch * classes * inner)));\n"
-            s += "  if (!lp) return;\n"
+            s += "  GLMC_SCRATCH(double, lp, \(max(1, batch * classes * inner)), \(next));\n"
             s += "  for (long n = 0; n < \(batch); ++n) for (long d = 0; d < \(inner); ++d) {\n"
             s += "    long base = n * \(classes * inner) + d;\n    double m = -INFINITY, sum = 0.0;\n"
             s += "    for (long c = 0; c < \(classes); ++c) { double v = \(scalar.load("X", "base + c * \(inner)")); if (v > m || c == 0) m = v; }\n"
@@ -465,9 +461,9 @@ extension CPUKernelLibrary {
         let logProb = logSoftmax ? "lp[(n * \(classes) + t) * \(inner) + d]" : scalar.load("X", "(n * \(classes) + t) * \(inner) + d")
         s += "  double total = 0.0, weights = 0.0;\n"
         s += "  for (long i = 0; i < \(batch * inner); ++i) {\n    long n = i / \(inner), d = i % \(inner);\n"
-        s += "    long long t = (long long)T[i];\n    double loss = 0.0;\n"
+        s += "    int64_t t = (int64_t)T[i];\n    double loss = 0.0;\n"
         // A target outside [0, C) (an error in the interpreter) makes the loss NaN.
-        s += "    if (\(ignoreIndex.map { "t == \($0)LL" } ?? "0")) loss = 0.0;\n"
+        s += "    if (\(ignoreIndex.map { "t == \($0)L" } ?? "0")) loss = 0.0;\n"
         s += "    else if (t < 0 || t >= \(classes)) loss = NAN;\n"
         s += "    else {\n      double w = \(weight.map { $0.load("W", "t") } ?? "1.0");\n"
         s += "      loss = -\(logProb) * w;\n      weights += w;\n    }\n"
@@ -478,7 +474,7 @@ extension CPUKernelLibrary {
         case "mean": s += "  \(scalar.store("L", "0", "total / weights"))\n"
         default: break
         }
-        if logSoftmax { s += "  free(lp);\n" }
+        if logSoftmax { s += "  GLMC_SCRATCH_FREE(lp);\n" }
         return s + "}\n"
     }
 }
@@ -493,14 +489,14 @@ extension CPUKernelLibrary {
         let rank = inSizes.count
         let inPlane = inSizes.reduce(1, *), outPlane = outSizes.reduce(1, *)
         var s = "// \(name): lp_pool p=\(p) \(inSizes) -> \(outSizes)\n"
-        s += "void \(name)(void **args, long begin, long end) {\n" + scalar.pointer("X", 0) + scalar.pointer("Y", 1, const: false)
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + scalar.pointer("X", 0) + scalar.pointer("Y", 1, const: false)
         for d in 0 ..< rank {
             s += longArray("first\(d)", first[d]) + longArray("count\(d)", count[d])
         }
         let inStrides = CPUPlanBuilder.Generator.rowMajorStrides(inSizes)
         s += "  for (long u = begin; u < end; ++u) {\n    long plane = u / \(outPlane), rem = u % \(outPlane);\n"
         for d in (0 ..< rank).reversed() { s += "    long o\(d) = rem % \(outSizes[d]); rem /= \(outSizes[d]);\n" }
-        s += "    const \(scalar.storage) *x = X + plane * \(inPlane);\n    double sum = 0.0;\n"
+        s += "    GLMC_GLOBAL const \(scalar.storage) *x = X + plane * \(inPlane);\n    double sum = 0.0;\n"
         var pad = "    ", term = "0"
         for d in 0 ..< rank {
             s += "\(pad)for (long t\(d) = 0; t\(d) < count\(d)[o\(d)]; ++t\(d)) {\n"

@@ -21,12 +21,18 @@ public struct CPUPlanOptions: Sendable {
     /// tensor name; Conv, Gemm and MatMul with constant weights and a scaled input are quantized
     /// (see `CPUPlanBuilderInt8.swift`).
     public var int8ActivationScales: [String: Float]?
+    /// What the kernels are generated for: C compiled now (`cpu`), OpenCL C built by the runtime
+    /// at load (`opencl`), or CUDA C compiled to PTX with NVRTC when it is found (`cuda`).
+    public var target: PlanTarget
+    /// The GPU architecture of a CUDA plan (`sm_80`, `sm_90`, ...).
+    public var gpuArch: String
     public init(sourceModelSha256: String, glmcVersion: String, pipeline: [String] = [], compiler: String? = nil,
                 instructionSet: CPUInstructionSet = .generic, boundInputs: [String: TensorData] = [:],
-                int8ActivationScales: [String: Float]? = nil) {
+                int8ActivationScales: [String: Float]? = nil, target: PlanTarget = .cpu, gpuArch: String = "sm_80") {
         self.sourceModelSha256 = sourceModelSha256; self.glmcVersion = glmcVersion
         self.pipeline = pipeline; self.compiler = compiler; self.instructionSet = instructionSet
         self.boundInputs = boundInputs; self.int8ActivationScales = int8ActivationScales
+        self.target = target; self.gpuArch = gpuArch
     }
 }
 
@@ -44,12 +50,18 @@ public enum CPUPlanBuilder {
         public var source: String
     }
 
-    /// Generates, compiles and assembles the plan.
+    /// Generates, compiles and assembles the plan: a CPU plan carries the shared object, a CUDA
+    /// plan the PTX (when NVRTC is found), an OpenCL plan its source only (built at load).
     public static func build(_ module: Module, options: CPUPlanOptions) throws -> PlanFile {
         let generated = try generate(module, options: options)
-        let so = try compile(source: generated.source, compiler: options.compiler, instructionSet: options.instructionSet)
-        let plan = PlanFile(manifest: generated.manifest, sources: ["kernels.c": generated.source],
-                            code: ["kernels.so": so], weights: generated.weights)
+        var code: [String: Data] = [:]
+        switch options.target {
+        case .cpu: code["kernels.so"] = try compile(source: generated.source, compiler: options.compiler, instructionSet: options.instructionSet)
+        case .opencl: break
+        case .cuda: code["kernels.ptx"] = try NVRTCCompiler.ptx(source: generated.source, arch: options.gpuArch)
+        }
+        let plan = PlanFile(manifest: generated.manifest, sources: [options.target.sourceName: generated.source],
+                            code: code, weights: generated.weights)
         try plan.validate()
         return plan
     }
@@ -60,19 +72,22 @@ public enum CPUPlanBuilder {
         // instructions (each then a step of its own, its intermediates planned like any other
         // value), and generation starts again.
         var function = module.main
-        try refuseValueShapedOps(in: function)
+        if options.target.isGPU, options.int8ActivationScales != nil {
+            throw GLMCError("unsupported: --precision int8 builds CPU plans only (--target cpu)")
+        }
+        try refuseValueShapedOps(in: function, target: options.target)
         evaluateConstantValues(in: &function, opset: module.opsets[""] ?? module.opsets["ai.onnx"] ?? OpRegistry.newestOpset)
         var g: Generator
         while true {
-            g = try Generator(function: function, int8ActivationScales: options.int8ActivationScales)
-            g.instructionSet = options.instructionSet
+            g = try Generator(function: function, target: options.target, int8ActivationScales: options.int8ActivationScales)
+            g.instructionSet = options.target == .cpu ? options.instructionSet : .generic
             do { try g.run(); break } catch let failure as FusedGroupFailure {
                 guard inlineFusedGroup(at: failure.index, in: &function) else { throw failure.error }
             }
         }
         var source = g.source
-        if g.usesVectorPrelude, source.hasPrefix(CPUKernelLibrary.prelude) {
-            source.insert(contentsOf: options.instructionSet.vectorPrelude, at: source.index(source.startIndex, offsetBy: CPUKernelLibrary.prelude.count))
+        if g.usesVectorPrelude, source.hasPrefix(options.target.prelude) {
+            source.insert(contentsOf: options.instructionSet.vectorPrelude, at: source.index(source.startIndex, offsetBy: options.target.prelude.count))
         }
         var inputs = g.inputs
         for i in inputs.indices {
@@ -80,12 +95,15 @@ public enum CPUPlanBuilder {
             let t = try Tensor(value)
             inputs[i].value = t.dtype.isFloatingPoint ? .reals(t.doubles) : .integers(t.int64s)
         }
-        var manifest = PlanManifest(target: "cpu", cpuFeatures: options.instructionSet.requiredFeatures, sourceModelSha256: options.sourceModelSha256,
+        let gpu = options.target.isGPU
+        var manifest = PlanManifest(target: options.target.rawValue, cpuFeatures: gpu ? [] : options.instructionSet.requiredFeatures,
+                                    gpuArch: options.target == .cuda ? options.gpuArch : nil,
+                                    sourceModelSha256: options.sourceModelSha256,
                                     glmcVersion: options.glmcVersion, pipeline: options.pipeline,
                                     inputs: inputs, outputs: g.outputs, arenaBytes: g.arenaBytes,
                                     buffers: g.buffers, steps: g.steps, weights: g.weightsBuilder.table,
-                                    kernelSources: [PlanKernelSource(name: "kernels.c", language: "c")],
-                                    metadata: ["kernel_abi": "void k(void **args, long begin, long end)"])
+                                    kernelSources: [PlanKernelSource(name: options.target.sourceName, language: options.target.language)],
+                                    metadata: ["kernel_abi": gpu ? "NAME(arena, weights)" : "void k(void **args, long begin, long end)"])
         if options.int8ActivationScales != nil {
             manifest.metadata["precision"] = "int8"
             manifest.metadata["int8_ops"] = String(g.int8Count)
@@ -219,7 +237,9 @@ public enum CPUPlanBuilder {
         var steps: [PlanStep] = []
         var arenaBytes = 0
         var weightsBuilder = PlanWeightsBuilder()
-        var source = CPUKernelLibrary.prelude
+        /// What the kernels are generated for.
+        let target: PlanTarget
+        var source: String
         /// Arena buffer of each runtime value (arguments, intermediates, outputs).
         var bufferOf: [ValueID: Int] = [:]
         /// Weight names already laid out, by key (outer value or body constant).
@@ -234,11 +254,13 @@ public enum CPUPlanBuilder {
         /// int8 plans (see `CPUPlanBuilderInt8.swift`).
         let int8ActivationScales: [String: Float]?
         var int8HelpersEmitted = false
-        var int8ScratchBuffer: Int?
+        var scratchBuffer: Int?
         var int8Count = 0
 
-        init(function: Function, int8ActivationScales: [String: Float]? = nil) throws {
+        init(function: Function, target: PlanTarget = .cpu, int8ActivationScales: [String: Float]? = nil) throws {
             f = function
+            self.target = target
+            source = target.prelude
             self.int8ActivationScales = int8ActivationScales
             for (kind, values) in [("input", f.arguments), ("output", f.outputs)] {
                 for v in values {
@@ -249,9 +271,9 @@ public enum CPUPlanBuilder {
                             return nil
                         }
                         let what = symbolic.isEmpty ? "a dynamic shape" : "the symbolic dimension \(symbolic.joined(separator: ", "))"
-                        throw GLMCError("--target cpu needs static shapes: \(kind) '\(f.name(of: v))' (\(t)) has \(what); bind it with --input-shape NAME=DxDx..., or the inputs whose values decide it with --input-value NAME=FILE.npy")
+                        throw GLMCError("--target \(target.rawValue) needs static shapes: \(kind) '\(f.name(of: v))' (\(t)) has \(what); bind it with --input-shape NAME=DxDx..., or the inputs whose values decide it with --input-value NAME=FILE.npy")
                     }
-                    guard t.dtype.byteSize > 0 else { throw GLMCError("unsupported: --target cpu cannot take \(kind) '\(f.name(of: v))' of type \(t.dtype)") }
+                    guard t.dtype.byteSize > 0 else { throw GLMCError("unsupported: --target \(target.rawValue) cannot take \(kind) '\(f.name(of: v))' of type \(t.dtype)") }
                 }
             }
         }
@@ -267,7 +289,7 @@ public enum CPUPlanBuilder {
             // The arena: planned intermediates, then inputs and outputs in slots of their own.
             let memory = MemoryPlanner.plan(f)
             if let v = memory.unplanned.first {
-                throw GLMCError("--target cpu needs static shapes: '\(f.name(of: v))' is \(f.type(of: v)); bind symbolic inputs with --input-shape")
+                throw GLMCError("--target \(target.rawValue) needs static shapes: '\(f.name(of: v))' is \(f.type(of: v)); bind symbolic inputs with --input-shape")
             }
             for (v, offset) in memory.offsets.sorted(by: { $0.key.index < $1.key.index }) {
                 bufferOf[v] = addBuffer(offset: offset, bytes: memory.sizes[v]!)
@@ -329,7 +351,7 @@ public enum CPUPlanBuilder {
 
         func unsupported(_ inst: Instruction, _ why: String = "") -> GLMCError {
             let node = inst.nodeName.isEmpty ? "" : " (node '\(inst.nodeName)')"
-            return GLMCError("unsupported: --target cpu cannot compile \(inst.op)\(why.isEmpty ? "" : " " + why) yet\(node)")
+            return GLMCError("unsupported: --target \(target.rawValue) cannot compile \(inst.op)\(why.isEmpty ? "" : " " + why) yet\(node)")
         }
 
         /// The plan argument for an outer value.
@@ -352,17 +374,52 @@ public enum CPUPlanBuilder {
             return .weight(unique)
         }
 
-        var nextSymbol: String { "glmc_step\(steps.count)" }
+        /// The next step's kernel: the function the runtime calls (CPU) or the entry point (GPU).
+        var stepName: String { "glmc_step\(steps.count)" }
+        /// The name the next step's body function gets: the kernel itself on the CPU; on a GPU the
+        /// entry point `stepName` calls it.
+        var nextSymbol: String { target.isGPU ? stepName + "_body" : stepName }
 
         /// Work (roughly, multiply-adds) below which a slice of a step's range is not worth a thread.
         static let grainWork = 8192
 
         /// `work`: the rough cost of one unit of the step's range; the step's `grain` is how many
-        /// units a thread should get at least.
-        mutating func addStep(kind: String, code: String, arguments: [PlanArgument], range: Int, work: Int = 1) {
-            let grain = max(1, Self.grainWork / max(1, work))
-            steps.append(PlanStep(kernel: nextSymbol, kind: kind, arguments: arguments, launch: ["range": range, "grain": grain]))
+        /// units a thread should get at least. `scratchPerUnit`: bytes of `GLMC_SCRATCH` memory one
+        /// unit (a GPU work-item) needs; on a GPU the step gets the scratch buffer as its last argument.
+        mutating func addStep(kind: String, code: String, arguments: [PlanArgument], range: Int, work: Int = 1, scratchPerUnit: Int = 0) {
+            var arguments = arguments, code = code, launch: [String: Int]
+            if target.isGPU {
+                if scratchPerUnit > 0 { arguments.append(.buffer(scratch(bytes: max(1, range) * scratchPerUnit))) }
+                let weightOffsets = Dictionary(weightsBuilder.table.map { ($0.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
+                let addresses = arguments.map { a -> String in
+                    switch a {
+                    case .buffer(let id): return "arena + \(buffers[id].offset)"
+                    case .weight(let name): return "weights + \(weightOffsets[name]!)"
+                    }
+                }
+                code += "\n" + target.entryPoint(name: stepName, body: nextSymbol, addresses: addresses, range: range)
+                launch = target.launch(range: range)
+            } else {
+                launch = ["range": range, "grain": max(1, Self.grainWork / max(1, work))]
+            }
+            steps.append(PlanStep(kernel: stepName, kind: kind, arguments: arguments, launch: launch))
             source += "\n" + code
+        }
+
+        /// The arena buffer for scratch memory (int8 rows, GPU per-work-item scratch): one, at the
+        /// arena's end, shared by all steps (they run one after another), as large as the largest need.
+        mutating func scratch(bytes: Int) -> Int {
+            if let id = scratchBuffer {
+                if buffers[id].bytes < bytes {
+                    buffers[id].bytes = bytes
+                    arenaBytes = max(arenaBytes, PlanLayout.align(buffers[id].offset + bytes))
+                }
+                return id
+            }
+            let id = addBuffer(offset: arenaBytes, bytes: bytes)
+            arenaBytes = PlanLayout.align(arenaBytes + bytes)
+            scratchBuffer = id
+            return id
         }
 
         // MARK: Lowering one instruction
@@ -424,7 +481,7 @@ public enum CPUPlanBuilder {
             var kernel: Kernel
             do { kernel = try ElementwiseLowering.lower(inst, in: f) } catch let e as GLMCError {
                 let node = inst.nodeName.isEmpty ? "" : " (node '\(inst.nodeName)')"
-                throw GLMCError("unsupported: --target cpu cannot compile \(inst.op)\(node) yet: \(e.message)")
+                throw GLMCError("unsupported: --target \(target.rawValue) cannot compile \(inst.op)\(node) yet: \(e.message)")
             }
             // The kernel's buffers: its arguments (the fused body's arguments in order; or the
             // operands except one-element constants, each once), then its results.
@@ -447,10 +504,11 @@ public enum CPUPlanBuilder {
                 throw unsupported(inst, "(its kernel takes \(kernel.buffers.count) buffers, the step has \(args.count))")
             }
             let symbol = nextSymbol
-            kernel.name = symbol + "_body"
-            var code = Renderer(dialect: .c).render(kernel)
-            let params = kernel.buffers.indices.map { "args[\($0)]" } + ["begin", "end"]
-            code += "void \(symbol)(void **args, long begin, long end) { \(kernel.name)(\(params.joined(separator: ", "))); }\n"
+            kernel.name = stepName + "_elementwise"
+            let renderer = Renderer(dialect: target.bodyDialect)
+            var code = renderer.render(kernel)
+            let params = kernel.buffers.enumerated().map { "(\(renderer.parameterType(of: $1)))args[\($0)]" } + ["begin", "end"]
+            code += "void \(symbol)(GLMC_GLOBAL void **args, long begin, long end) { \(kernel.name)(\(params.joined(separator: ", "))); }\n"
             addStep(kind: "elementwise", code: code, arguments: args, range: kernel.count, work: 2)
         }
 
@@ -562,7 +620,7 @@ public enum CPUPlanBuilder {
                     }
                     let batch = batchDims.reduce(1, *)
                     let args = [try resolve(a), try resolve(b), .buffer(yBuffer)]
-                    if m * n * k >= CPUKernelGEMM.minimumWork {
+                    if blockedGEMM, m * n * k >= CPUKernelGEMM.minimumWork {
                         var spec = CPUKernelGEMM.Spec(m: m, n: n, k: k, a: .strided(rowStride: k, depthStride: 1),
                                                       b: .strided(depthStride: n, columnStride: 1), arguments: (0, 1, nil, 2))
                         spec.batches = batch
@@ -598,7 +656,7 @@ public enum CPUPlanBuilder {
                 }
                 let alpha: Float = isGemm ? float("alpha", 1) : 1, beta: Float = isGemm ? float("beta", 1) : 1
                 let constantB = constant(b).flatMap { $0.dtype == .f32 && !$0.isElided ? $0 : nil }
-                if m * n * k >= CPUKernelGEMM.minimumWork {
+                if blockedGEMM, m * n * k >= CPUKernelGEMM.minimumWork {
                     // Blocked: a constant B is packed into column panels now; otherwise at run time.
                     var args = [try resolve(a)]
                     let bOperand: CPUKernelGEMM.BOperand
@@ -653,7 +711,7 @@ public enum CPUPlanBuilder {
                 let kind = epilogue.isEmpty ? "conv2d" : "conv2d_epilogue"
                 let cg = xS[1] / group, mg = ySizes[1] / group, depth = cg * wS[2] * wS[3], pixels = ySizes[2] * ySizes[3]
                 let depthwise = cg == 1 && mg == 1
-                if !depthwise, mg * pixels * depth >= CPUKernelGEMM.minimumWork,
+                if blockedGEMM, !depthwise, mg * pixels * depth >= CPUKernelGEMM.minimumWork,
                    let cw = constant(w), cw.dtype == .f32, !cw.isElided {
                     // Per image and group: Y[mg, pixels] = W[mg, depth] x patches[depth, pixels]; the
                     // weights packed into row panels now, the patches at run time (a 1x1, stride 1,
@@ -704,6 +762,10 @@ public enum CPUPlanBuilder {
                         work: ySizes[2] * ySizes[3] * wS[1] * wS[2] * wS[3])
             }
         }
+
+        /// Whether GEMM and convolution use the blocked, register-tiled CPU kernels (`CPUKernelGEMM`);
+        /// on a GPU target the simple kernels, one output (plane) per work-item, run instead.
+        var blockedGEMM: Bool { target == .cpu }
 
         /// A blocked GEMM step (`CPUKernelGEMM`): one job per unit of its range.
         mutating func addGEMMStep(kind: String, _ spec: CPUKernelGEMM.Spec, arguments: [PlanArgument]) {

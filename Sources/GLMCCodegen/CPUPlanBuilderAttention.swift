@@ -94,7 +94,7 @@ extension CPUPlanBuilder.Generator {
         let total = d.pastLen + d.kvLen
         addStep(kind: "attention", code: CPUKernelLibrary.attention(name: nextSymbol, d, q: qs, k: ks, v: vs, y: ys, mask: mask, hasPast: pastKV != nil,
                                                                     nonpad: nonpad, qkOutput: qkBuffer != nil, options: options),
-                arguments: args, range: d.batch * d.qHeads * d.qLen, work: total * (d.headSize + d.vHeadSize))
+                arguments: args, range: d.batch * d.qHeads * d.qLen, work: total * (d.headSize + d.vHeadSize), scratchPerUnit: 16 * max(total, 1))
         // present_key / present_value: past and new keys (values) concatenated, heads first.
         let presentKey = usedResultBuffer(inst, 1), presentValue = usedResultBuffer(inst, 2)
         if presentKey != nil || presentValue != nil {
@@ -153,7 +153,7 @@ extension CPUPlanBuilder.Generator {
                                                        y: try floatScalar(inst.results[0], inst),
                                                        state: try state.map { _ in try floatScalar(inst.results[1], inst) },
                                                        scale: scaleAttr == 0 ? 1 / Double(dk).squareRoot() : scaleAttr),
-                arguments: args, range: b * kvh, work: t * dk * dv * (qh / kvh + 3))
+                arguments: args, range: b * kvh, work: t * dk * dv * (qh / kvh + 3), scratchPerUnit: 8 * (dk * dv + dv))
     }
 
     /// FlexAttention (ai.onnx.preview) without score_mod / prob_mod graphs: scores and
@@ -184,7 +184,7 @@ extension CPUPlanBuilder.Generator {
                 code: CPUKernelLibrary.flexAttention(name: nextSymbol, shape, q: qs, k: ks, v: vs, y: try floatScalar(inst.results[0], inst),
                                                      compute: CScalar(computeType)!, scale: scale),
                 arguments: [try argument(qv, inst), try argument(kv, inst), try argument(vv, inst), try output(inst)],
-                range: q[0] * q[1] * q[2], work: k[2] * (q[3] + v[3]))
+                range: q[0] * q[1] * q[2], work: k[2] * (q[3] + v[3]), scratchPerUnit: 8 * max(k[2], 1))
     }
 
     mutating func lowerRotaryEmbedding(_ inst: Instruction) throws {
@@ -248,7 +248,7 @@ extension CPUPlanBuilder.Generator {
         guard args.count > 1 else { return }
         addStep(kind: "top_k", code: CPUKernelLibrary.topK(name: nextSymbol, scalar: xs, outer: outer, n: n, inner: inner, k: k, largest: largest,
                                                            values: values != nil, indices: indices != nil),
-                arguments: args, range: outer * inner, work: n * 8)
+                arguments: args, range: outer * inner, work: n * 8, scratchPerUnit: 16 * max(n, 1))
     }
 }
 
@@ -280,15 +280,15 @@ extension CPUKernelLibrary {
                           hasPast: Bool, nonpad: CScalar?, qkOutput: Bool, options o: AttentionOptions) -> String {
         let total = d.pastLen + d.kvLen, group = d.qHeads / d.kvHeads
         var s = "// \(name): attention B=\(d.batch) Hq=\(d.qHeads) Hkv=\(d.kvHeads) S=\(d.qLen) T=\(total) D=\(d.headSize) Dv=\(d.vHeadSize)\n"
-        s += "void \(name)(void **args, long begin, long end) {\n" + q.pointer("Q", 0) + k.pointer("K", 1) + v.pointer("V", 2)
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + q.pointer("Q", 0) + k.pointer("K", 1) + v.pointer("V", 2)
         var next = 3
         if let mask { s += mask.scalar.pointer("Mk", next); next += 1 }
         if hasPast { s += k.pointer("PK", next) + v.pointer("PV", next + 1); next += 2 }
         if let nonpad { s += nonpad.pointer("NP", next); next += 1 }
         s += y.pointer("Y", next, const: false); next += 1
-        if qkOutput { s += q.pointer("QK", next, const: false) }
-        s += "  double *scores = (double *)malloc(sizeof(double) * \(2 * max(total, 1)));\n  if (!scores) return;\n"
-        s += "  double *bias = scores + \(max(total, 1));\n"
+        if qkOutput { s += q.pointer("QK", next, const: false); next += 1 }
+        s += "  GLMC_SCRATCH(double, scores, \(2 * max(total, 1)), \(next));\n"
+        s += "  GLMC_GLOBAL double *bias = scores + \(max(total, 1));\n"
         s += "  for (long row = begin; row < end; ++row) {\n"
         s += "    long i = row % \(d.qLen), h = (row / \(d.qLen)) % \(d.qHeads), b = row / \(d.qLen * d.qHeads), kvh = h / \(group);\n"
         s += nonpad.map { _ in "    long offset = (long)NP[b] - \(d.qLen), valid = (long)NP[b];\n" } ?? "    long offset = \(d.pastLen);\n"
@@ -347,7 +347,7 @@ extension CPUKernelLibrary {
         } else {
             s += "        \(vTerm("V", newRow(d.vHeadSize)))\n"
         }
-        s += "      }\n      \(y.store("Y", "yRow + t", "acc"))\n    }\n  }\n  free(scores);\n}\n"
+        s += "      }\n      \(y.store("Y", "yRow + t", "acc"))\n    }\n  }\n  GLMC_SCRATCH_FREE(scores);\n}\n"
         return s
     }
 
@@ -358,9 +358,9 @@ extension CPUKernelLibrary {
                               scale: Double) -> String {
         let (s, e, ev, group) = (d.kvLen, d.headSize, d.vHeadSize, d.qHeads / d.kvHeads)
         var c = "// \(name): flex attention B=\(d.batch) Hq=\(d.qHeads) Hkv=\(d.kvHeads) L=\(d.qLen) S=\(s) E=\(e) Ev=\(ev)\n"
-        c += "void \(name)(void **args, long begin, long end) {\n" + q.pointer("Q", 0) + k.pointer("K", 1) + v.pointer("V", 2)
+        c += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + q.pointer("Q", 0) + k.pointer("K", 1) + v.pointer("V", 2)
         c += y.pointer("Y", 3, const: false)
-        c += "  double *p = (double *)malloc(sizeof(double) * \(max(s, 1)));\n  if (!p) return;\n"
+        c += "  GLMC_SCRATCH(double, p, \(max(s, 1)), 4);\n"
         c += "  for (long row = begin; row < end; ++row) {\n"
         c += "    long h = (row / \(d.qLen)) % \(d.qHeads), b = row / \(d.qLen * d.qHeads), kvh = h / \(group);\n"
         c += "    long qRow = row * \(e), kBase = (b * \(d.kvHeads) + kvh) * \(s);\n"
@@ -372,7 +372,7 @@ extension CPUKernelLibrary {
         c += "    for (long j = 0; j < \(s); ++j) p[j] = \(compute.round("p[j] / sum"));\n"
         c += "    for (long t = 0; t < \(ev); ++t) {\n      double acc = 0.0;\n"
         c += "      for (long j = 0; j < \(s); ++j) acc += p[j] * \(v.load("V", "(kBase + j) * \(ev) + t"));\n"
-        c += "      \(y.store("Y", "row * \(ev) + t", "acc"))\n    }\n  }\n  free(p);\n}\n"
+        c += "      \(y.store("Y", "row * \(ev) + t", "acc"))\n    }\n  }\n  GLMC_SCRATCH_FREE(p);\n}\n"
         return c
     }
 
@@ -389,14 +389,14 @@ extension CPUKernelLibrary {
                                 decay: CScalar?, beta: CScalar?, y: CScalar, state: CScalar?, scale: Double) -> String {
         let (dk, dv, group) = (d.keySize, d.valueSize, d.qHeads / d.kvHeads)
         var s = "// \(name): linear attention B=\(d.batch) T=\(d.steps) Hq=\(d.qHeads) Hkv=\(d.kvHeads) dk=\(dk) dv=\(dv)\n"
-        s += "void \(name)(void **args, long begin, long end) {\n" + q.pointer("Q", 0) + k.pointer("K", 1) + v.pointer("V", 2)
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + q.pointer("Q", 0) + k.pointer("K", 1) + v.pointer("V", 2)
         var next = 3
         if let past { s += past.pointer("P", next); next += 1 }
         if let decay { s += decay.pointer("G", next); next += 1 }
         if let beta { s += beta.pointer("Bt", next); next += 1 }
         s += y.pointer("Y", next, const: false); next += 1
-        if let state { s += state.pointer("S", next, const: false) }
-        s += "  double *st = (double *)malloc(sizeof(double) * \(dk * dv + dv));\n  if (!st) return;\n  double *update = st + \(dk * dv);\n"
+        if let state { s += state.pointer("S", next, const: false); next += 1 }
+        s += "  GLMC_SCRATCH(double, st, \(dk * dv + dv), \(next));\n  GLMC_GLOBAL double *update = st + \(dk * dv);\n"
         s += "  for (long u = begin; u < end; ++u) {\n    long bi = u / \(d.kvHeads), h = u % \(d.kvHeads), s0 = u * \(dk * dv);\n"
         s += "    for (long e = 0; e < \(dk * dv); ++e) st[e] = \(past.map { $0.load("P", "s0 + e") } ?? "0.0");\n"
         s += "    for (long ti = 0; ti < \(d.steps); ++ti) {\n"
@@ -421,7 +421,7 @@ extension CPUKernelLibrary {
         s += "          for (long dd = 0; dd < \(dk); ++dd) acc += \(q.load("Q", "qBase + dd")) * st[dd * \(dv) + m];\n"
         s += "          \(y.store("Y", "oBase + m", "\(scale) * acc"))\n        }\n      }\n    }\n"
         if let state { s += "    for (long e = 0; e < \(dk * dv); ++e) \(state.store("S", "s0 + e", "st[e]"))\n" }
-        s += "  }\n  free(st);\n}\n"
+        s += "  }\n  GLMC_SCRATCH_FREE(st);\n}\n"
         return s
     }
 
@@ -431,7 +431,7 @@ extension CPUKernelLibrary {
     static func attentionPresent(name: String, _ d: AttentionShape, k: CScalar, v: CScalar, hasPast: Bool, key: Bool, value: Bool) -> String {
         let total = d.pastLen + d.kvLen
         var s = "// \(name): attention present key/value, T=\(total)\n"
-        s += "void \(name)(void **args, long begin, long end) {\n" + k.pointer("K", 0) + v.pointer("V", 1)
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + k.pointer("K", 0) + v.pointer("V", 1)
         var next = 2
         if hasPast { s += k.pointer("PK", 2) + v.pointer("PV", 3); next = 4 }
         if key { s += k.pointer("OK", next, const: false); next += 1 }
@@ -459,7 +459,7 @@ extension CPUKernelLibrary {
                                 heads: Int, seq: Int, headSize: Int, rotary: Int, headsFirst: Bool, interleaved: Bool) -> String {
         let half = rotary / 2
         var s = "// \(name): rotary embedding, \(heads) heads of \(headSize), rotary \(rotary)\n"
-        s += "void \(name)(void **args, long begin, long end) {\n" + x.pointer("X", 0) + cache.pointer("C", 1) + sin.pointer("Sn", 2)
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + x.pointer("X", 0) + cache.pointer("C", 1) + sin.pointer("Sn", 2)
         if let positions { s += positions.pointer("P", 3) }
         s += x.pointer("Y", positions == nil ? 3 : 4, const: false)
         s += "  for (long u = begin; u < end; ++u) {\n"
@@ -486,11 +486,11 @@ extension CPUKernelLibrary {
     /// outer*inner. Arguments: X, [Values], [Indices].
     static func topK(name: String, scalar: CScalar, outer: Int, n: Int, inner: Int, k: Int, largest: Bool, values: Bool, indices: Bool) -> String {
         var s = "// \(name): top \(k) of \(n), \(largest ? "largest" : "smallest")\n"
-        s += "void \(name)(void **args, long begin, long end) {\n" + scalar.pointer("X", 0)
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + scalar.pointer("X", 0)
         var next = 1
         if values { s += scalar.pointer("Yv", next, const: false); next += 1 }
-        if indices { s += "  long long *Yi = (long long *)args[\(next)];\n" }
-        s += "  long *order = (long *)malloc(sizeof(long) * \(2 * max(n, 1)));\n  if (!order) return;\n  long *tmp = order + \(max(n, 1));\n"
+        if indices { s += "  GLMC_GLOBAL int64_t *Yi = (GLMC_GLOBAL int64_t *)args[\(next)];\n"; next += 1 }
+        s += "  GLMC_SCRATCH(long, order, \(2 * max(n, 1)), \(next));\n  GLMC_GLOBAL long *tmp = order + \(max(n, 1));\n"
         let key = scalar.isFloat ? "double" : scalar.storage
         let load = { (i: String) in scalar.isFloat ? scalar.load("X", i) : "X[\(i)]" }
         // above(a, b): a sorts strictly above b (NaN the largest).
@@ -507,11 +507,11 @@ extension CPUKernelLibrary {
         // Take from the right run only when it sorts strictly first (stability).
         s += "          if (\(largest ? above : below)) tmp[t++] = order[c++]; else tmp[t++] = order[a++];\n        }\n"
         s += "        while (a < mid) tmp[t++] = order[a++];\n        while (c < hi) tmp[t++] = order[c++];\n"
-        s += "      }\n      long *sw = order; order = tmp; tmp = sw;\n    }\n"
+        s += "      }\n      GLMC_GLOBAL long *sw = order; order = tmp; tmp = sw;\n    }\n"
         s += "    for (long j = 0; j < \(k); ++j) {\n"
         if values { s += "      Yv[ob + j * \(inner)] = X[base + order[j] * \(inner)];\n" }
         if indices { s += "      Yi[ob + j * \(inner)] = order[j];\n" }
-        s += "    }\n  }\n  free(order < tmp ? order : tmp);\n}\n"
+        s += "    }\n  }\n  GLMC_SCRATCH_FREE(order < tmp ? order : tmp);\n}\n"
         return s
     }
 }

@@ -122,7 +122,7 @@ extension CPUPlanBuilder.Generator {
         let sArg = try weight(key: key + "s", name: prefix + ".scales", TensorData(type: TensorType(.f32, static: [allChannels]), elements: dequant), producer)
         let bArg = try weight(key: key + "b", name: prefix + ".bias", TensorData(type: TensorType(.f32, static: [allChannels]), elements: biasValues), producer)
         let cArg = try weight(key: key + "c", name: prefix + ".offsets", TensorData(type: TensorType(.i32, static: [allChannels]), elements: offsets), producer)
-        let scratch = int8Scratch(bytes: imageBytes > 0 ? PlanLayout.align(dotRows * kp) + imageBytes : dotRows * kp)
+        let scratch = scratch(bytes: imageBytes > 0 ? PlanLayout.align(dotRows * kp) + imageBytes : dotRows * kp)
         if let im2colCode {
             // The image goes after the rows, in a buffer of its own over the same bytes.
             let offset = buffers[scratch].offset + PlanLayout.align(dotRows * kp)
@@ -146,20 +146,4 @@ extension CPUPlanBuilder.Generator {
 
     /// K rounded up to a whole number of the dot loops' vector steps.
     static func padded(_ k: Int) -> Int { (k + CPUKernelInt8.rowAlignment - 1) / CPUKernelInt8.rowAlignment * CPUKernelInt8.rowAlignment }
-
-    /// The arena buffer the quantize steps write their int8 rows into: one, at the arena's end,
-    /// shared by all int8 ops (steps run one after another), as large as the largest needs.
-    mutating func int8Scratch(bytes: Int) -> Int {
-        if let id = int8ScratchBuffer {
-            if buffers[id].bytes < bytes {
-                buffers[id].bytes = bytes
-                arenaBytes = PlanLayout.align(buffers[id].offset + bytes)
-            }
-            return id
-        }
-        let id = addBuffer(offset: arenaBytes, bytes: bytes)
-        arenaBytes = PlanLayout.align(arenaBytes + bytes)
-        int8ScratchBuffer = id
-        return id
-    }
 }

@@ -37,11 +37,11 @@ extension CPUPlanBuilder {
 
     /// Refuses a value-shaped op whose result shape is not static, with the reason, before the
     /// generic static-shape check would blame its output.
-    static func refuseValueShapedOps(in f: Function) throws {
+    static func refuseValueShapedOps(in f: Function, target: PlanTarget) throws {
         for inst in f.body where inst.op.domain.isEmpty && valueShapedOps.contains(inst.op.type) {
             guard inst.results.contains(where: { f.type(of: $0).shape.staticSizes == nil }) else { continue }
             let node = inst.nodeName.isEmpty ? "" : " (node '\(inst.nodeName)')"
-            throw GLMCError("unsupported: --target cpu cannot compile \(inst.op)\(node): its output shape depends on input values, which a static plan cannot follow")
+            throw GLMCError("unsupported: --target \(target.rawValue) cannot compile \(inst.op)\(node): its output shape depends on input values, which a static plan cannot follow")
         }
     }
 }
@@ -68,7 +68,7 @@ extension CPUPlanBuilder.Generator {
         let runtimeOperands = inst.operands.indices.filter { i in inst.operands[i].map { constants[$0] == nil } ?? false }
         if valueShaped(inst, runtimeOperands: runtimeOperands) {
             let node = inst.nodeName.isEmpty ? "" : " (node '\(inst.nodeName)')"
-            throw GLMCError("unsupported: --target cpu cannot compile \(inst.op)\(node): its output shape depends on input values, which a static plan cannot follow")
+            throw GLMCError("unsupported: --target \(target.rawValue) cannot compile \(inst.op)\(node): its output shape depends on input values, which a static plan cannot follow")
         }
         if Self.shapeOnlyOps.contains(type) { return try lowerFromShapes(inst) }
         if Self.indexTableOps.contains(type), runtimeOperands.first == 0,

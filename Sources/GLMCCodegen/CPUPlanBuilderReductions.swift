@@ -305,7 +305,7 @@ extension CPUPlanBuilder.Generator {
                     code: CPUKernelLibrary.classificationLoss(name: symbol, scalar: xs, target: ts, weight: weight, batch: x[0], classes: x[1],
                                                               inner: x[2...].reduce(1, *), logSoftmax: logSoftmax, logProbOutput: logProb != nil,
                                                               ignoreIndex: ignore, reduction: reduction),
-                    arguments: args, range: 1, work: 1)
+                    arguments: args, range: 1, work: 1, scratchPerUnit: logSoftmax ? 8 * max(1, x.reduce(1, *)) : 0)
         }
     }
 }

@@ -92,8 +92,18 @@ public struct Dialect: Hashable, Sendable {
                     .i64: "long", .u8: "uchar", .u16: "ushort", .u32: "uint", .u64: "ulong"],
         boolStorageType: "uchar", mathSuffix: "", infinity: "INFINITY", nan: "NAN", integerPrelude: "",
         doublePrelude: "#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n",
-        halfType: "half", halfPrelude: "#pragma OPENCL EXTENSION cl_khr_fp16 : enable\n", halfToFloat: "(float)%",
-        floatToHalf: "(half)(%)", doubleToHalf: "(half)(%)",
+        // f16 is stored as its bits: without cl_khr_fp16 (PoCL, many GPUs) `half` is a storage
+        // type only, converted by the core vload_half / vstore_half_rte.
+        halfType: "ushort", halfPrelude: """
+        #pragma OPENCL EXTENSION cl_khr_fp64 : enable
+        #ifndef GLMC_HALF_HELPERS
+        #define GLMC_HALF_HELPERS
+        static inline float glmc_h2f(ushort h) { return vload_half(0, (const __private half *)&h); }
+        static inline ushort glmc_f2h(float f) { ushort h; vstore_half_rte(f, 0, (__private half *)&h); return h; }
+        static inline ushort glmc_d2h(double d) { ushort h; vstore_half_rte(d, 0, (__private half *)&h); return h; }
+        #endif
+
+        """, halfToFloat: "glmc_h2f(%)", floatToHalf: "glmc_f2h(%)", doubleToHalf: "glmc_d2h(%)",
         helperQualifier: "static inline", floatFromBits: "as_float(%)", bitsFromFloat: "as_uint(%)", bitCastPrelude: "")
 
     /// CUDA C++: one thread per element.
@@ -105,8 +115,16 @@ public struct Dialect: Hashable, Sendable {
                     .u64: "unsigned long long"],
         boolStorageType: "unsigned char", mathSuffix: "f",
         infinity: "__int_as_float(0x7f800000)", nan: "__int_as_float(0x7fffffff)", integerPrelude: "", doublePrelude: "",
-        halfType: "__half", halfPrelude: "#include <cuda_fp16.h>\n", halfToFloat: "__half2float(%)",
-        floatToHalf: "__float2half(%)", doubleToHalf: "__double2half(%)",
+        // f16 is stored as its bits and converted by PTX's cvt, so NVRTC needs no headers.
+        halfType: "unsigned short", halfPrelude: """
+        #ifndef GLMC_HALF_HELPERS
+        #define GLMC_HALF_HELPERS
+        static __device__ inline float glmc_h2f(unsigned short h) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
+        static __device__ inline unsigned short glmc_f2h(float f) { unsigned short h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
+        static __device__ inline unsigned short glmc_d2h(double d) { unsigned short h; asm("cvt.rn.f16.f64 %0, %1;" : "=h"(h) : "d"(d)); return h; }
+        #endif
+
+        """, halfToFloat: "glmc_h2f(%)", floatToHalf: "glmc_f2h(%)", doubleToHalf: "glmc_d2h(%)",
         helperQualifier: "static __device__ inline", floatFromBits: "__uint_as_float(%)", bitsFromFloat: "__float_as_uint(%)",
         bitCastPrelude: "")
 
@@ -131,13 +149,16 @@ public struct Renderer: Sendable {
     public var dialect: Dialect
     public init(dialect: Dialect) { self.dialect = dialect }
 
+    /// The C type of a buffer parameter: `__global const float *` and the like.
+    public func parameterType(of b: KernelBuffer) -> String {
+        let const = b.access == .read ? "const " : ""
+        return "\(dialect.bufferAddressSpace)\(const)\(dialect.storageName(of: b.elementType)) *"
+    }
+
     public func render(_ kernel: Kernel) -> String {
         var e = Emitter(d: dialect, k: kernel)
         let d = dialect
-        var params = kernel.buffers.map { b in
-            let const = b.access == .read ? "const " : ""
-            return "\(d.bufferAddressSpace)\(const)\(d.storageName(of: b.elementType)) *\(d.restrict) \(b.name)"
-        }
+        var params = kernel.buffers.map { "\(parameterType(of: $0))\(d.restrict) \($0.name)" }
         var code = ""
         var indent = "  "
         switch d.loop {
@@ -166,10 +187,12 @@ public struct Renderer: Sendable {
 
         var prelude = (kernel.usesHalf ? d.halfPrelude : "") + (kernel.usesDouble || e.usesRoundToOdd ? d.doublePrelude : "") + d.prelude
         if kernel.usesIntegers || e.usesBFloat16 { prelude += d.integerPrelude }
+        // Helpers are guarded: a translation unit holds many kernels.
+        func guarded(_ name: String, _ text: String) -> String { "#ifndef \(name)\n#define \(name)\n\(text)#endif\n" }
         var helpers = ""
-        if e.usesBFloat16 { helpers += d.bitCastPrelude + bfloat16Helpers }
-        if e.usesRoundToOdd { helpers += roundToOddHelper }
-        if e.usesIntegerPower { helpers += integerPowerHelper }
+        if e.usesBFloat16 { helpers += guarded("GLMC_BF16_HELPERS", d.bitCastPrelude + bfloat16Helpers) }
+        if e.usesRoundToOdd { helpers += guarded("GLMC_ROUND_TO_ODD_HELPER", roundToOddHelper) }
+        if e.usesIntegerPower { helpers += guarded("GLMC_POWI_HELPER", integerPowerHelper) }
         var out = prelude.isEmpty ? "" : prelude + "\n"
         if !helpers.isEmpty { out += helpers + "\n" }
         return out + "// \(kernel.name): \(kernel.count) elements\n" + code

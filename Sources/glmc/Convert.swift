@@ -21,8 +21,10 @@ struct Convert: ParsableCommand {
         (bind symbolic dimensions with --input-shape, and the values of integer inputs that decide shapes \
         with --input-value; the plan then refuses other values), generates one C kernel per instruction or fusion \
         group, compiles them with $CC (or cc) into a shared object and writes a plan holding the code, \
-        the kernel source, the weights and the memory plan (see Docs/Backends.md). \
-        The opencl and cuda plan targets arrive with their back ends.
+        the kernel source, the weights and the memory plan (see Docs/Backends.md).
+        --target opencl writes the same plan with OpenCL C kernels (built by the runtime when it loads \
+        the plan); --target cuda with CUDA C kernels, compiled to PTX for --gpu-arch with NVRTC when it is \
+        found ($GLMC_NVRTC or libnvrtc.so.12), else source only.
         """)
 
     enum Target: String, ExpressibleByArgument, CaseIterable { case cpu, opencl, cuda, onnx }
@@ -39,14 +41,12 @@ struct Convert: ParsableCommand {
     @Option(help: "Calibration method with --calibration-data: minmax, entropy or percentile[:P].") var calibrationMethod: String = "entropy"
     @Option(help: "Instruction set of a cpu plan's kernels: native (the best this host runs), generic, avx2 or avx512.")
     var cpu: CPUChoice = .native
+    @Option(help: "GPU architecture of a cuda plan: sm_NN (sm_80: Ampere, sm_90: Hopper).") var gpuArch: String = "sm_80"
     @OptionGroup var passOptions: PassOptions
 
     func run() throws {
         try reportingErrors {
-            if target == .cpu { return try convertToCPUPlan() }
-            guard target == .onnx else {
-                throw GLMCError("unsupported: glmc convert --target \(target.rawValue) is not built yet (it arrives with its back end); --target cpu and --target onnx work")
-            }
+            if let planTarget = PlanTarget(rawValue: target.rawValue) { return try convertToPlan(planTarget) }
             guard precision == .fp32, calibrationData == nil, inputValues.isEmpty else {
                 throw GLMCError("unsupported: --precision, --calibration-data and --input-value apply to plans, not to --target onnx")
             }
@@ -69,10 +69,16 @@ struct Convert: ParsableCommand {
 }
 
 extension Convert {
-    /// `--target cpu`: optimize, generate and compile the kernels, write the plan.
-    func convertToCPUPlan() throws {
+    /// `--target cpu|opencl|cuda`: optimize, generate (and for cpu and cuda compile) the kernels, write the plan.
+    func convertToPlan(_ planTarget: PlanTarget) throws {
         guard precision != .fp16 else {
-            throw GLMCError("unsupported: --target cpu builds fp32 and int8 plans only for now (--precision fp16)")
+            throw GLMCError("unsupported: --target \(planTarget.rawValue) builds fp32 plans only for now (--precision fp16)")
+        }
+        guard gpuArch.wholeMatch(of: /sm_[0-9]{2,3}[a-z]?/) != nil else {
+            throw GLMCError("--gpu-arch '\(gpuArch)' is not an architecture of the form sm_NN (e.g. sm_80, sm_90)")
+        }
+        guard precision != .int8 || planTarget == .cpu else {
+            throw GLMCError("unsupported: --precision int8 builds CPU plans only (--target cpu)")
         }
         guard precision != .int8 || calibrationData != nil else {
             throw GLMCError("--precision int8 needs --calibration-data DIR (or random:N): the activation scales come from calibration")
@@ -118,7 +124,8 @@ extension Convert {
         var options = CPUPlanOptions(sourceModelSha256: SHA256Digest.hex(SHA256Digest.hash(modelBytes)),
                                      glmcVersion: GLMC.configuration.version,
                                      pipeline: try passOptions.pipelineNames(defaultLevel: defaultLevel),
-                                     instructionSet: cpu.instructionSet, boundInputs: boundByName)
+                                     instructionSet: cpu.instructionSet, boundInputs: boundByName,
+                                     target: planTarget, gpuArch: gpuArch)
         if precision == .int8, let table {
             options.int8ActivationScales = Dictionary(table.entries.map { ($0.name, $0.scale) }, uniquingKeysWith: { a, _ in a })
         }

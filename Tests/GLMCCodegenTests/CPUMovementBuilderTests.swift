@@ -55,7 +55,7 @@ final class CPUMovementBuilderTests: XCTestCase {
         XCTAssertEqual(g.manifest.steps.map(\.kind), ["copy", "index_table_gather"])
         let table = weight("b.index_table", in: g).withUnsafeBytes { Array($0.bindMemory(to: Int32.self)) }
         XCTAssertEqual(table, [1, 0, 3, 2])
-        XCTAssertTrue(g.source.contains("unsigned long long *Y"), g.source)
+        XCTAssertTrue(g.source.contains("uint64_t *Y"), g.source)
     }
 
     /// Bound inputs are recorded in the manifest; outputs that are inputs or constants get copies.

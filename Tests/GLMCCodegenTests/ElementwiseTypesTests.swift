@@ -131,8 +131,8 @@ final class ElementwiseTypesTests: XCTestCase {
            !(result.status != 0 && (result.output.contains("opencl-c.h") || result.output.contains("unknown argument"))) {
             XCTAssertEqual(result.status, 0, "\(result.output)\n\(cl)", file: file, line: line)
         }
-        let cu = CodegenTests.cudaBuiltins + Renderer(dialect: .cuda).render(kernel).replacingOccurrences(of: "#include <cuda_fp16.h>\n", with: "")
-        if let result = try? CodegenTests.syntaxCheck(cu, file: "kernel.cpp", ["-x", "c++", "-std=c++17", "-fsyntax-only", "-Werror"]) {
+        let cu = CodegenTests.cudaBuiltins + Renderer(dialect: .cuda).render(kernel)
+        if let result = try? CodegenTests.syntaxCheck(cu, file: "kernel.cu", CodegenTests.cudaSyntaxArguments) {
             XCTAssertEqual(result.status, 0, "\(result.output)\n\(cu)", file: file, line: line)
         }
     }
