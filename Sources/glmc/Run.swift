@@ -192,7 +192,7 @@ struct Run: ParsableCommand {
         let reuse = !passOptions.observesPasses
         let instructionSet = CPUInstructionSet.best(for: HostCPU.features)
         let key = PlanCache.key(modelSha256: modelSha256, options: [
-            "target=" + target,
+            "target=" + target.rawValue,
             "pipeline=" + pipeline.joined(separator: ","),
             "cpu=" + instructionSet.rawValue,
             "shapes=" + specs.map { "\($0.name)=\($0.sizes.map(String.init).joined(separator: "x"))" }.joined(separator: ";"),
@@ -207,9 +207,8 @@ struct Run: ParsableCommand {
             // Folding may have turned shape computations into constants: infer the types again.
             try InputShapes.propagate(&module.main)
             let options = CPUPlanOptions(sourceModelSha256: modelSha256, glmcVersion: GLMC.configuration.version,
-                                         pipeline: pipeline, instructionSet: instructionSet, boundInputs: boundByName)
-            // INTERIM until the plan builder's targets land on main: only cpu plans are built.
-            guard target == "cpu" else { throw GLMCError("unsupported: --engine \(target) on a model needs the \(target) plan builder") }
+                                         pipeline: pipeline, instructionSet: instructionSet, boundInputs: boundByName,
+                                         target: target)
             let plan = try CPUPlanBuilder.build(module, options: options)
             cache?.store(plan, key: key)
             try execute(plan, inputs: tensors)
@@ -221,10 +220,10 @@ struct Run: ParsableCommand {
     }
 
     /// The plan target of `--engine` on a model.
-    func planTarget() throws -> String {
+    func planTarget() throws -> PlanTarget {
         switch engine {
-        case .cpu: return "cpu"
-        case .opencl: return "opencl"
+        case .cpu: return .cpu
+        case .opencl: return .opencl
         case .interpreter, .cuda: throw GLMCError("unsupported: engine '\(engine.rawValue)' does not build plans")
         }
     }
