@@ -221,4 +221,57 @@ final class OpenCLPlanTests: XCTestCase {
         assertFails(try GLMC.run(["run", plan, "--input", input, "--output-dir", scratch]),
                     containing: ["error: step 0: kernel 'glmc_missing' is missing"])
     }
+
+    // MARK: - models through OpenCL plans
+
+    /// `glmc convert --target opencl` then `glmc run PLAN` on each sample model matches the stored
+    /// ONNX Runtime output (|a - b| <= 1e-5 * max|b| + 1e-4 * |b|, as the CPU plan tests).
+    func testSampleModelsMatchTheReference() throws {
+        for (name, extra) in [("mlp", []), ("cnn", []), ("transformer", ["--input-shape", "input_ids=2x16"])] {
+            let plan = scratch + "/\(name).plan", out = scratch + "/\(name)-out"
+            assertSucceeds(try GLMC.run(["convert", RoundTripPaths.model("\(name).onnx"), "--target", "opencl", "-o", plan] + extra, timeout: 120),
+                           "convert \(name)")
+            XCTAssertEqual(try PlanReader.read(path: plan).manifest.target, "opencl")
+            let run = try GLMC.run(["run", plan, "--input", RoundTripPaths.model("\(name).input_0.npy"), "--output-dir", out,
+                                    "--warmup", "1", "--repeat", "2", "--json"], timeout: 120)
+            assertSucceeds(run, "run \(name)")
+            XCTAssertTrue(run.stdout.contains("\"engine\":\"opencl\""), run.stdout)
+            let got = try NPY.read(path: out + "/output_0.npy")
+            let want = try NPY.read(path: RoundTripPaths.model("\(name).output_0.npy"))
+            XCTAssertEqual(got.shape, want.shape, name)
+            XCTAssertEqual(got.dtype, want.dtype, name)
+            let scale = want.doubles.map(abs).max() ?? 0
+            for (x, y) in zip(got.doubles, want.doubles) where abs(x - y) > 1e-5 * scale + 1e-4 * abs(y) {
+                XCTFail("\(name): \(x) vs reference \(y)")
+                break
+            }
+        }
+    }
+
+    /// `glmc run MODEL --engine opencl` builds an OpenCL plan, keeps it in the plan cache under a
+    /// key of its own (the target is part of it) and reuses it.
+    func testEngineOpenCLOnAModelCachesAnOpenCLPlan() throws {
+        let cache = scratch + "/cache", plans = cache + "/plans"
+        func run(_ engine: String, _ out: String) throws -> CLIResult {
+            try GLMC.run(["run", RoundTripPaths.model("mlp.onnx"), "--engine", engine, "--input",
+                          RoundTripPaths.model("mlp.input_0.npy"), "--output-dir", scratch + "/" + out],
+                         timeout: 120, environment: ["GLMC_CACHE_DIR": cache])
+        }
+        func cached() -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: plans)) ?? []).sorted() }
+        func output(_ out: String) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: scratch + "/\(out)/output_0.npy")) }
+
+        assertSucceeds(try run("opencl", "first"), "first run")
+        let files = cached()
+        XCTAssertEqual(files.count, 1, "\(files)")
+        XCTAssertEqual(try PlanReader.read(path: plans + "/" + files[0]).manifest.target, "opencl")
+        assertSucceeds(try run("opencl", "second"), "cached run")
+        XCTAssertEqual(cached(), files, "the second run reuses the plan")
+        XCTAssertEqual(try output("second"), try output("first"))
+        assertSucceeds(try run("cpu", "cpu"), "cpu run")
+        XCTAssertEqual(cached().count, 2, "a cpu plan of the same model is cached under another key")
+        let got = try NPY.read(path: scratch + "/first/output_0.npy").doubles
+        let want = try NPY.read(path: RoundTripPaths.model("mlp.output_0.npy")).doubles
+        XCTAssertEqual(got.count, want.count)
+        for (x, y) in zip(got, want) { XCTAssertEqual(x, y, accuracy: 1e-5) }
+    }
 }
