@@ -161,6 +161,7 @@ struct Run: ParsableCommand {
     /// not compilation).
     func runModelAsPlan() throws {
         let target = try planTarget()
+        guard device == nil || target != .cpu else { throw GLMCError("--device applies to opencl plans and --engine opencl") }
         let modelBytes: Data
         do { modelBytes = try Data(contentsOf: URL(fileURLWithPath: model), options: .mappedIfSafe) } catch {
             throw GLMCError("cannot read \(model): \(error.localizedDescription)")
