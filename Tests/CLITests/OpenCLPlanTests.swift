@@ -91,6 +91,13 @@ final class OpenCLPlanTests: XCTestCase {
         }
     }
 
+    func testPlanWithoutStepsReadsTheZeroedArena() throws {
+        var plan = Self.samplePlan(source: "")
+        plan.manifest.steps = []
+        let out = try OpenCLExecutor(plan: plan).run(inputs: input([1, 2, 3, 4, 5, 6]))
+        XCTAssertEqual(out.map(Self.values), [[Float](repeating: 0, count: 6), [Float](repeating: 0, count: 6)])
+    }
+
     func testPlanWrittenAndReadBackRuns() throws {
         let path = scratch + "/add.plan"
         try PlanWriter.write(Self.samplePlan(), to: path)
