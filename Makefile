@@ -5,6 +5,7 @@
 #   make conformance   the ONNX node conformance suite through glmc run, at -O0 and -O3 (ENGINE=interpreter)
 #   make conformance-cpu  the same suite through CPU plans (--engine cpu --check)
 #   make conformance-opencl  the same suite through OpenCL plans on the first OpenCL device (PoCL in CI)
+#   make conformance-cuda-ptx  every case converted to a CUDA plan (sm_90), its PTX assembled by ptxas (no GPU needed)
 #   make bench-import  import benchmark (generates bench-data/ on first run)
 #   make bench-passes  node counts and optimize time: glmc -O3 vs onnx-simplifier vs ONNX Runtime
 #   make bench         CPU plans vs ONNX Runtime (latency ratios) and the generated GEMM vs OpenBLAS
@@ -24,11 +25,16 @@ SWIFT    ?= swift
 PYTHON   := .venv/bin/python
 GLMC     := .build/release/glmc
 ENGINE   ?= interpreter
+# NVRTC from the venv's nvidia-cuda-nvrtc-cu12 wheel, for glmc convert --target cuda (and its tests).
+NVRTC_LIB := $(firstword $(wildcard $(CURDIR)/.venv/lib/python3*/site-packages/nvidia/cuda_nvrtc/lib/libnvrtc.so.12))
+ifneq ($(NVRTC_LIB),)
+export GLMC_NVRTC ?= $(NVRTC_LIB)
+endif
 PROTOC_C ?= protoc-c
 ONNX_PROTO ?= /usr/include/onnx/onnx.proto
 PROTO_DIR  := Sources/CONNXProto
 
-.PHONY: all setup build test conformance conformance-cpu conformance-opencl demo bench bench-import bench-passes bench-calibrate proto models fixtures clean distclean
+.PHONY: all setup build test conformance conformance-cpu conformance-opencl conformance-cuda-ptx demo bench bench-import bench-passes bench-calibrate proto models fixtures clean distclean
 
 all: build
 
@@ -56,6 +62,10 @@ conformance-cpu: build
 # Each case builds an OpenCL plan and the device's driver compiles its kernels at load (PoCL: clang + LLVM).
 conformance-opencl: build
 	$(PYTHON) Tests/Conformance/run_conformance.py --glmc $(GLMC) --engine opencl --jobs 2 --timeout 60 --check --report Tests/Conformance/results/report-opencl.txt
+
+# Converts every case to a CUDA plan for sm_90 and runs ptxas on its PTX: no GPU needed.
+conformance-cuda-ptx: build
+	$(PYTHON) Tests/Conformance/run_conformance.py --glmc $(GLMC) --engine cuda-ptx --jobs 2 --timeout 120 --check --report Tests/Conformance/results/report-cuda-ptx.txt
 
 demo: build
 	$(GLMC) check Models/cnn.onnx

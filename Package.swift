@@ -30,14 +30,16 @@ let package = Package(
         .target(name: "GLMCPasses", dependencies: ["GLMCIR", "GLMCOps", "GLMCInterpreter"]),
         // The plan file format: manifest, sections, checksum, reader/writer, summary. Depends on nothing of the compiler.
         .target(name: "GLMCPlan"),
+        // NVRTC and the CUDA driver API through dlopen (no CUDA headers or libraries needed to build).
+        .target(name: "CGLMCCUDA", path: "Sources/CGLMCCUDA", linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
         // The code generator: the kernel IR, lowering of fusion groups to kernels, the C/OpenCL/CUDA renderer.
-        .target(name: "GLMCCodegen", dependencies: ["GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCPasses", "GLMCPlan"]),
+        .target(name: "GLMCCodegen", dependencies: ["GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCPasses", "GLMCPlan", "CGLMCCUDA"]),
         // C support for the runtime: the host's CPU features (cpuid) and the persistent thread pool.
         .target(name: "CGLMCRuntimeSupport", path: "Sources/CGLMCRuntimeSupport", linkerSettings: [.linkedLibrary("pthread")]),
         // The OpenCL 1.2 API, loaded with dlopen at first use (glmc starts without an ICD loader); needs opencl-headers.
         .target(name: "CGLMCOpenCL", path: "Sources/CGLMCOpenCL", linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
-        // Executors for plans (CPU, OpenCL). Depends on the plan format only, never on the compiler.
-        .target(name: "GLMCRuntime", dependencies: ["GLMCPlan", "CGLMCRuntimeSupport", "CGLMCOpenCL"]),
+        // Executors for plans (CPU, OpenCL, CUDA). Depends on the plan format only, never on the compiler.
+        .target(name: "GLMCRuntime", dependencies: ["GLMCPlan", "CGLMCRuntimeSupport", "CGLMCOpenCL", "CGLMCCUDA"]),
         // INT8 calibration: observation taps on a CPU plan, histograms, MinMax/Percentile/Entropy, TensorRT cache writer.
         .target(name: "GLMCCalibration", dependencies: ["GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCFrontends", "GLMCCodegen", "GLMCPlan", "GLMCRuntime"]),
         // FileCheck-style checker and golden helpers for tests.
@@ -58,7 +60,7 @@ let package = Package(
                     exclude: ["Snapshots"]),
         .testTarget(name: "GLMCCalibrationTests", dependencies: ["GLMCCalibration", "GLMCIR", "GLMCOps", "GLMCCodegen", "GLMCFrontends", "GLMCTestSupport"]),
         // Runs the built `glmc` binary as a subprocess (so it depends on it) and round-trips .npy files.
-        .testTarget(name: "CLITests", dependencies: ["glmc", "GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCPlan", "GLMCRuntime", "GLMCTestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["glmc", "GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCPlan", "GLMCRuntime", "GLMCCodegen", "GLMCTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

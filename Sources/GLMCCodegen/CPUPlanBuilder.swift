@@ -26,6 +26,9 @@ public struct CPUPlanOptions: Sendable {
     public var target: PlanTarget
     /// The GPU architecture of a CUDA plan (`sm_80`, `sm_90`, ...).
     public var gpuArch: String
+    /// `--precision fp16` (GPU targets): constant GEMM and convolution weights are stored as f16
+    /// and widened to f32 as the tiled kernels load them (fp32 accumulation, fp32 activations).
+    public var fp16Weights = false
     public init(sourceModelSha256: String, glmcVersion: String, pipeline: [String] = [], compiler: String? = nil,
                 instructionSet: CPUInstructionSet = .generic, boundInputs: [String: TensorData] = [:],
                 int8ActivationScales: [String: Float]? = nil, target: PlanTarget = .cpu, gpuArch: String = "sm_80") {
@@ -80,6 +83,7 @@ public enum CPUPlanBuilder {
         var g: Generator
         while true {
             g = try Generator(function: function, target: options.target, int8ActivationScales: options.int8ActivationScales)
+            g.fp16Weights = options.fp16Weights
             g.instructionSet = options.target == .cpu ? options.instructionSet : .generic
             do { try g.run(); break } catch let failure as FusedGroupFailure {
                 guard inlineFusedGroup(at: failure.index, in: &function) else { throw failure.error }
@@ -104,6 +108,10 @@ public enum CPUPlanBuilder {
                                     buffers: g.buffers, steps: g.steps, weights: g.weightsBuilder.table,
                                     kernelSources: [PlanKernelSource(name: options.target.sourceName, language: options.target.language)],
                                     metadata: ["kernel_abi": gpu ? "NAME(arena, weights)" : "void k(void **args, long begin, long end)"])
+        if options.fp16Weights {
+            manifest.metadata["precision"] = "fp16"
+            manifest.metadata["fp16_weights"] = String(g.fp16WeightCount)
+        }
         if options.int8ActivationScales != nil {
             manifest.metadata["precision"] = "int8"
             manifest.metadata["int8_ops"] = String(g.int8Count)
@@ -255,6 +263,9 @@ public enum CPUPlanBuilder {
         let int8ActivationScales: [String: Float]?
         var int8HelpersEmitted = false
         var scratchBuffer: Int?
+        /// `--precision fp16` on a GPU target, and how many weights were stored as f16.
+        var fp16Weights = false
+        var fp16WeightCount = 0
         var int8Count = 0
 
         init(function: Function, target: PlanTarget = .cpu, int8ActivationScales: [String: Float]? = nil) throws {
@@ -595,6 +606,15 @@ public enum CPUPlanBuilder {
             func packedKey(_ v: ValueID, _ suffix: String) -> String {
                 (bodyConstants[v] != nil ? "\(g.name)#\(v.index)" : "v\(outerValue(v)!.index)") + suffix
             }
+            /// A weight operand of a tiled GPU step: stored as f16 under `--precision fp16`.
+            func tiledOperand(_ name: String, _ v: ValueID) throws -> TiledOperand {
+                guard fp16Weights, let cw = constant(v), cw.dtype == .f32, !cw.isElided else { return TiledOperand(name: name, argument: try resolve(v)) }
+                fp16WeightCount += 1
+                let halves = cw.elements(as: Float.self).map(floatToHalf)
+                return TiledOperand(name: name, argument: try weight(key: packedKey(v, "#f16"), name: g.name(of: v) + ".f16",
+                                                                     TensorData(type: TensorType(.f16, static: cw.sizes), elements: halves), inst),
+                                    half: true)
+            }
             if int8ActivationScales != nil {
                 let biasOperand = producer.op.type == "MatMul" ? extraBias : (producer.operands.count > 2 ? producer.operands[2] : nil)
                 let isGemm = producer.op.type == "Gemm"
@@ -620,6 +640,16 @@ public enum CPUPlanBuilder {
                     }
                     let batch = batchDims.reduce(1, *)
                     let args = [try resolve(a), try resolve(b), .buffer(yBuffer)]
+                    if target.isGPU, m * n * k >= GPUKernelTiledGEMM.minimumWork {
+                        let bOperand = try tiledOperand("B", b)
+                        var spec = GPUKernelTiledGEMM.Spec(m: m, n: n, k: k, loadA: "v = A[bt * \(m * k) + r * \(k) + p];",
+                                                           loadB: "v = \(bOperand.load("bt * \(k * n) + p * \(n) + c"));", pointers: "",
+                                                           store: "Y[bt * \(m * n) + r * \(n) + c] = v;")
+                        spec.batches = batch
+                        spec.epilogue = epilogue
+                        return addTiledGEMMStep(kind: epilogue.isEmpty ? "batched_matmul" : "batched_matmul_epilogue", spec,
+                                                operands: [TiledOperand(name: "A", argument: args[0]), bOperand, TiledOperand(name: "Y", argument: args[2])])
+                    }
                     if blockedGEMM, m * n * k >= CPUKernelGEMM.minimumWork {
                         var spec = CPUKernelGEMM.Spec(m: m, n: n, k: k, a: .strided(rowStride: k, depthStride: 1),
                                                       b: .strided(depthStride: n, columnStride: 1), arguments: (0, 1, nil, 2))
@@ -656,6 +686,22 @@ public enum CPUPlanBuilder {
                 }
                 let alpha: Float = isGemm ? float("alpha", 1) : 1, beta: Float = isGemm ? float("beta", 1) : 1
                 let constantB = constant(b).flatMap { $0.dtype == .f32 && !$0.isElided ? $0 : nil }
+                if target.isGPU, m * n * k >= GPUKernelTiledGEMM.minimumWork {
+                    let bOperand = try tiledOperand("B", b)
+                    var spec = GPUKernelTiledGEMM.Spec(m: m, n: n, k: k, loadA: transA ? "v = A[p * \(m) + r];" : "v = A[r * \(k) + p];",
+                                                       loadB: "v = \(bOperand.load(transB ? "c * \(k) + p" : "p * \(n) + c"));", pointers: "",
+                                                       store: "Y[r * \(n) + c] = v;")
+                    var operands: [TiledOperand] = [TiledOperand(name: "A", argument: try resolve(a)), bOperand]
+                    if let c, let strides = biasStrides {
+                        operands.append(TiledOperand(name: "C", argument: try resolve(c)))
+                        let term = "C[r * \(strides.rowStride) + c * \(strides.colStride)]"
+                        spec.bias = beta == 1 ? term : "\(CPUKernelLibrary.lit(beta)) * \(term)"
+                    }
+                    operands.append(TiledOperand(name: "Y", argument: .buffer(yBuffer)))
+                    spec.alpha = alpha
+                    spec.epilogue = epilogue
+                    return addTiledGEMMStep(kind: kind, spec, operands: operands)
+                }
                 if blockedGEMM, m * n * k >= CPUKernelGEMM.minimumWork {
                     // Blocked: a constant B is packed into column panels now; otherwise at run time.
                     var args = [try resolve(a)]
@@ -711,6 +757,27 @@ public enum CPUPlanBuilder {
                 let kind = epilogue.isEmpty ? "conv2d" : "conv2d_epilogue"
                 let cg = xS[1] / group, mg = ySizes[1] / group, depth = cg * wS[2] * wS[3], pixels = ySizes[2] * ySizes[3]
                 let depthwise = cg == 1 && mg == 1
+                if target.isGPU, !depthwise, mg * pixels * depth >= GPUKernelTiledGEMM.minimumWork {
+                    // Implicit GEMM per image and group: W[mg, depth] x patches[depth, pixels], the
+                    // patch element computed from (p, c) as it is loaded.
+                    let (kh, kw, ow) = (wS[2], wS[3], ySizes[3])
+                    let wOperand = try tiledOperand("W", w)
+                    var spec = GPUKernelTiledGEMM.Spec(
+                        m: mg, n: pixels, k: depth, loadA: "v = \(wOperand.load("(bt % \(group) * \(mg) + r) * \(depth) + p"));",
+                        loadB: "long ic = p / \(kh * kw), iy = c / \(ow) * \(strides[0]) - \(pads[0]) + p / \(kw) % \(kh) * \(dilations[0]), "
+                            + "ix = c % \(ow) * \(strides[1]) - \(pads[1]) + p % \(kw) * \(dilations[1]); "
+                            + "if (iy >= 0 && iy < \(xS[2]) && ix >= 0 && ix < \(xS[3])) v = X[((bt / \(group) * \(xS[1]) + bt % \(group) * \(cg) + ic) * \(xS[2]) + iy) * \(xS[3]) + ix];",
+                        pointers: "", store: "Y[(bt / \(group) * \(ySizes[1]) + bt % \(group) * \(mg) + r) * \(pixels) + c] = v;")
+                    spec.batches = xS[0] * group
+                    var operands: [TiledOperand] = [TiledOperand(name: "X", argument: try resolve(x)), wOperand]
+                    if hasBias {
+                        operands.append(TiledOperand(name: "Bias", argument: try resolve(producer.operands[2]!)))
+                        spec.bias = "Bias[bt % \(group) * \(mg) + r]"
+                    }
+                    operands.append(TiledOperand(name: "Y", argument: .buffer(yBuffer)))
+                    spec.epilogue = epilogue
+                    return addTiledGEMMStep(kind: kind, spec, operands: operands)
+                }
                 if blockedGEMM, !depthwise, mg * pixels * depth >= CPUKernelGEMM.minimumWork,
                    let cw = constant(w), cw.dtype == .f32, !cw.isElided {
                     // Per image and group: Y[mg, pixels] = W[mg, depth] x patches[depth, pixels]; the
@@ -766,6 +833,28 @@ public enum CPUPlanBuilder {
         /// Whether GEMM and convolution use the blocked, register-tiled CPU kernels (`CPUKernelGEMM`);
         /// on a GPU target the simple kernels, one output (plane) per work-item, run instead.
         var blockedGEMM: Bool { target == .cpu }
+
+        /// A tiled GEMM step of a GPU target (`GPUKernelTiledGEMM`), an entry point of its own;
+        /// `operands` name the pointers its loaders and store read and write (the last one is the output).
+        mutating func addTiledGEMMStep(kind: String, _ spec: GPUKernelTiledGEMM.Spec, operands: [TiledOperand]) {
+            var spec = spec
+            let weightOffsets = Dictionary(weightsBuilder.table.map { ($0.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
+            for (i, operand) in operands.enumerated() {
+                let type = (i == operands.count - 1 ? "" : "const ") + (operand.half ? target.bodyDialect.halfType : "float")
+                let address: String
+                switch operand.argument {
+                case .buffer(let id): address = "arena + \(buffers[id].offset)"
+                case .weight(let w): address = "weights + \(weightOffsets[w]!)"
+                }
+                spec.pointers += "  GLMC_GLOBAL \(type) *\(operand.name) = (GLMC_GLOBAL \(type) *)(\(address));\n"
+            }
+            if operands.contains(where: \.half), !source.contains("#define GLMC_HALF_HELPERS") {
+                source += "\n" + target.bodyDialect.halfPrelude
+            }
+            source += "\n" + GPUKernelTiledGEMM.kernel(name: stepName, spec, target: target)
+            steps.append(PlanStep(kernel: stepName, kind: kind + "_tiled", arguments: operands.map(\.argument),
+                                  launch: GPUKernelTiledGEMM.launch(spec, target: target)))
+        }
 
         /// A blocked GEMM step (`CPUKernelGEMM`): one job per unit of its range.
         mutating func addGEMMStep(kind: String, _ spec: CPUKernelGEMM.Spec, arguments: [PlanArgument]) {

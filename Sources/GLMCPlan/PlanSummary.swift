@@ -11,7 +11,8 @@ public struct PlanSummary: Encodable, Equatable, Sendable {
         public var language: String?
         /// How many steps launch it.
         public var launches: Int
-        /// For cuda plans: whether code blob "<name>.ptx" is present; nil for other targets.
+        /// For cuda plans: whether the PTX module `code/kernels.ptx` has an entry of this name; nil
+        /// for other targets.
         public var ptx: Bool?
     }
 
@@ -51,9 +52,10 @@ public struct PlanSummary: Encodable, Equatable, Sendable {
         if m.steps.isEmpty { for k in m.kernelSources { order.append(k.name); launches[k.name] = 0 } }
         let languages = Dictionary(m.kernelSources.map { ($0.name, $0.language) }, uniquingKeysWith: { a, _ in a })
         let sharedLanguage = Set(m.kernelSources.map(\.language)).count == 1 ? m.kernelSources.first?.language : nil
+        let entries = m.target == "cuda" ? Self.ptxEntries(plan.code["kernels.ptx"] ?? Data()) : []
         kernels = order.map { name in
             Kernel(name: name, language: languages[name] ?? sharedLanguage, launches: launches[name] ?? 0,
-                   ptx: m.target == "cuda" ? plan.code[name + ".ptx"] != nil : nil)
+                   ptx: m.target == "cuda" ? entries.contains(name) : nil)
         }
         steps = m.steps.count; arenaBytes = m.arenaBytes; buffers = m.buffers.count
         weights = m.weights.count; weightsBytes = plan.weights.count
@@ -61,6 +63,18 @@ public struct PlanSummary: Encodable, Equatable, Sendable {
         code = plan.code.mapValues { $0.count }
         calibration = plan.calibration != nil
         metadata = m.metadata
+    }
+
+    /// The names of a PTX module's kernels: each `.entry NAME(` (after `.visible` or `.weak`).
+    public static func ptxEntries(_ ptx: Data) -> Set<String> {
+        var names: Set<String> = []
+        for line in String(decoding: ptx, as: UTF8.self).split(separator: "\n") {
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard let at = words.firstIndex(of: ".entry"), at + 1 < words.count else { continue }
+            let name = words[at + 1].prefix { $0 != "(" }
+            if !name.isEmpty { names.insert(String(name)) }
+        }
+        return names
     }
 
     enum CodingKeys: String, CodingKey {

@@ -36,16 +36,18 @@ struct Convert: ParsableCommand {
     @Option(name: .customLong("input-shape"), help: "NAME=1x3x224x224 to fix a symbolic input shape; repeatable.") var inputShapes: [String] = []
     @Option(name: .customLong("input-type"), help: "NAME=i64: element type of a TorchScript input (default f32); repeatable.") var inputTypes: [String] = []
     @Option(name: .customLong("input-value"), help: "NAME=FILE.npy to bind an input's value at convert time (cpu plans; for inputs that decide shapes, e.g. Slice bounds); repeatable.") var inputValues: [String] = []
-    @Option(help: "Numeric precision of the plan: fp32, or int8 (--target cpu, with --calibration-data).") var precision: Precision = .fp32
+    @Option(help: "Numeric precision of the plan: fp32; int8 (--target cpu, with --calibration-data); fp16 (GPU targets: GEMM and convolution weights stored as f16).") var precision: Precision = .fp32
     @Option(help: "Folder of calibration samples (or random:N): embeds an INT8 calibration table in the plan and writes <plan>.calib.cache.") var calibrationData: String?
     @Option(help: "Calibration method with --calibration-data: minmax, entropy or percentile[:P].") var calibrationMethod: String = "entropy"
     @Option(help: "Instruction set of a cpu plan's kernels: native (the best this host runs), generic, avx2 or avx512.")
     var cpu: CPUChoice = .native
-    @Option(help: "GPU architecture of a cuda plan: sm_NN (sm_80: Ampere, sm_90: Hopper).") var gpuArch: String = "sm_80"
+    @Option(help: "GPU architecture of a cuda plan, sm_NN (default sm_80: Ampere; sm_90: Hopper): NVRTC writes PTX for compute_NN, which runs on that architecture and later ones.")
+    var gpuArch: String?
     @OptionGroup var passOptions: PassOptions
 
     func run() throws {
         try reportingErrors {
+            try checkGPUArch()
             if let planTarget = PlanTarget(rawValue: target.rawValue) { return try convertToPlan(planTarget) }
             guard precision == .fp32, calibrationData == nil, inputValues.isEmpty else {
                 throw GLMCError("unsupported: --precision, --calibration-data and --input-value apply to plans, not to --target onnx")
@@ -69,13 +71,27 @@ struct Convert: ParsableCommand {
 }
 
 extension Convert {
+    /// The architecture of a cuda plan when none is asked for.
+    static let defaultGPUArch = "sm_80"
+
+    /// `--gpu-arch` is for cuda plans only and has the form sm_NN.
+    func checkGPUArch() throws {
+        guard let gpuArch else { return }
+        guard target == .cuda else { throw GLMCError("--gpu-arch applies to --target cuda, not --target \(target.rawValue)") }
+        guard NVRTCCompiler.isValidArch(gpuArch) else {
+            throw GLMCError("--gpu-arch \(gpuArch): expected sm_NN (for example sm_80, sm_90)")
+        }
+    }
+
+    /// A cuda plan without PTX (NVRTC was not found) still runs where NVRTC is: say so.
+    func warnIfSourceOnly(_ plan: PlanFile) {
+        if plan.manifest.target == "cuda", plan.code["kernels.ptx"] == nil { printWarning(NVRTCCompiler.missingWarning) }
+    }
+
     /// `--target cpu|opencl|cuda`: optimize, generate (and for cpu and cuda compile) the kernels, write the plan.
     func convertToPlan(_ planTarget: PlanTarget) throws {
-        guard precision != .fp16 else {
-            throw GLMCError("unsupported: --target \(planTarget.rawValue) builds fp32 plans only for now (--precision fp16)")
-        }
-        guard gpuArch.wholeMatch(of: /sm_[0-9]{2,3}[a-z]?/) != nil else {
-            throw GLMCError("--gpu-arch '\(gpuArch)' is not an architecture of the form sm_NN (e.g. sm_80, sm_90)")
+        guard precision != .fp16 || planTarget.isGPU else {
+            throw GLMCError("unsupported: --precision fp16 is for GPU plans (--target opencl or cuda); --target cpu builds fp32 and int8 plans")
         }
         guard precision != .int8 || planTarget == .cpu else {
             throw GLMCError("unsupported: --precision int8 builds CPU plans only (--target cpu)")
@@ -125,7 +141,8 @@ extension Convert {
                                      glmcVersion: GLMC.configuration.version,
                                      pipeline: try passOptions.pipelineNames(defaultLevel: defaultLevel),
                                      instructionSet: cpu.instructionSet, boundInputs: boundByName,
-                                     target: planTarget, gpuArch: gpuArch)
+                                     target: planTarget, gpuArch: gpuArch ?? Self.defaultGPUArch)
+        options.fp16Weights = precision == .fp16
         if precision == .int8, let table {
             options.int8ActivationScales = Dictionary(table.entries.map { ($0.name, $0.scale) }, uniquingKeysWith: { a, _ in a })
         }
@@ -136,6 +153,7 @@ extension Convert {
             plan.calibration = cache
             plan.manifest.metadata["calibration_method"] = table.method.description
         }
+        warnIfSourceOnly(plan)
         do { try PlanWriter.write(plan, to: output) } catch let e as PlanError { throw GLMCError(e.message) }
         if let cache { try CalibrationDriver.write(cache, to: output + ".calib.cache") }
     }

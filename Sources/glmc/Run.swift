@@ -14,7 +14,7 @@ struct Run: ParsableCommand {
         discussion: """
         A plan file (written by glmc convert; recognized by its magic GLMCPLAN) runs on the runtime of its \
         target: a cpu plan on the CPU, an opencl plan on an OpenCL device (--device N; default the first GPU, \
-        else the first device); its inputs must have the dtypes and shapes it was compiled for. --engine cpu or \
+        else the first device), a cuda plan on a CUDA GPU (--device N; default 0); its inputs must have the dtypes and shapes it was compiled for. --engine cpu or \
         --engine opencl on a model builds such a plan first (-O3 unless told otherwise; symbolic dimensions from \
         the inputs; inputs whose values decide shapes, such as Slice bounds or Reshape shapes, bound to the given \
         values) and keeps it in the plan cache ($GLMC_CACHE_DIR, else $XDG_CACHE_HOME/glmc, else ~/.cache/glmc) \
@@ -48,7 +48,7 @@ struct Run: ParsableCommand {
     @Option(help: "Threads a plan's steps are split across (plans only; default: all cores).")
     var threads: Int?
 
-    @Option(help: "The OpenCL device an opencl plan runs on (an index; default: the first GPU, else the first device).")
+    @Option(help: "The device a GPU plan runs on: an OpenCL device index (default: the first GPU, else the first device) or a CUDA device ordinal (default 0).")
     var device: Int?
 
     @Flag(help: "With --engine cpu or opencl on a model: build the plan afresh and do not store it in the plan cache.")
@@ -74,7 +74,7 @@ struct Run: ParsableCommand {
             case .cpu, .opencl: return try runModelAsPlan()
             case .cuda: throw GLMCError("unsupported: engine 'cuda' is not built yet; use --engine interpreter, cpu or opencl")
             }
-            guard device == nil else { throw GLMCError("--device applies to opencl plans and --engine opencl") }
+            guard device == nil else { throw GLMCError("--device applies to opencl and cuda plans and --engine opencl") }
             var module = try ModelLoader.load(path: model).module
             try ModuleVerifier.verify(module)
             try passOptions.optimize(&module, defaultLevel: 0)
@@ -161,7 +161,7 @@ struct Run: ParsableCommand {
     /// not compilation).
     func runModelAsPlan() throws {
         let target = try planTarget()
-        guard device == nil || target != .cpu else { throw GLMCError("--device applies to opencl plans and --engine opencl") }
+        guard device == nil || target != .cpu else { throw GLMCError("--device applies to opencl and cuda plans and --engine opencl") }
         let modelBytes: Data
         do { modelBytes = try Data(contentsOf: URL(fileURLWithPath: model), options: .mappedIfSafe) } catch {
             throw GLMCError("cannot read \(model): \(error.localizedDescription)")
@@ -232,17 +232,19 @@ struct Run: ParsableCommand {
     /// The executor of `plan`'s target. Cases are the targets with a runtime here.
     func executor(for plan: PlanFile) throws -> any PlanExecutor {
         let target = plan.manifest.target
-        guard device == nil || target != "cpu" else { throw GLMCError("--device applies to opencl plans; this plan is for the cpu") }
+        guard device == nil || target != "cpu" else { throw GLMCError("--device applies to opencl and cuda plans; this plan is for the cpu") }
         switch target {
         case "cpu": return try CPUExecutor(plan: plan, threads: threads ?? HostCPU.cores)
         case "opencl": return try OpenCLExecutor(plan: plan, device: device)
-        default: throw GLMCError("unsupported: this plan is for target '\(target)', which has no runtime yet (plans for cpu and opencl run)")
+        case "cuda": return try CUDAExecutor(plan: plan, device: device ?? 0)
+        default: throw GLMCError("unsupported: this plan is for target '\(target)', which has no runtime yet (plans for cpu, opencl and cuda run)")
         }
     }
 
     /// Runs `plan` on the runtime of its target with `tensors` (in the plan's input order) and
     /// writes the outputs. Timing: the executor's own measure of its steps where it has one (a GPU
-    /// runtime: from the first enqueue to the end of the last step), else the whole `run` call.
+    /// runtime: from the first enqueue to the end of the last step, with CUDA events or
+    /// `clFinish`), else the whole `run` call.
     func execute(_ plan: PlanFile, inputs tensors: [Tensor]) throws {
         do {
             let executor = try executor(for: plan)

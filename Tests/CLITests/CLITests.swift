@@ -361,19 +361,6 @@ final class CLITests: XCTestCase {
         assertFails(try GLMC.run(["inspect", scratch + "/missing.plan"]), containing: ["missing.plan"])
     }
 
-    func testConvertToGPUTargetsIsNotBuiltYet() throws {
-        // --target cpu works (CPUPlanTests), calibrate too (CalibrateTests); the GPU plan targets do not yet.
-        let model = Fixtures.good("constants.onnx")
-        let cases: [[String]] = [
-            ["convert", model, "--target", "opencl", "-o", scratch + "/plan.glmc"],
-            ["convert", model, "--target", "cuda", "-o", scratch + "/plan.glmc"],
-        ]
-        for args in cases {
-            assertFails(try GLMC.run(args), containing: ["not built yet"], args[0])
-        }
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: scratch), [], "nothing written")
-    }
-
     // MARK: Passes and optimized ONNX
 
     func testDumpRunsPipelinesWithInstrumentation() throws {

@@ -208,8 +208,8 @@ final class OpenCLPlanTests: XCTestCase {
                     containing: ["error: OpenCL is not available: cannot load /nonexistent/libOpenCL.so.1 (install ocl-icd-libopencl1"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: scratch + "/output_0.npy"), "nothing written on failure")
         let model = ["run", RoundTripPaths.model("mlp.onnx"), "--input", RoundTripPaths.model("mlp.input_0.npy"), "--output-dir", scratch]
-        assertFails(try GLMC.run(model + ["--device", "0"]), containing: ["--device applies to opencl plans and --engine opencl"])
-        assertFails(try GLMC.run(model + ["--engine", "cpu", "--device", "0"]), containing: ["--device applies to opencl plans and --engine opencl"])
+        assertFails(try GLMC.run(model + ["--device", "0"]), containing: ["--device applies to opencl and cuda plans and --engine opencl"])
+        assertFails(try GLMC.run(model + ["--engine", "cpu", "--device", "0"]), containing: ["--device applies to opencl and cuda plans and --engine opencl"])
         // Usage errors are ArgumentParser's (status 64).
         let negative = try GLMC.run(model + ["--engine", "opencl", "--device=-1"])
         XCTAssertNotEqual(negative.status, 0)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run the ONNX node conformance suite against glmc (or onnxruntime as a reference).
 
-    run_conformance.py --glmc PATH [--engine interpreter|cpu] [--jobs N] [--timeout S]
+    run_conformance.py --glmc PATH [--engine interpreter|cpu|cuda-ptx] [--jobs N] [--timeout S]
                        [--filter REGEX] [--check | --update] [--report FILE]
     run_conformance.py --reference onnxruntime [--jobs N] [--filter REGEX] [--report FILE]
 
@@ -12,6 +12,12 @@ Each tensor-only case / data set runs as
 and glmc must write output_0.npy, output_1.npy, ... in graph-output order.
 Exit status 0 = ran, 1 = error (one "error: ..." line on stderr), anything else = crash.
 
+--engine cuda-ptx needs no GPU: each case / data set is converted with
+`glmc convert --target cuda --gpu-arch sm_90` (input shapes from the data set; when that is
+refused, again with the integer inputs bound with --input-value, then the small inputs), `code/kernels.ptx` is read out of the
+plan, and the case passes when the PTX has an `.entry` for every step and
+`ptxas -arch=sm_90 -o /dev/null` assembles it (NVRTC and ptxas from the venv's NVIDIA wheels).
+
 Case classes: pass, mismatch, unsupported, error, crash, timeout.
 See Docs/Conformance.md for the tolerances and the expectations workflow.
 """
@@ -19,7 +25,10 @@ See Docs/Conformance.md for the tolerances and the expectations workflow.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
+import struct
 import re
 import shutil
 import signal
@@ -224,6 +233,135 @@ def run_glmc_case(meta: dict, glmc: str, engine: str, timeout: float, opt_level:
     return done("pass")
 
 
+# --------------------------------------------------------------------------- cuda-ptx (no GPU needed)
+
+CUDA_PTX_ENGINE = "cuda-ptx"
+CUDA_PTX_ARCH = "sm_90"
+SMALL_INPUT_ELEMENTS = 16  # inputs up to this size may be bound on retry (shape parameters)
+REPO_ROOT = HERE.parent.parent
+
+
+def _venv_nvidia_file(relative: str) -> str | None:
+    """A file of the venv's NVIDIA wheels (site-packages/nvidia/<relative>), if installed."""
+    for site in sorted((REPO_ROOT / ".venv" / "lib").glob("python3*/site-packages/nvidia")):
+        path = site / relative
+        if path.is_file():
+            return str(path)
+    return None
+
+
+def read_plan_sections(path: Path) -> dict[str, bytes]:
+    """The sections of a glmc plan file by name (Docs/PlanFormat.md): header, checksum, table."""
+    data = path.read_bytes()
+    if len(data) < 96 or data[:8] != b"GLMCPLAN":
+        raise ValueError("not a glmc plan (bad magic or too short)")
+    major, _minor, header_size, count, table = struct.unpack_from("<IIIIQ", data, 8)
+    (length,) = struct.unpack_from("<Q", data, 32)
+    if major != 1 or header_size != 64 or length != len(data):
+        raise ValueError(f"unsupported plan header (version {major}, header {header_size}, length {length})")
+    if hashlib.sha256(data[:-32]).digest() != data[-32:]:
+        raise ValueError("plan checksum mismatch")
+    sections = {}
+    for i in range(count):
+        entry = table + 128 * i
+        name = data[entry:entry + 112].rstrip(b"\0").decode()
+        offset, size = struct.unpack_from("<QQ", data, entry + 112)
+        if offset + size > len(data) - 32:
+            raise ValueError(f"section {name} lies outside the plan")
+        sections[name] = data[offset:offset + size]
+    return sections
+
+
+_PTX_ENTRY_RE = re.compile(r"\.entry\s+([A-Za-z_$][\w$]*)\s*\(")
+
+
+def _convert_cuda(glmc: str, cmd: list[str], timeout: float) -> tuple[int | None, str]:
+    """Runs a glmc convert; (exit status, stderr), status None on timeout."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            errors="replace", start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.communicate()
+        return None, ""
+    return proc.returncode, stderr
+
+
+def run_cuda_ptx_case(meta: dict, glmc: str, timeout: float, ptxas: str, opt_level: int = 0) -> Result:
+    case_dir: Path = meta["dir"]
+    start = time.monotonic()
+
+    def done(cls: str, detail: str = "") -> Result:
+        return Result(meta["name"], cls, time.monotonic() - start, detail)
+
+    for data_dir in _data_dirs(case_dir):
+        label = data_dir.name
+        work = Path(tempfile.mkdtemp(prefix="glmc-ptx-"))
+        try:
+            plan = work / "model.plan"
+            base = [glmc, "convert", str(case_dir / "model.onnx"), "--target", "cuda",
+                    "--gpu-arch", CUDA_PTX_ARCH, "-o", str(plan)]
+            if opt_level:
+                base += [f"-O{opt_level}"]
+            shapes, integers, small = [], [], []
+            for i, name in enumerate(meta["inputs"]):
+                path = data_dir / f"input_{i}.npy"
+                array = np.load(path, allow_pickle=False)
+                shapes += ["--input-shape", f"{name}=" + "x".join(str(d) for d in array.shape)]
+                if array.dtype.kind in "iub":
+                    integers += ["--input-value", f"{name}={path}"]
+                if array.size <= SMALL_INPUT_ELEMENTS:
+                    small += ["--input-value", f"{name}={path}"]
+            code, stderr = _convert_cuda(glmc, base + shapes, timeout)
+            # Inputs whose values decide shapes (Reshape's shape, Slice's starts, Resize's scales,
+            # OneHot's depth, Range's bounds) must be bound, as `glmc run --engine cpu` binds them.
+            # The harness cannot tell which they are, so when the plan is refused it binds the
+            # integer inputs, then the small inputs of any type, and tries again.
+            # When every attempt is refused, the first refusal (unbound) is the one reported.
+            first_stderr = stderr
+            for bound in (integers, small):
+                if code == 1 and bound:
+                    code, stderr = _convert_cuda(glmc, base + shapes + bound, timeout)
+            if code == 1:
+                stderr = first_stderr
+            if code is None:
+                return done("timeout", f"{label}: convert: no result after {timeout:g}s")
+            if code == 1:
+                cls, message = _classify_exit_1(stderr)
+                return done(cls, f"{label}: convert: {message}")
+            if code != 0:
+                return done("crash", f"{label}: convert: exit status {code}: {_first_error_line(stderr)}")
+            try:
+                sections = read_plan_sections(plan)
+            except (OSError, ValueError) as exc:
+                return done("error", f"{label}: unreadable plan: {exc}")
+            ptx = sections.get("code/kernels.ptx")
+            if ptx is None:
+                return done("error", f"{label}: the plan has no code/kernels.ptx ({_first_error_line(stderr)})")
+            steps = json.loads(sections["manifest"]).get("steps", [])
+            entries = set(_PTX_ENTRY_RE.findall(ptx.decode(errors="replace")))
+            missing = sorted({s["kernel"] for s in steps} - entries)
+            if missing:
+                return done("error", f"{label}: the PTX has no entry for {', '.join(missing[:3])}")
+            (work / "kernels.ptx").write_bytes(ptx)
+            left = max(1.0, timeout - (time.monotonic() - start))
+            try:
+                assembled = subprocess.run([ptxas, f"-arch={CUDA_PTX_ARCH}", "-o", os.devnull, str(work / "kernels.ptx")],
+                                           capture_output=True, text=True, errors="replace", timeout=left)
+            except subprocess.TimeoutExpired:
+                return done("timeout", f"{label}: ptxas: no result after {left:g}s")
+            if assembled.returncode != 0:
+                lines = [ln.strip() for ln in (assembled.stderr + assembled.stdout).splitlines() if ln.strip()]
+                return done("error", f"{label}: ptxas: " + (lines[0] if lines else f"exit status {assembled.returncode}"))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return done("pass")
+
+
 # --------------------------------------------------------------------------- onnxruntime reference
 
 def run_ort_case(meta: dict) -> Result:
@@ -325,7 +463,11 @@ def main(argv=None) -> int:
     target.add_argument("--glmc", metavar="PATH", help="glmc binary to test")
     target.add_argument("--reference", choices=["onnxruntime"],
                         help="run the cases in-process with onnxruntime (CPU) instead of glmc")
-    parser.add_argument("--engine", default="interpreter", help="glmc --engine value (default: %(default)s)")
+    parser.add_argument("--engine", default="interpreter",
+                        help="glmc --engine value, or cuda-ptx (convert to a CUDA plan, ptxas its PTX) "
+                             "(default: %(default)s)")
+    parser.add_argument("--ptxas", metavar="PATH",
+                        help="ptxas for --engine cuda-ptx (default: $PTXAS, else the venv's nvidia-cuda-nvcc-cu12)")
     parser.add_argument("--opt-level", "-O", type=int, default=0, choices=[0, 1, 2, 3],
                         help="run each model through glmc's -O pipeline first (default: %(default)s)")
     parser.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1,
@@ -373,6 +515,19 @@ def main(argv=None) -> int:
         ort.set_default_logger_severity(3)  # keep kernel-init errors out of the progress output
         label = "onnxruntime reference"
         run_one = run_ort_case
+    elif args.engine == CUDA_PTX_ENGINE:
+        label = args.engine
+        ptxas = args.ptxas or os.environ.get("PTXAS") or _venv_nvidia_file("cuda_nvcc/bin/ptxas")
+        if not ptxas or not os.access(ptxas, os.X_OK):
+            print("run_conformance: --engine cuda-ptx needs ptxas (pip install nvidia-cuda-nvcc-cu12 into .venv, "
+                  "or --ptxas PATH)", file=sys.stderr)
+            return 1
+        if not os.environ.get("GLMC_NVRTC"):
+            nvrtc = _venv_nvidia_file("cuda_nvrtc/lib/libnvrtc.so.12")
+            if nvrtc:
+                os.environ["GLMC_NVRTC"] = nvrtc  # inherited by every glmc convert
+        def run_one(meta: dict) -> Result:
+            return run_cuda_ptx_case(meta, glmc, args.timeout, ptxas, args.opt_level)
     else:
         label = args.engine + (f" -O{args.opt_level}" if args.opt_level else "")
         def run_one(meta: dict) -> Result:

@@ -395,6 +395,8 @@ final class CodegenTests: XCTestCase {
         #pragma clang force_cuda_host_device end
         #define __global__ __attribute__((global))
         #define __device__ __attribute__((device))
+        #define __shared__ __attribute__((shared))
+        void __syncthreads(void) __attribute__((device));
         struct dim3 { unsigned x, y, z; };
         extern __device__ dim3 blockIdx, blockDim, threadIdx;
         __device__ float __int_as_float(int);

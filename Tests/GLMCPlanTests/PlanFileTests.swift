@@ -25,11 +25,18 @@ final class PlanFileTests: XCTestCase {
             kernelSources: [PlanKernelSource(name: "conv_relu_0", language: target == "cuda" ? "cuda-c" : "c")],
             metadata: ["model": "tiny.onnx", "opt_level": "2"])
         var code: [String: Data] = [:]
-        if target == "cuda" { code["conv_relu_0.ptx"] = Data(".version 8.0\n.target sm_90\n".utf8) }
+        if target == "cuda" { code["kernels.ptx"] = Data(Self.ptx(entries: ["conv_relu_0"]).utf8) }
         else { code["kernels.so"] = Data((0..<300).map { UInt8($0 % 251) }) }
         return PlanFile(manifest: manifest,
                         sources: ["conv_relu_0": "void conv_relu_0(float *x) { /* ... */ }\n"],
                         code: code, weights: weights.blob, calibration: "x 0.0123\ny 0.5\n")
+    }
+
+    /// A PTX module as NVRTC writes it, with one entry per name.
+    static func ptx(entries: [String]) -> String {
+        ".version 8.8\n.target sm_90\n.address_size 64\n\n" + entries.map { name in
+            "\t// .globl\t\(name)\n.visible .entry \(name)(\n\t.param .u64 \(name)_param_0,\n\t.param .u64 \(name)_param_1\n)\n{\n\tret;\n}\n"
+        }.joined()
     }
 
     var tmp: URL!
@@ -466,5 +473,12 @@ final class PlanFileTests: XCTestCase {
         var noPTX = Self.samplePlan(target: "cuda")
         noPTX.code = [:]
         XCTAssertEqual(PlanSummary(noPTX).kernels[0].ptx, false)
+        XCTAssertTrue(PlanSummary(noPTX).text.contains("conv_relu_0: 1 launch, source cuda-c, no ptx"))
+        // A module that lacks the step's entry (only mentions it) does not count.
+        var otherEntry = Self.samplePlan(target: "cuda")
+        otherEntry.code = ["kernels.ptx": Data((Self.ptx(entries: ["other_1"]) + "// conv_relu_0\n").utf8)]
+        XCTAssertEqual(PlanSummary(otherEntry).kernels[0].ptx, false)
+        XCTAssertEqual(PlanSummary.ptxEntries(Data(Self.ptx(entries: ["a_0", "b$1"]).utf8)), ["a_0", "b$1"])
+        XCTAssertEqual(PlanSummary.ptxEntries(Data(".weak .entry w(\n".utf8)), ["w"])
     }
 }
