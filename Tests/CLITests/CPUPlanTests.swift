@@ -68,7 +68,7 @@ final class CPUPlanTests: XCTestCase {
         XCTAssertEqual(file.manifest.steps.map(\.kind), ["gemm_epilogue", "gemm_epilogue", "gemm"])
         XCTAssertTrue(file.manifest.cpuFeatures.allSatisfy(HostCPU.supports), "\(file.manifest.cpuFeatures)")
         XCTAssertNotNil(file.code["kernels.so"])
-        XCTAssertTrue(file.sources["kernels.c"]?.contains("void glmc_step0(void **args, long begin, long end)") ?? false)
+        XCTAssertTrue(file.sources["kernels.c"]?.contains("void glmc_step0(GLMC_GLOBAL void **args, long begin, long end)") ?? false)
     }
 
     func testCNNPlanMatchesTheReference() throws {
