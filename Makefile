@@ -3,7 +3,8 @@
 #   make demo          set up, build, run glmc on Models/cnn.onnx
 #   make test          set up, build, conformance, swift test
 #   make conformance   the ONNX node conformance suite through glmc run, at -O0 and -O3 (ENGINE=interpreter)
-#   make conformance-cpu  the same suite through CPU plans (--engine cpu --check; not part of make test)
+#   make conformance-cpu  the same suite through CPU plans (--engine cpu --check)
+#   make conformance-opencl  the same suite through OpenCL plans on the first OpenCL device (PoCL in CI)
 #   make conformance-cuda-ptx  every case converted to a CUDA plan (sm_90), its PTX assembled by ptxas (no GPU needed)
 #   make bench-import  import benchmark (generates bench-data/ on first run)
 #   make bench-passes  node counts and optimize time: glmc -O3 vs onnx-simplifier vs ONNX Runtime
@@ -33,7 +34,7 @@ PROTOC_C ?= protoc-c
 ONNX_PROTO ?= /usr/include/onnx/onnx.proto
 PROTO_DIR  := Sources/CONNXProto
 
-.PHONY: all setup build test conformance conformance-cpu conformance-cuda-ptx demo bench bench-import bench-passes bench-calibrate proto models fixtures clean distclean
+.PHONY: all setup build test conformance conformance-cpu conformance-opencl conformance-cuda-ptx demo bench bench-import bench-passes bench-calibrate proto models fixtures clean distclean
 
 all: build
 
@@ -47,6 +48,7 @@ build: setup
 test: build
 	$(MAKE) conformance
 	$(MAKE) conformance-cpu
+	$(MAKE) conformance-opencl
 	$(SWIFT) test --disable-swift-testing
 
 conformance: build
@@ -56,6 +58,10 @@ conformance: build
 # Each case compiles a CPU plan with the system C compiler, so this is slower than `conformance`.
 conformance-cpu: build
 	$(PYTHON) Tests/Conformance/run_conformance.py --glmc $(GLMC) --engine cpu --jobs 2 --timeout 60 --check --report Tests/Conformance/results/report-cpu.txt
+
+# Each case builds an OpenCL plan and the device's driver compiles its kernels at load (PoCL: clang + LLVM).
+conformance-opencl: build
+	$(PYTHON) Tests/Conformance/run_conformance.py --glmc $(GLMC) --engine opencl --jobs 2 --timeout 60 --check --report Tests/Conformance/results/report-opencl.txt
 
 # Converts every case to a CUDA plan for sm_90 and runs ptxas on its PTX: no GPU needed.
 conformance-cuda-ptx: build

@@ -36,8 +36,10 @@ let package = Package(
         .target(name: "GLMCCodegen", dependencies: ["GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCPasses", "GLMCPlan", "CGLMCCUDA"]),
         // C support for the runtime: the host's CPU features (cpuid) and the persistent thread pool.
         .target(name: "CGLMCRuntimeSupport", path: "Sources/CGLMCRuntimeSupport", linkerSettings: [.linkedLibrary("pthread")]),
-        // Executors for plans (today: the CPU). Depends on the plan format only, never on the compiler.
-        .target(name: "GLMCRuntime", dependencies: ["GLMCPlan", "CGLMCRuntimeSupport", "CGLMCCUDA"]),
+        // The OpenCL 1.2 API, loaded with dlopen at first use (glmc starts without an ICD loader); needs opencl-headers.
+        .target(name: "CGLMCOpenCL", path: "Sources/CGLMCOpenCL", linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
+        // Executors for plans (CPU, OpenCL, CUDA). Depends on the plan format only, never on the compiler.
+        .target(name: "GLMCRuntime", dependencies: ["GLMCPlan", "CGLMCRuntimeSupport", "CGLMCOpenCL", "CGLMCCUDA"]),
         // INT8 calibration: observation taps on a CPU plan, histograms, MinMax/Percentile/Entropy, TensorRT cache writer.
         .target(name: "GLMCCalibration", dependencies: ["GLMCIR", "GLMCOps", "GLMCInterpreter", "GLMCFrontends", "GLMCCodegen", "GLMCPlan", "GLMCRuntime"]),
         // FileCheck-style checker and golden helpers for tests.

@@ -5,7 +5,9 @@
 set -euo pipefail
 
 # Debian packages the build, `make proto` and the tests need. Add new ones here.
-APT_PACKAGES="libprotobuf-c-dev protobuf-c-compiler libonnx-dev python3-venv"
+# OpenCL: the headers CGLMCOpenCL compiles against, the ICD loader the runtime dlopens, and PoCL's
+# CPU device so OpenCL plans run (and their tests and conformance run) on machines without a GPU.
+APT_PACKAGES="libprotobuf-c-dev protobuf-c-compiler libonnx-dev python3-venv ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

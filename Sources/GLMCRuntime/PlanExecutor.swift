@@ -16,3 +16,5 @@ extension CPUExecutor: PlanExecutor {
     /// The CPU runtime's steps run on the calling thread: the caller times `run` itself.
     public var lastStepsMilliseconds: Double? { nil }
 }
+
+extension OpenCLExecutor: PlanExecutor {}

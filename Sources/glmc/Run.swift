@@ -12,11 +12,13 @@ struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a model or a plan on .npy inputs and write output_<i>.npy files.",
         discussion: """
-        A plan file (written by glmc convert --target cpu; recognized by its magic GLMCPLAN) runs on the \
-        CPU runtime; its inputs must have the dtypes and shapes it was compiled for. --engine cpu on a model \
-        builds such a plan first (-O3 unless told otherwise; symbolic dimensions from the inputs; inputs whose \
-        values decide shapes, such as Slice bounds or Reshape shapes, bound to the given values) and keeps it in \
-        the plan cache ($GLMC_CACHE_DIR, else $XDG_CACHE_HOME/glmc, else ~/.cache/glmc) for the next run.
+        A plan file (written by glmc convert; recognized by its magic GLMCPLAN) runs on the runtime of its \
+        target: a cpu plan on the CPU, an opencl plan on an OpenCL device (--device N; default the first GPU, \
+        else the first device), a cuda plan on a CUDA GPU (--device N; default 0); its inputs must have the dtypes and shapes it was compiled for. --engine cpu or \
+        --engine opencl on a model builds such a plan first (-O3 unless told otherwise; symbolic dimensions from \
+        the inputs; inputs whose values decide shapes, such as Slice bounds or Reshape shapes, bound to the given \
+        values) and keeps it in the plan cache ($GLMC_CACHE_DIR, else $XDG_CACHE_HOME/glmc, else ~/.cache/glmc) \
+        for the next run.
         Inputs given as FILE.npy bind to the model's runtime inputs in order; NAME=FILE.npy binds by name.
         -O1..-O3 or --passes run the optimization pipeline first (default -O0: the imported graph).
         Outputs are written in graph-output order as output_0.npy, output_1.npy, ... only after the whole
@@ -46,7 +48,10 @@ struct Run: ParsableCommand {
     @Option(help: "Threads a plan's steps are split across (plans only; default: all cores).")
     var threads: Int?
 
-    @Flag(help: "With --engine cpu on a model: build the plan afresh and do not store it in the plan cache.")
+    @Option(help: "The device a GPU plan runs on: an OpenCL device index (default: the first GPU, else the first device) or a CUDA device ordinal (default 0).")
+    var device: Int?
+
+    @Flag(help: "With --engine cpu or opencl on a model: build the plan afresh and do not store it in the plan cache.")
     var noCache = false
 
     @Flag(help: "Print one JSON line with timing (median_ms, min_ms, p90_ms, runs).")
@@ -58,15 +63,18 @@ struct Run: ParsableCommand {
         guard repeatCount >= 1 else { throw ValidationError("--repeat must be at least 1") }
         guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
         guard (threads ?? 1) >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard (device ?? 0) >= 0 else { throw ValidationError("--device must not be negative") }
     }
 
     func run() throws {
         try reportingErrors {
             if Self.isPlan(path: model) { return try runPlan() }
-            if engine == .cpu { return try runModelOnCPU() }
-            guard engine == .interpreter else {
-                throw GLMCError("unsupported: engine '\(engine.rawValue)' is not built yet; use --engine interpreter or cpu")
+            switch engine {
+            case .interpreter: break
+            case .cpu, .opencl: return try runModelAsPlan()
+            case .cuda: throw GLMCError("unsupported: engine 'cuda' is not built yet; use --engine interpreter, cpu or opencl")
             }
+            guard device == nil else { throw GLMCError("--device applies to opencl and cuda plans and --engine opencl") }
             var module = try ModelLoader.load(path: model).module
             try ModuleVerifier.verify(module)
             try passOptions.optimize(&module, defaultLevel: 0)
@@ -128,7 +136,7 @@ struct Run: ParsableCommand {
         return magic == Data("GLMCPLAN".utf8)
     }
 
-    /// Runs a plan on the CPU runtime (timing covers plan execution only).
+    /// Runs a plan on the runtime of its target (timing covers plan execution only).
     func runPlan() throws {
         guard passOptions.level == nil, passOptions.passes == nil else {
             throw GLMCError("-O and --passes apply to models; a plan is already optimized")
@@ -147,10 +155,13 @@ struct Run: ParsableCommand {
         try execute(plan, inputs: tensors)
     }
 
-    /// `--engine cpu` on a model: optimizes it (-O3 unless told otherwise), fixes symbolic input
-    /// dimensions from the given inputs, builds a CPU plan in memory and runs it (timing covers plan
-    /// execution only, not compilation).
-    func runModelOnCPU() throws {
+    /// `--engine cpu` or `--engine opencl` on a model: optimizes it (-O3 unless told otherwise),
+    /// fixes symbolic input dimensions from the given inputs, builds a plan for the engine's target
+    /// in memory (or takes it from the plan cache) and runs it (timing covers plan execution only,
+    /// not compilation).
+    func runModelAsPlan() throws {
+        let target = try planTarget()
+        guard device == nil || target != .cpu else { throw GLMCError("--device applies to opencl and cuda plans and --engine opencl") }
         let modelBytes: Data
         do { modelBytes = try Data(contentsOf: URL(fileURLWithPath: model), options: .mappedIfSafe) } catch {
             throw GLMCError("cannot read \(model): \(error.localizedDescription)")
@@ -182,6 +193,7 @@ struct Run: ParsableCommand {
         let reuse = !passOptions.observesPasses
         let instructionSet = CPUInstructionSet.best(for: HostCPU.features)
         let key = PlanCache.key(modelSha256: modelSha256, options: [
+            "target=" + target.rawValue,
             "pipeline=" + pipeline.joined(separator: ","),
             "cpu=" + instructionSet.rawValue,
             "shapes=" + specs.map { "\($0.name)=\($0.sizes.map(String.init).joined(separator: "x"))" }.joined(separator: ";"),
@@ -196,7 +208,8 @@ struct Run: ParsableCommand {
             // Folding may have turned shape computations into constants: infer the types again.
             try InputShapes.propagate(&module.main)
             let options = CPUPlanOptions(sourceModelSha256: modelSha256, glmcVersion: GLMC.configuration.version,
-                                         pipeline: pipeline, instructionSet: instructionSet, boundInputs: boundByName)
+                                         pipeline: pipeline, instructionSet: instructionSet, boundInputs: boundByName,
+                                         target: target)
             let plan = try CPUPlanBuilder.build(module, options: options)
             cache?.store(plan, key: key)
             try execute(plan, inputs: tensors)
@@ -207,19 +220,31 @@ struct Run: ParsableCommand {
         }
     }
 
+    /// The plan target of `--engine` on a model.
+    func planTarget() throws -> PlanTarget {
+        switch engine {
+        case .cpu: return .cpu
+        case .opencl: return .opencl
+        case .interpreter, .cuda: throw GLMCError("unsupported: engine '\(engine.rawValue)' does not build plans")
+        }
+    }
+
     /// The executor of `plan`'s target. Cases are the targets with a runtime here.
     func executor(for plan: PlanFile) throws -> any PlanExecutor {
         let target = plan.manifest.target
+        guard device == nil || target != "cpu" else { throw GLMCError("--device applies to opencl and cuda plans; this plan is for the cpu") }
         switch target {
         case "cpu": return try CPUExecutor(plan: plan, threads: threads ?? HostCPU.cores)
-        case "cuda": return try CUDAExecutor(plan: plan)
-        default: throw GLMCError("unsupported: this plan is for target '\(target)', which has no runtime yet (plans for cpu and cuda run)")
+        case "opencl": return try OpenCLExecutor(plan: plan, device: device)
+        case "cuda": return try CUDAExecutor(plan: plan, device: device ?? 0)
+        default: throw GLMCError("unsupported: this plan is for target '\(target)', which has no runtime yet (plans for cpu, opencl and cuda run)")
         }
     }
 
     /// Runs `plan` on the runtime of its target with `tensors` (in the plan's input order) and
     /// writes the outputs. Timing: the executor's own measure of its steps where it has one (a GPU
-    /// runtime: CUDA events around the steps), else the whole `run` call.
+    /// runtime: from the first enqueue to the end of the last step, with CUDA events or
+    /// `clFinish`), else the whole `run` call.
     func execute(_ plan: PlanFile, inputs tensors: [Tensor]) throws {
         do {
             let executor = try executor(for: plan)

@@ -169,7 +169,8 @@ final class CPUPlanTests: XCTestCase {
         assertFails(try GLMC.run(["inspect", damaged]), containing: ["checksum mismatch"])
         let good = ["run", plan, "--input", RoundTripPaths.model("mlp.input_0.npy"), "--output-dir", scratch + "/o"]
         assertFails(try GLMC.run(good + ["-O3"]), containing: ["a plan is already optimized"])
-        assertFails(try GLMC.run(good + ["--engine", "opencl"]), containing: ["plans run on the cpu engine"])
+        assertFails(try GLMC.run(good + ["--engine", "opencl"]), containing: ["--engine opencl cannot run this plan: it is for target 'cpu'"])
+        assertFails(try GLMC.run(good + ["--device", "0"]), containing: ["--device applies to opencl and cuda plans"])
         assertFails(try GLMC.run(["run", plan, "--output-dir", scratch + "/o"]), containing: ["missing --input for 'input' (f32[1,64])"])
         XCTAssertEqual(outputs(in: scratch + "/o"), [])
     }

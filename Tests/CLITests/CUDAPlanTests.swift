@@ -310,6 +310,10 @@ final class CUDAPlanTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("\"engine\":\"cuda\",\"median_ms\":0.2500"), r.stdout)
         assertSameTensor(try NPY.read(path: out + "/output_0.npy"), Tensor([0, 0, 0, 0] as [Float], shape: [4]))
         assertSameTensor(try NPY.read(path: out + "/output_1.npy"), Tensor(Self.x, shape: [4]))
+        // --device picks the CUDA device ordinal.
+        assertSucceeds(try GLMC.run(["run", plan, "--input", input, "--output-dir", out, "--device", "0"], environment: ["GLMC_LIBCUDA": library]))
+        assertFails(try GLMC.run(["run", plan, "--input", input, "--output-dir", out, "--device", "7"], environment: ["GLMC_LIBCUDA": library]),
+                    containing: ["--device 7: there"])
         // A wrong input is refused as on the CPU, before any device work.
         try NPY.write(Tensor([1, 2] as [Float], shape: [2]), to: input)
         assertFails(try GLMC.run(["run", plan, "--input", input, "--output-dir", out], environment: ["GLMC_LIBCUDA": library]),
