@@ -1,11 +1,12 @@
 # glmc — top-level build plumbing. See README.md.
 #
 #   make demo          set up, build, run glmc on Models/cnn.onnx
-#   make test          set up, build, conformance, swift test
+#   make test          set up, build, conformance (interpreter, cpu, opencl, cuda-ptx), check-models, swift test
 #   make conformance   the ONNX node conformance suite through glmc run, at -O0 and -O3 (ENGINE=interpreter)
 #   make conformance-cpu  the same suite through CPU plans (--engine cpu --check)
 #   make conformance-opencl  the same suite through OpenCL plans on the first OpenCL device (PoCL in CI)
 #   make conformance-cuda-ptx  every case converted to a CUDA plan (sm_90), its PTX assembled by ptxas (no GPU needed)
+#   make check-models  Models/ and the light model zoo through cpu and opencl plans vs ONNX Runtime, cuda plans through ptxas
 #   make bench-import  import benchmark (generates bench-data/ on first run)
 #   make bench-passes  node counts and optimize time: glmc -O3 vs onnx-simplifier vs ONNX Runtime
 #   make bench         CPU plans vs ONNX Runtime (latency ratios) and the generated GEMM vs OpenBLAS
@@ -34,7 +35,7 @@ PROTOC_C ?= protoc-c
 ONNX_PROTO ?= /usr/include/onnx/onnx.proto
 PROTO_DIR  := Sources/CONNXProto
 
-.PHONY: all setup build test conformance conformance-cpu conformance-opencl conformance-cuda-ptx demo bench bench-import bench-passes bench-calibrate proto models fixtures clean distclean
+.PHONY: all setup build test conformance conformance-cpu conformance-opencl conformance-cuda-ptx check-models demo bench bench-import bench-passes bench-calibrate proto models fixtures clean distclean
 
 all: build
 
@@ -49,6 +50,8 @@ test: build
 	$(MAKE) conformance
 	$(MAKE) conformance-cpu
 	$(MAKE) conformance-opencl
+	$(MAKE) conformance-cuda-ptx
+	$(MAKE) check-models
 	$(SWIFT) test --disable-swift-testing
 
 conformance: build
@@ -66,6 +69,13 @@ conformance-opencl: build
 # Converts every case to a CUDA plan for sm_90 and runs ptxas on its PTX: no GPU needed.
 conformance-cuda-ptx: build
 	$(PYTHON) Tests/Conformance/run_conformance.py --glmc $(GLMC) --engine cuda-ptx --jobs 2 --timeout 120 --check --report Tests/Conformance/results/report-cuda-ptx.txt
+
+# Models/ and the nine light model-zoo models (seeded random weights) through CPU and OpenCL plans
+# against ONNX Runtime, and through CUDA plans to ptxas -arch=sm_90.
+check-models: build
+	$(PYTHON) scripts/check_models.py --glmc $(GLMC) --target cpu
+	$(PYTHON) scripts/check_models.py --glmc $(GLMC) --target opencl
+	$(PYTHON) scripts/check_models.py --glmc $(GLMC) --target cuda --gpu-arch sm_90
 
 demo: build
 	$(GLMC) check Models/cnn.onnx
