@@ -773,17 +773,19 @@ public enum CPUPlanBuilder {
                 guard let x = producer.operands[0], let w = producer.operands[1] else { throw unsupported(inst) }
                 let xS = g.type(of: x).shape.staticSizes!, wS = g.type(of: w).shape.staticSizes!
                 let hasBias = producer.operands.count > 2 && producer.operands[2] != nil
-                guard xS.count == 4, wS.count == 4, ySizes.count == 4 else {
-                    // 1-D, 3-D, ...: the general kernel (CPUKernelLibraryConv.swift), one output element per unit.
+                // 1-D, 3-D, ... (and on a GPU every convolution the tiled kernel does not take): the
+                // general kernel (CPUKernelLibraryConv.swift), one output element per unit.
+                func generalConvolution() throws {
                     let shape = try convolutionShape(producer, x: xS, w: wS, y: ySizes, inst)
                     var args = [try resolve(x), try resolve(w)]
                     if hasBias { args.append(try resolve(producer.operands[2]!)) }
                     args.append(.buffer(yBuffer))
                     let f32 = CScalar(.f32)!
-                    return addStep(kind: epilogue.isEmpty ? "conv" : "conv_epilogue",
-                                   code: CPUKernelLibrary.convolution(name: symbol, shape, x: f32, w: f32, bias: hasBias ? f32 : nil, y: f32, epilogue: epilogue),
-                                   arguments: args, range: shape.outputCount, work: max(1, shape.work))
+                    addStep(kind: epilogue.isEmpty ? "conv" : "conv_epilogue",
+                            code: CPUKernelLibrary.convolution(name: symbol, shape, x: f32, w: f32, bias: hasBias ? f32 : nil, y: f32, epilogue: epilogue),
+                            arguments: args, range: shape.outputCount, work: max(1, shape.work))
                 }
+                guard xS.count == 4, wS.count == 4, ySizes.count == 4 else { return try generalConvolution() }
                 let group = int("group", 1)
                 guard group >= 1, xS[1] % group == 0, ySizes[1] % group == 0, wS[1] == xS[1] / group else {
                     throw unsupported(inst, "with inconsistent groups")
@@ -814,6 +816,7 @@ public enum CPUPlanBuilder {
                     spec.epilogue = epilogue
                     return addTiledGEMMStep(kind: kind, spec, operands: operands)
                 }
+                if target.isGPU { return try generalConvolution() }
                 if blockedGEMM, !depthwise, mg * pixels * depth >= CPUKernelGEMM.minimumWork,
                    let cw = constant(w), cw.dtype == .f32, !cw.isElided {
                     // Per image and group: Y[mg, pixels] = W[mg, depth] x patches[depth, pixels]; the
@@ -900,13 +903,14 @@ public enum CPUPlanBuilder {
                     range: jobs, work: Self.grainWork)
         }
 
-        /// MaxPool and AveragePool: 2-D f32 ones without Indices by the per-plane kernel, the rest
-        /// by the general one (`lowerWindowPool`).
+        /// MaxPool and AveragePool: 2-D f32 ones without Indices by the per-plane kernel on the CPU,
+        /// the rest by the general one (`lowerWindowPool`).
         mutating func lowerPool(_ inst: Instruction) throws {
             guard let x = inst.operands[0] else { throw unsupported(inst, "without an input") }
             let xS = f.type(of: x).shape.staticSizes!, yS = f.type(of: inst.results[0]).shape.staticSizes!
             let isMax = inst.op.type == "MaxPool"
-            guard xS.count == 4, yS.count == 4, f.type(of: x).dtype == .f32, f.type(of: inst.results[0]).dtype == .f32,
+            // On a GPU the general kernel's one output per work-item beats one plane per work-item.
+            guard !target.isGPU, xS.count == 4, yS.count == 4, f.type(of: x).dtype == .f32, f.type(of: inst.results[0]).dtype == .f32,
                   !isMax || usedResultBuffer(inst, 1) == nil, intAttr(inst, "storage_order", 0) == 0,
                   case .ints(let kernel)? = inst.attributes["kernel_shape"], kernel.count == 2 else {
                 return try lowerWindowPool(inst)
