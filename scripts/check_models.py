@@ -73,16 +73,24 @@ def with_random_weights(model_path, out_path, seed=7):
     dropped, so the logits are compared."""
     model = onnx.load(model_path)
     rng = np.random.default_rng(seed)
+
+    def random_like(shape, dtype):
+        if len(shape) >= 2:
+            return rng.normal(0, 1 / np.sqrt(max(int(np.prod(shape[1:])), 1)), shape).astype(dtype)
+        return rng.uniform(0.5, 1.5, shape).astype(dtype)
+
+    initializers = {i.name: i for i in model.graph.initializer}
     for init in model.graph.initializer:
         a = onnx.numpy_helper.to_array(init)
-        if not np.issubdtype(a.dtype, np.floating) or a.size <= 1:
-            continue
-        if a.ndim >= 2:
-            fan_in = int(np.prod(a.shape[1:]))
-            r = rng.normal(0, 1 / np.sqrt(max(fan_in, 1)), a.shape)
-        else:
-            r = rng.uniform(0.5, 1.5, a.shape)
-        init.CopyFrom(onnx.numpy_helper.from_array(r.astype(a.dtype), init.name))
+        if np.issubdtype(a.dtype, np.floating) and a.size > 1:
+            init.CopyFrom(onnx.numpy_helper.from_array(random_like(a.shape, a.dtype), init.name))
+    # The light models make their weights with ConstantOfShape over a stored shape: store random
+    # weights of that shape instead.
+    for node in list(model.graph.node):
+        if node.op_type == "ConstantOfShape" and node.input and node.input[0] in initializers:
+            shape = [int(d) for d in onnx.numpy_helper.to_array(initializers[node.input[0]])]
+            model.graph.node.remove(node)
+            model.graph.initializer.append(onnx.numpy_helper.from_array(random_like(shape, np.float32), node.output[0]))
     # Compare logits: a final Softmax of large random logits rounds to exact 0s and 1s.
     for output in model.graph.output:
         producers = [n for n in model.graph.node if output.name in n.output]
