@@ -103,7 +103,7 @@ final class CPUReductionKernelTests: XCTestCase, PlanComparing {
     /// picked by the value the kernel reads, on floats and integers.
     func testScansAlongARuntimeAxisMatchTheInterpreter() throws {
         let module = try Parser.parse("""
-        opsets {"" = 14}
+        opsets {"" = 26}
         func @r(%x: f32[3,4,2] loc("x"), %i: i32[3,4,2] loc("i"), %a: i64[] loc("a")) -> (f32[3,4,2] loc("cs"), i32[3,4,2] loc("cp")) {
           %cs = CumSum(%x, %a) {exclusive = 1} : f32[3,4,2] loc("cs")
           %cp = CumProd(%i, %a) {reverse = 1} : i32[3,4,2] loc("cp")
