@@ -1,0 +1,88 @@
+extension CPUKernelLibrary {
+    /// Sets every element of the output to one (true for bool): inference Dropout's mask.
+    /// Parallel range: the element count. Arguments: Y.
+    static func oneFill(name: String, scalar: CScalar) -> String {
+        let one = scalar.isFloat ? scalar.store("Y", "u", "1.0") : "Y[u] = 1;"
+        return "// \(name): one fill\nvoid \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + scalar.pointer("Y", 0, const: false)
+            + "  for (long u = begin; u < end; ++u) \(one)\n}\n"
+    }
+}
+
+extension CPUKernelLibrary {
+    /// SwiGLU: `Y = A * sigmoid(alpha * A) * B`, in float for f32 (as the interpreter computes it)
+    /// and in double for the other float types. Parallel range: the element count. Arguments: A, B, Y.
+    static func swiGLU(name: String, scalar: CScalar, alpha: Float) -> String {
+        var s = "// \(name): swiglu\nvoid \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n"
+        s += scalar.pointer("A", 0) + scalar.pointer("B", 1) + scalar.pointer("Y", 2, const: false)
+        if scalar.dtype == .f32 {
+            s += "  for (long u = begin; u < end; ++u) { float a = A[u]; Y[u] = a / (1.0f + expf(-(\(lit(alpha))) * a)) * B[u]; }\n"
+        } else {
+            s += "  for (long u = begin; u < end; ++u) { double a = \(scalar.load("A", "u")); \(scalar.store("Y", "u", "a / (1.0 + exp(-(double)(\(lit(alpha))) * a)) * \(scalar.load("B", "u"))")) }\n"
+        }
+        return s + "}\n"
+    }
+}
+
+extension CPUKernelLibrary {
+    /// Det of each n×n matrix: LU decomposition with partial pivoting in double, the interpreter's
+    /// algorithm step for step (a zero pivot gives 0). Parallel range: the matrix count.
+    /// Arguments: X, Y, [scratch: n*n doubles per matrix].
+    static func determinant(name: String, scalar: CScalar, n: Int) -> String {
+        var s = "// \(name): determinant of \(n)x\(n) matrices\nvoid \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n"
+        s += scalar.pointer("X", 0) + scalar.pointer("Y", 1, const: false)
+        s += "  GLMC_SCRATCH(double, a, \(n * n), 2);\n"
+        s += """
+          for (long m = begin; m < end; ++m) {
+            for (long i = 0; i < \(n * n); ++i) a[i] = \(scalar.load("X", "m * \(n * n) + i"));
+            double det = 1.0;
+            for (long col = 0; col < \(n); ++col) {
+              long pivot = col;
+              for (long r = col + 1; r < \(n); ++r) if (fabs(a[r * \(n) + col]) > fabs(a[pivot * \(n) + col])) pivot = r;
+              if (a[pivot * \(n) + col] == 0.0) { det = 0.0; break; }
+              if (pivot != col) {
+                for (long c = 0; c < \(n); ++c) { double t = a[pivot * \(n) + c]; a[pivot * \(n) + c] = a[col * \(n) + c]; a[col * \(n) + c] = t; }
+                det = -det;
+              }
+              double p = a[col * \(n) + col];
+              det *= p;
+              for (long r = col + 1; r < \(n); ++r) {
+                double f = a[r * \(n) + col] / p;
+                if (f != 0.0) for (long c = col; c < \(n); ++c) a[r * \(n) + c] -= f * a[col * \(n) + c];
+              }
+            }
+            \(scalar.store("Y", "m", "det"))
+          }
+          GLMC_SCRATCH_FREE(a);
+        }
+
+        """
+        return s
+    }
+}
+
+extension CPUKernelLibrary {
+    /// TensorScatter: the cache viewed as (outer, maxLength, inner) with `perBatch` outer rows per
+    /// batch entry; positions start + s (mod maxLength in circular mode) for s < length take
+    /// update row s, the rest keep the cache. A linear write past the cache (the interpreter's
+    /// error) leaves those positions unwritten: they keep the cache. Parallel range: the cache's
+    /// element count. Arguments: past, update, [write_indices (int64)], Y.
+    static func tensorScatter(name: String, scalar: CScalar, maxLength: Int, length: Int, inner: Int, perBatch: Int,
+                              hasWriteIndices: Bool, circular: Bool) -> String {
+        var s = "// \(name): tensor scatter of \(length) into \(maxLength)\(circular ? " (circular)" : "")\n"
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + scalar.pointer("P", 0) + scalar.pointer("U", 1)
+        if hasWriteIndices { s += "  GLMC_GLOBAL const int64_t *W = (GLMC_GLOBAL const int64_t *)args[2];\n" }
+        s += scalar.pointer("Y", hasWriteIndices ? 3 : 2, const: false)
+        // An empty cache has an empty range; the divisors stay nonzero so that the C is defined.
+        let maxLength = max(maxLength, 1), inner = max(inner, 1)
+        s += "  for (long u = begin; u < end; ++u) {\n"
+        s += "    long i = u % \(inner), pos = (u / \(inner)) % \(maxLength), o = u / \(inner * maxLength);\n"
+        s += "    long start = \(hasWriteIndices ? "(long)W[o / \(max(perBatch, 1))]" : "0");\n"
+        if circular {
+            s += "    long step = ((pos - start) % \(maxLength) + \(maxLength)) % \(maxLength);\n"
+        } else {
+            s += "    long step = pos - start;\n"
+        }
+        s += "    Y[u] = step >= 0 && step < \(length) ? U[(o * \(length) + step) * \(inner) + i] : P[u];\n"
+        return s + "  }\n}\n"
+    }
+}
