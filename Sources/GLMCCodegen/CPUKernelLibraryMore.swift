@@ -86,3 +86,39 @@ extension CPUKernelLibrary {
         return s + "  }\n}\n"
     }
 }
+
+extension CPUKernelLibrary {
+    /// Col2Im over `nd` spatial dims: each image pixel sums, in double and in block order (the
+    /// interpreter's order), the columns whose block element lands on it: g·stride − pad + k·dilation.
+    /// Parallel range: N·C·pixels. Arguments: X [N, C·blockSize, L], Y [N, C, image...].
+    static func col2Im(name: String, scalar: CScalar, image: [Int], block: [Int], grid: [Int], strides: [Int], pads: [Int], dilations: [Int]) -> String {
+        let nd = image.count, pixels = image.reduce(1, *), blockSize = block.reduce(1, *), columns = grid.reduce(1, *)
+        var s = "// \(name): col2im of \(block) blocks into \(image)\nvoid \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n"
+        s += scalar.pointer("X", 0) + scalar.pointer("Y", 1, const: false)
+        s += longArray("image", image) + longArray("block", block) + longArray("grid", grid) + longArray("stride", strides)
+            + longArray("pad", Array(pads.prefix(nd))) + longArray("dil", dilations)
+        s += """
+          for (long u = begin; u < end; ++u) {
+            long pixel = u % \(max(pixels, 1)), plane = u / \(max(pixels, 1));
+            long p[\(nd)];
+            for (long d = \(nd - 1), r = pixel; d >= 0; --d) { p[d] = r % image[d]; r /= image[d]; }
+            double sum = 0.0;
+            for (long k = 0; k < \(blockSize); ++k) {
+              long column = 0, ok = 1;
+              for (long d = 0, r = k, kstride = \(blockSize); d < \(nd); ++d) {
+                kstride /= block[d];
+                long kd = r / kstride; r %= kstride;
+                long t = p[d] + pad[d] - kd * dil[d];
+                if (t < 0 || t % stride[d] != 0 || t / stride[d] >= grid[d]) { ok = 0; break; }
+                column = column * grid[d] + t / stride[d];
+              }
+              if (ok) sum += \(scalar.load("X", "(plane * \(blockSize) + k) * \(columns) + column"));
+            }
+            \(scalar.store("Y", "u", "sum"))
+          }
+        }
+
+        """
+        return s
+    }
+}

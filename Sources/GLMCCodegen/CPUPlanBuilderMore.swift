@@ -1,14 +1,15 @@
 import GLMCIR
 import GLMCOps
 
-/// Lowering of SwiGLU, Det and TensorScatter to the kernels of `CPUKernelLibraryMore.swift`.
+/// Lowering of SwiGLU, Det, TensorScatter and Col2Im to the kernels of `CPUKernelLibraryMore.swift`.
 extension CPUPlanBuilder.Generator {
-    static let lastSmallOps: Set<String> = ["SwiGLU", "Det", "TensorScatter"]
+    static let lastSmallOps: Set<String> = ["SwiGLU", "Det", "TensorScatter", "Col2Im"]
 
     mutating func lowerLastSmall(_ inst: Instruction) throws {
         includeReductionHelpers()
         if inst.op.type == "Det" { return try lowerDet(inst) }
         if inst.op.type == "TensorScatter" { return try lowerTensorScatter(inst) }
+        if inst.op.type == "Col2Im" { return try lowerCol2Im(inst) }
         guard inst.operands.count == 2, let av = inst.operands[0], let bv = inst.operands[1] else { throw unsupported(inst) }
         let a = try sizes(av, inst)
         guard let scalar = CScalar(f.type(of: av).dtype), scalar.isFloat, f.type(of: bv).dtype == scalar.dtype, try sizes(bv, inst) == a else {
@@ -55,5 +56,33 @@ extension CPUPlanBuilder.Generator {
                                                      inner: past[(axis + 1)...].reduce(1, *), perBatch: outer / max(past[0], 1),
                                                      hasWriteIndices: writeIndices != nil, circular: mode == "circular"),
                 arguments: arguments, range: past.reduce(1, *), work: 1)
+    }
+
+    mutating func lowerCol2Im(_ inst: Instruction) throws {
+        guard inst.operands.count == 3, let xv = inst.operands[0], let iv = inst.operands[1], let bv = inst.operands[2] else { throw unsupported(inst) }
+        let x = try sizes(xv, inst), y = try sizes(inst.results[0], inst)
+        let image = try constantIntegers(iv, inst, what: "image_shape"), block = try constantIntegers(bv, inst, what: "block_shape")
+        guard let scalar = CScalar(f.type(of: xv).dtype), scalar.isFloat else { throw unsupported(inst, "on \(f.type(of: xv).dtype) tensors") }
+        let nd = image.count
+        func ints(_ name: String, _ d: Int, _ count: Int) -> [Int] {
+            if case .ints(let v)? = inst.attributes[name] { return v }
+            return [Int](repeating: d, count: count)
+        }
+        let dilations = ints("dilations", 1, nd), pads = ints("pads", 0, 2 * nd), strides = ints("strides", 1, nd)
+        guard x.count == 3, block.count == nd, dilations.count == nd, strides.count == nd, pads.count == 2 * nd,
+              (image + block + dilations + strides).allSatisfy({ $0 > 0 }), pads.allSatisfy({ $0 >= 0 }) else {
+            throw unsupported(inst, "with image \(image), block \(block) on \(x)")
+        }
+        let grid = (0 ..< nd).map { d -> Int in
+            let extent = image[d] + pads[d] + pads[nd + d], span = dilations[d] * (block[d] - 1) + 1
+            return extent < span ? 0 : (extent - span) / strides[d] + 1
+        }
+        let blockSize = block.reduce(1, *)
+        guard x[1] % blockSize == 0, grid.reduce(1, *) == x[2], y == [x[0], x[1] / blockSize] + image else {
+            throw unsupported(inst, "on \(x) that does not match image \(image) and block \(block)")
+        }
+        addStep(kind: "col2im", code: CPUKernelLibrary.col2Im(name: nextSymbol, scalar: scalar, image: image, block: block, grid: grid,
+                                                               strides: strides, pads: pads, dilations: dilations),
+                arguments: [try argument(xv, inst), try output(inst)], range: y.reduce(1, *), work: blockSize * nd)
     }
 }

@@ -58,6 +58,22 @@ final class CPUOpsCoverageTests: XCTestCase, PlanComparing {
                                  kinds: ["tensor_scatter", "tensor_scatter", "tensor_scatter"])
     }
 
+    /// Col2Im in 2-D with strides, pads and dilations (overlapping blocks) and in 1-D.
+    func testCol2Im() throws {
+        try check("""
+        opsets {"" = 18}
+        func @c(%x: f32[2,6,8] loc("x"), %v: f64[1,6,4] loc("v")) -> (f32[2,1,5,4] loc("y"), f64[1,2,5] loc("z")) {
+          %i = const dense<[5, 4]> : i64[2]
+          %b = const dense<[2, 3]> : i64[2]
+          %y = Col2Im(%x, %i, %b) {dilations = [2, 1], pads = [1, 0, 0, 1], strides = [1, 2]} : f32[2,1,5,4] loc("y")
+          %i1 = const dense<[5]> : i64[1]
+          %b1 = const dense<[3]> : i64[1]
+          %z = Col2Im(%v, %i1, %b1) {pads = [1, 0]} : f64[1,2,5] loc("z")
+          return %y, %z
+        }
+        """, kinds: ["col2im", "col2im"])
+    }
+
     /// Inference Dropout with its mask in use: a copy and an all-true mask (bool from opset 10,
     /// the data's type before), with training_mode a constant false.
     func testDropoutMaskInInference() throws {
