@@ -122,3 +122,35 @@ extension CPUKernelLibrary {
         return s
     }
 }
+
+extension CPUKernelLibrary {
+    /// Training-mode BatchNormalization, one channel per unit, in double as the interpreter: the
+    /// batch's mean and (biased) variance over N and the spatial axes normalize the channel, and
+    /// blend into the running statistics `stat·momentum + batch·(1 − momentum)` when those outputs
+    /// are used. Parallel range: C. Arguments: X, scale, B, mean, var, Y, [running mean], [running var].
+    static func trainingBatchNorm(name: String, x: CScalar, parameters: [CScalar], runningMean: CScalar?, runningVar: CScalar?,
+                                  batch: Int, channels: Int, spatial: Int, epsilon: Float, momentum: Float) -> String {
+        var s = "// \(name): batch normalization (training)\nvoid \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n"
+        s += x.pointer("X", 0)
+        for (k, label) in ["S", "B", "M", "V"].enumerated() { s += parameters[k].pointer(label, k + 1) }
+        s += x.pointer("Y", 5, const: false)
+        var next = 6
+        if let runningMean { s += runningMean.pointer("RM", next, const: false); next += 1 }
+        if let runningVar { s += runningVar.pointer("RV", next, const: false) }
+        let at = "(n * \(channels) + c) * \(spatial) + i"
+        s += """
+          for (long c = begin; c < end; ++c) {
+            double sum = 0.0, sq = 0.0, count = (double)\(batch * spatial);
+            for (long n = 0; n < \(batch); ++n) for (long i = 0; i < \(spatial); ++i) sum += \(x.load("X", at));
+            double mean = sum / count;
+            for (long n = 0; n < \(batch); ++n) for (long i = 0; i < \(spatial); ++i) { double d = \(x.load("X", at)) - mean; sq += d * d; }
+            double var = sq / count, momentum = (double)\(lit(momentum));
+            double a = \(parameters[0].load("S", "c")) / sqrt(var + (double)\(lit(epsilon))), b = \(parameters[1].load("B", "c")) - mean * a;
+            for (long n = 0; n < \(batch); ++n) for (long i = 0; i < \(spatial); ++i) \(x.store("Y", at, "\(x.load("X", at)) * a + b"))
+
+        """
+        if runningMean != nil { s += "    \(runningMean!.store("RM", "c", "\(parameters[2].load("M", "c")) * momentum + mean * (1.0 - momentum)"))\n" }
+        if runningVar != nil { s += "    \(runningVar!.store("RV", "c", "\(parameters[3].load("V", "c")) * momentum + var * (1.0 - momentum)"))\n" }
+        return s + "  }\n}\n"
+    }
+}

@@ -1,7 +1,7 @@
 import GLMCIR
 import GLMCOps
 
-/// Lowering of SwiGLU, Det, TensorScatter and Col2Im to the kernels of `CPUKernelLibraryMore.swift`.
+/// Lowering of SwiGLU, Det, TensorScatter, Col2Im and training-mode BatchNormalization to the kernels of `CPUKernelLibraryMore.swift`.
 extension CPUPlanBuilder.Generator {
     static let lastSmallOps: Set<String> = ["SwiGLU", "Det", "TensorScatter", "Col2Im"]
 
@@ -84,5 +84,35 @@ extension CPUPlanBuilder.Generator {
         addStep(kind: "col2im", code: CPUKernelLibrary.col2Im(name: nextSymbol, scalar: scalar, image: image, block: block, grid: grid,
                                                                strides: strides, pads: pads, dilations: dilations),
                 arguments: [try argument(xv, inst), try output(inst)], range: y.reduce(1, *), work: blockSize * nd)
+    }
+
+    mutating func lowerTrainingBatchNorm(_ inst: Instruction) throws {
+        includeReductionHelpers()
+        guard inst.operands.count == 5, inst.operands.allSatisfy({ $0 != nil }) else { throw unsupported(inst) }
+        let operands = inst.operands.map { $0! }, x = try sizes(operands[0], inst)
+        guard x.count >= 2 else { throw unsupported(inst, "of rank \(x.count)") }
+        func floatScalar(_ v: ValueID) throws -> CScalar {
+            guard let s = CScalar(f.type(of: v).dtype), s.isFloat else { throw unsupported(inst, "on \(f.type(of: v).dtype) tensors") }
+            return s
+        }
+        let xs = try floatScalar(operands[0])
+        let parameters = try operands.dropFirst().map { v -> CScalar in
+            guard try sizes(v, inst).reduce(1, *) == x[1] else { throw unsupported(inst, "with per-channel parameters of shape \(try sizes(v, inst))") }
+            return try floatScalar(v)
+        }
+        var args = try operands.map { try argument($0, inst) }
+        args.append(try output(inst))
+        var running: [CScalar?] = [nil, nil]
+        for k in 1 ..< min(inst.results.count, 3) where isUsed(inst.results[k]) {
+            guard let b = bufferOf[inst.results[k]] else { throw unsupported(inst, "whose output \(k) has no buffer") }
+            running[k - 1] = try floatScalar(inst.results[k])
+            args.append(.buffer(b))
+        }
+        let spatial = x.dropFirst(2).reduce(1, *)
+        addStep(kind: "batch_norm_training",
+                code: CPUKernelLibrary.trainingBatchNorm(name: nextSymbol, x: xs, parameters: parameters, runningMean: running[0], runningVar: running[1],
+                                                         batch: x[0], channels: x[1], spatial: spatial,
+                                                         epsilon: floatAttr(inst, "epsilon", 1e-5), momentum: floatAttr(inst, "momentum", 0.9)),
+                arguments: args, range: x[1], work: 3 * x[0] * spatial)
     }
 }

@@ -52,6 +52,7 @@ extension CPUPlanBuilder.Generator {
         let yCount = ySizes.reduce(1, *)
         switch inst.op.type {
         case "BatchNormalization":
+            if inst.opset >= 14, intAttr(inst, "training_mode", 0) != 0 { return try lowerTrainingBatchNorm(inst) }
             try requireF32(inst)
             try requireOnlyFirstResultUsed(inst)
             if inst.opset < 9, intAttr(inst, "spatial", 1) == 0 { throw unsupported(inst, "with spatial = 0") }

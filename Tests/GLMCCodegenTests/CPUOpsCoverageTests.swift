@@ -74,6 +74,19 @@ final class CPUOpsCoverageTests: XCTestCase, PlanComparing {
         """, kinds: ["col2im", "col2im"])
     }
 
+    /// Training-mode BatchNormalization: batch statistics, with both running statistics in use
+    /// (f32) and with none (f16 data).
+    func testTrainingBatchNormalization() throws {
+        try check("""
+        opsets {"" = 15}
+        func @b(%x: f32[2,3,4] loc("x"), %s: f32[3] loc("s"), %c: f32[3] loc("c"), %m: f32[3] loc("m"), %v: f32[3] loc("v"), %h: f16[2,3,2] loc("h")) -> (f32[2,3,4] loc("y"), f32[3] loc("rm"), f32[3] loc("rv"), f16[2,3,2] loc("z")) {
+          %y, %rm, %rv = BatchNormalization(%x, %s, %c, %m, %v) {epsilon = 0.01, momentum = 0.8, training_mode = 1} : f32[2,3,4], f32[3], f32[3] loc("y", "rm", "rv")
+          %z = BatchNormalization(%h, %s, %c, %m, %v) {training_mode = 1} : f16[2,3,2] loc("z")
+          return %y, %rm, %rv, %z
+        }
+        """, nonNegative: [], kinds: ["batch_norm_training", "batch_norm_training"])
+    }
+
     /// Inference Dropout with its mask in use: a copy and an all-true mask (bool from opset 10,
     /// the data's type before), with training_mode a constant false.
     func testDropoutMaskInInference() throws {
