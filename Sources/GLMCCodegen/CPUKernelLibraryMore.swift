@@ -154,3 +154,56 @@ extension CPUKernelLibrary {
         return s + "  }\n}\n"
     }
 }
+
+extension CPUKernelLibrary {
+    /// Dropout whose ratio or training_mode is read at run time. Inference (training false, or a
+    /// zero ratio) copies X and sets the mask; training draws the keep-mask as the interpreter does,
+    /// NumPy's `RandomState(seed).uniform(0, 1) >= ratio` (MT19937, 53-bit doubles), and scales the
+    /// kept elements by 1 / (1 − ratio). The draws are sequential, so one unit does the whole
+    /// tensor. A ratio outside [0, 1) in training (the interpreter's error) gives NaN and a false
+    /// mask. Parallel range: 1. Arguments: X, [ratio], [training_mode], Y, [mask].
+    static func runtimeDropout(name: String, x: CScalar, ratio: CScalar?, training: CScalar?, mask: CScalar?, count: Int, seed: UInt32) -> String {
+        var s = "// \(name): dropout with a runtime ratio or training mode\nvoid \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n"
+        s += x.pointer("X", 0)
+        var next = 1
+        if let ratio { s += ratio.pointer("R", next); next += 1 }
+        if let training { s += training.pointer("T", next); next += 1 }
+        s += x.pointer("Y", next, const: false)
+        if let mask { s += mask.pointer("K", next + 1, const: false) }
+        let keep = { (v: String) in mask.map { $0.isFloat ? $0.store("K", "u", v) : "K[u] = (\($0.storage))(\(v));" } ?? "" }
+        s += "  if (begin != 0) return;\n"
+        s += "  double ratio = \(ratio.map { $0.load("R", "0") } ?? "0.5");\n"
+        s += "  int training = \(training.map { _ in "T[0] != 0" } ?? "0");\n"
+        s += "  if (!training || !(ratio > 0.0)) { for (long u = 0; u < \(count); ++u) { \(x.store("Y", "u", x.load("X", "u"))) \(keep("1")) } return; }\n"
+        s += "  if (!(ratio >= 0.0 && ratio < 1.0)) { for (long u = 0; u < \(count); ++u) { \(x.store("Y", "u", "NAN")) \(keep("0")) } return; }\n"
+        s += """
+          uint32_t mt[624];
+          mt[0] = \(seed)u;
+          for (int i = 1; i < 624; ++i) mt[i] = 1812433253u * (mt[i - 1] ^ (mt[i - 1] >> 30)) + (uint32_t)i;
+          int position = 624;
+          double scale = 1.0 / (1.0 - ratio);
+          for (long u = 0; u < \(count); ++u) {
+            uint32_t draw[2];
+            for (int d = 0; d < 2; ++d) {
+              if (position >= 624) {
+                for (int i = 0; i < 624; ++i) {
+                  uint32_t y = (mt[i] & 0x80000000u) | (mt[(i + 1) % 624] & 0x7fffffffu);
+                  mt[i] = mt[(i + 397) % 624] ^ (y >> 1) ^ ((y & 1u) ? 0x9908b0dfu : 0u);
+                }
+                position = 0;
+              }
+              uint32_t y = mt[position++];
+              y ^= y >> 11; y ^= (y << 7) & 0x9d2c5680u; y ^= (y << 15) & 0xefc60000u; y ^= y >> 18;
+              draw[d] = y;
+            }
+            double r = ((double)(draw[0] >> 5) * 67108864.0 + (double)(draw[1] >> 6)) / 9007199254740992.0;
+            int kept = r >= ratio;
+            \(x.store("Y", "u", "kept ? \(x.load("X", "u")) * scale : 0.0"))
+            \(keep("kept"))
+          }
+        }
+
+        """
+        return s
+    }
+}

@@ -1,7 +1,8 @@
 import GLMCIR
 import GLMCOps
 
-/// Lowering of SwiGLU, Det, TensorScatter, Col2Im and training-mode BatchNormalization to the kernels of `CPUKernelLibraryMore.swift`.
+/// Lowering of SwiGLU, Det, TensorScatter, Col2Im, training-mode BatchNormalization and Dropout with
+/// a training_mode that is not a constant false to the kernels of `CPUKernelLibraryMore.swift`.
 extension CPUPlanBuilder.Generator {
     static let lastSmallOps: Set<String> = ["SwiGLU", "Det", "TensorScatter", "Col2Im"]
 
@@ -114,5 +115,31 @@ extension CPUPlanBuilder.Generator {
                                                          batch: x[0], channels: x[1], spatial: spatial,
                                                          epsilon: floatAttr(inst, "epsilon", 1e-5), momentum: floatAttr(inst, "momentum", 0.9)),
                 arguments: args, range: x[1], work: 3 * x[0] * spatial)
+    }
+
+    mutating func lowerRuntimeDropout(_ inst: Instruction) throws {
+        includeReductionHelpers()
+        guard let xv = inst.operands.first ?? nil, let x = CScalar(f.type(of: xv).dtype), x.isFloat else { throw unsupported(inst, "in training mode on non-float data") }
+        let rv = inst.operands.count > 1 ? inst.operands[1] : nil, tv = inst.operands.count > 2 ? inst.operands[2] : nil
+        var args = [try argument(xv, inst)]
+        var ratio: CScalar?, training: CScalar?
+        if let rv {
+            guard let r = CScalar(f.type(of: rv).dtype), r.isFloat, try sizes(rv, inst).reduce(1, *) == 1 else { throw unsupported(inst, "with ratio \(f.type(of: rv))") }
+            ratio = r; args.append(try argument(rv, inst))
+        }
+        if let tv {
+            guard f.type(of: tv).dtype == .bool, let t = CScalar(.bool), try sizes(tv, inst).reduce(1, *) == 1 else { throw unsupported(inst, "with training_mode \(f.type(of: tv))") }
+            training = t; args.append(try argument(tv, inst))
+        }
+        args.append(try output(inst))
+        var mask: CScalar?
+        if inst.results.count > 1, isUsed(inst.results[1]) {
+            guard let b = bufferOf[inst.results[1]], let m = CScalar(f.type(of: inst.results[1]).dtype) else { throw unsupported(inst, "whose mask has no buffer") }
+            mask = m; args.append(.buffer(b))
+        }
+        let count = try sizes(xv, inst).reduce(1, *)
+        addStep(kind: "dropout", code: CPUKernelLibrary.runtimeDropout(name: nextSymbol, x: x, ratio: ratio, training: training, mask: mask, count: count,
+                                                                       seed: UInt32(truncatingIfNeeded: intAttr(inst, "seed", 0))),
+                arguments: args, range: 1, work: count * 8)
     }
 }

@@ -122,7 +122,7 @@ extension CPUPlanBuilder.Generator {
         default:  // Dropout (inference): a copy of its input, and an all-true mask if that is used.
             if inst.operands.count > 2, let tv = inst.operands[2] {
                 guard let c = constants[tv], c.elementCount == 1, c.dtype == .bool, !c.elements(as: Bool.self)[0] else {
-                    throw unsupported(inst, "with a training_mode that is not a constant false")
+                    return try lowerRuntimeDropout(inst)
                 }
             }
             guard let x = inst.operands[0] else { throw unsupported(inst) }

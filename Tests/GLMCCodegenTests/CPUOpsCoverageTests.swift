@@ -87,6 +87,22 @@ final class CPUOpsCoverageTests: XCTestCase, PlanComparing {
         """, nonNegative: [], kinds: ["batch_norm_training", "batch_norm_training"])
     }
 
+    /// Dropout with a runtime training_mode and ratio: training draws NumPy's MT19937 mask as the
+    /// interpreter does (enough elements to twist the state twice); false, or a zero ratio, copies.
+    func testDropoutWithARuntimeTrainingMode() throws {
+        let module = try Parser.parse("""
+        opsets {"" = 22}
+        func @d(%x: f32[3,300] loc("x"), %r: f32[] loc("r"), %t: bool[] loc("t")) -> (f32[3,300] loc("y"), bool[3,300] loc("m")) {
+          %y, %m = Dropout(%x, %r, %t) {seed = 7} : f32[3,300], bool[3,300] loc("y", "m")
+          return %y, %m
+        }
+        """)
+        let x = randomInputs(module.main, seed: 11)[0]
+        for (ratio, training) in [(0.3, true), (0.3, false), (0.0, true)] {
+            try checkWithGivenInputs(module, [x, Tensor(doubles: [ratio], dtype: .f32, shape: []), Tensor([training], shape: [])], kinds: ["dropout"])
+        }
+    }
+
     /// Inference Dropout with its mask in use: a copy and an all-true mask (bool from opset 10,
     /// the data's type before), with training_mode a constant false.
     func testDropoutMaskInInference() throws {
