@@ -262,18 +262,36 @@ extension CPUKernelLibrary {
         return s
     }
 
+    /// The (outer, n, inner) view of a cumulative sum or product along one axis.
+    struct CumulativeGeometry: Equatable { var outer, n, inner: Int }
+
     /// CumSum/CumProd along the middle axis of an (outer, n, inner) view. Floats accumulate in
-    /// double, integers in wrapping 64-bit arithmetic. Parallel range: outer*inner. Arguments: X, Y.
-    static func cumulative(name: String, product: Bool, scalar: CScalar, outer: Int, n: Int, inner: Int,
+    /// double, integers in wrapping 64-bit arithmetic. With `runtimeAxis` (the axis operand's type)
+    /// there is one geometry per axis of the input and the kernel takes the one the axis names; an
+    /// axis outside the input (the interpreter's error) fills the output with NaN (zero for
+    /// integers). Parallel range: the largest outer*inner. Arguments: X, [axis], Y.
+    static func cumulative(name: String, product: Bool, scalar: CScalar, geometries: [CumulativeGeometry], runtimeAxis: CScalar?,
                            exclusive: Bool, reverse: Bool) -> String {
-        var s = "// \(name): cum\(product ? "prod" : "sum") over \(n)\n"
-        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + scalar.pointer("X", 0) + scalar.pointer("Y", 1, const: false)
-        s += "  for (long idx = begin; idx < end; ++idx) {\n"
-        s += "    long base = (idx / \(inner)) * \(n * inner) + idx % \(inner);\n"
+        let g0 = geometries[0]
+        var s = "// \(name): cum\(product ? "prod" : "sum")\(runtimeAxis != nil ? " along a runtime axis" : " over \(g0.n)")\n"
+        s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + scalar.pointer("X", 0)
+        if let runtimeAxis { s += runtimeAxis.pointer("AX", 1) }
+        s += scalar.pointer("Y", runtimeAxis != nil ? 2 : 1, const: false)
+        s += "  long outer = \(g0.outer), n = \(g0.n), inner = \(g0.inner);\n"
+        if runtimeAxis != nil {
+            let rank = geometries.count
+            s += longArray("outers", geometries.map(\.outer)) + longArray("ns", geometries.map(\.n)) + longArray("inners", geometries.map(\.inner))
+            s += "  long ax = (long)AX[0];\n  if (ax < 0) ax += \(rank);\n"
+            let fill = scalar.isFloat ? scalar.store("Y", "u", "NAN") : "Y[u] = 0;"
+            s += "  if (ax < 0 || ax >= \(rank)) { if (begin == 0) for (long u = 0; u < \(geometries.map { $0.outer * $0.n * $0.inner }.max() ?? 0); ++u) { \(fill) } return; }\n"
+            s += "  outer = outers[ax]; n = ns[ax]; inner = inners[ax];\n"
+        }
+        s += "  for (long idx = begin; idx < end && idx < outer * inner; ++idx) {\n"
+        s += "    long base = (idx / inner) * (n * inner) + idx % inner;\n"
         let acc = scalar.isFloat ? "double" : "uint64_t"
         s += "    \(acc) a = \(product ? "1" : "0");\n"
-        s += "    for (long step = 0; step < \(n); ++step) {\n"
-        s += "      long p = base + \(reverse ? "(\(n - 1) - step)" : "step") * \(inner);\n"
+        s += "    for (long step = 0; step < n; ++step) {\n"
+        s += "      long p = base + \(reverse ? "(n - 1 - step)" : "step") * inner;\n"
         let v = scalar.isFloat ? scalar.load("X", "p") : "(uint64_t)X[p]"
         let combine = product ? "a *= \(v);" : "a += \(v);"
         let store = scalar.isFloat ? scalar.store("Y", "p", "a") : "Y[p] = (\(scalar.storage))a;"

@@ -498,6 +498,8 @@ public enum CPUPlanBuilder {
                 return try lowerSignal(inst)
             case "Einsum":
                 return try lowerEinsum(inst)
+            case let t where Self.lastSmallOps.contains(t):
+                return try lowerLastSmall(inst)
             case let t where Self.movementOps.contains(t):
                 return try lowerMovement(inst)
             default:

@@ -52,6 +52,7 @@ extension CPUPlanBuilder.Generator {
         let yCount = ySizes.reduce(1, *)
         switch inst.op.type {
         case "BatchNormalization":
+            if inst.opset >= 14, intAttr(inst, "training_mode", 0) != 0 { return try lowerTrainingBatchNorm(inst) }
             try requireF32(inst)
             try requireOnlyFirstResultUsed(inst)
             if inst.opset < 9, intAttr(inst, "spatial", 1) == 0 { throw unsupported(inst, "with spatial = 0") }
@@ -118,11 +119,10 @@ extension CPUPlanBuilder.Generator {
             addStep(kind: "gather", code: CPUKernelLibrary.gather(name: nextSymbol, outer: outer, axisLen: data[axis], innerBytes: inner,
                                                                   indices: count, indexBytes: indexType.byteSize),
                     arguments: [try argument(dv, inst), try argument(iv, inst), try output(inst)], range: outer * count, work: max(1, inner / 16))
-        default:  // Dropout (inference): a copy of its input.
-            try requireOnlyFirstResultUsed(inst)
+        default:  // Dropout (inference): a copy of its input, and an all-true mask if that is used.
             if inst.operands.count > 2, let tv = inst.operands[2] {
                 guard let c = constants[tv], c.elementCount == 1, c.dtype == .bool, !c.elements(as: Bool.self)[0] else {
-                    throw unsupported(inst, "with a training_mode that is not a constant false")
+                    return try lowerRuntimeDropout(inst)
                 }
             }
             guard let x = inst.operands[0] else { throw unsupported(inst) }
@@ -130,6 +130,13 @@ extension CPUPlanBuilder.Generator {
             guard byteCount(x) == bytes else { throw unsupported(inst, "with inconsistent shapes") }
             addStep(kind: "copy", code: CPUKernelLibrary.copy(name: nextSymbol, bytes: bytes),
                     arguments: [try argument(x, inst), try output(inst)], range: bytes, work: 1)
+            if inst.results.count > 1, isUsed(inst.results[1]) {
+                let mask = inst.results[1]
+                guard let b = bufferOf[mask], let scalar = CScalar(f.type(of: mask).dtype) else { throw unsupported(inst, "whose mask has no buffer") }
+                includeReductionHelpers()
+                addStep(kind: "one_fill", code: CPUKernelLibrary.oneFill(name: nextSymbol, scalar: scalar),
+                        arguments: [.buffer(b)], range: try sizes(mask, inst).reduce(1, *), work: 1)
+            }
         }
     }
 }

@@ -189,15 +189,31 @@ extension CPUPlanBuilder.Generator {
                     arguments: io, range: outer * inner, work: n)
         case "CumSum", "CumProd":
             guard inst.operands.count > 1, let av = inst.operands[1] else { throw unsupported(inst, "without an axis") }
-            let axisValues = try constantIntegers(av, inst, what: "axis")
-            guard axisValues.count == 1, !x.isEmpty else { throw unsupported(inst, "with axis \(axisValues) on rank \(x.count)") }
+            guard !x.isEmpty else { throw unsupported(inst, "on a scalar") }
             if xs.dtype == .bool { throw unsupported(inst, "on bool tensors") }
-            let axis = try normalizedAxis(axisValues[0], rank: x.count, inst)
-            let (outer, n, inner) = (x[..<axis].reduce(1, *), x[axis], x[(axis + 1)...].reduce(1, *))
-            addStep(kind: "cumulative", code: CPUKernelLibrary.cumulative(name: symbol, product: op == "CumProd", scalar: xs, outer: outer, n: n,
-                                                                         inner: inner, exclusive: intAttr(inst, "exclusive", 0) != 0,
+            var geometries: [CPUKernelLibrary.CumulativeGeometry] = []
+            var arguments = [io[0]]
+            let runtimeAxis: CScalar?
+            if constants[av] == nil {
+                // A runtime axis: one geometry per axis it may name; the kernel picks by the value it reads.
+                guard let a = CScalar(f.type(of: av).dtype), a.dtype == .i64 || a.dtype == .i32, try sizes(av, inst).reduce(1, *) == 1 else {
+                    throw unsupported(inst, "with axis \(f.type(of: av))")
+                }
+                runtimeAxis = a
+                geometries = x.indices.map { .init(outer: x[..<$0].reduce(1, *), n: x[$0], inner: x[($0 + 1)...].reduce(1, *)) }
+                arguments.append(try argument(av, inst))
+            } else {
+                let axisValues = try constantIntegers(av, inst, what: "axis")
+                guard axisValues.count == 1 else { throw unsupported(inst, "with axis \(axisValues) on rank \(x.count)") }
+                let axis = try normalizedAxis(axisValues[0], rank: x.count, inst)
+                runtimeAxis = nil
+                geometries = [.init(outer: x[..<axis].reduce(1, *), n: x[axis], inner: x[(axis + 1)...].reduce(1, *))]
+            }
+            arguments.append(io[1])
+            addStep(kind: "cumulative", code: CPUKernelLibrary.cumulative(name: symbol, product: op == "CumProd", scalar: xs, geometries: geometries,
+                                                                         runtimeAxis: runtimeAxis, exclusive: intAttr(inst, "exclusive", 0) != 0,
                                                                          reverse: intAttr(inst, "reverse", 0) != 0),
-                    arguments: io, range: outer * inner, work: n)
+                    arguments: arguments, range: geometries.map { $0.outer * $0.inner }.max() ?? 0, work: geometries.map(\.n).max() ?? 0)
         case "Softmax", "LogSoftmax", "Hardmax":
             guard xs.isFloat else { throw unsupported(inst, "on \(xs.dtype) tensors") }
             let axis = try normalizedAxis(intAttr(inst, "axis", inst.opset >= 13 ? -1 : 1), rank: x.count, inst)

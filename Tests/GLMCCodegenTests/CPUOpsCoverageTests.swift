@@ -12,6 +12,117 @@ final class CPUOpsCoverageTests: XCTestCase, PlanComparing {
         guard CPUPlanBuilder.findCompiler() != nil else { throw XCTSkip("no C compiler ($CC, cc, gcc or clang) on PATH") }
     }
 
+    /// SwiGLU on f32 (float math, as the interpreter) and f16 (double math), with a negative alpha.
+    func testSwiGLU() throws {
+        try check("""
+        opsets {"" = 28}
+        func @s(%a: f32[2,5] loc("a"), %b: f32[2,5] loc("b"), %h: f16[7] loc("h"), %g: f16[7] loc("g")) -> (f32[2,5] loc("y"), f16[7] loc("z")) {
+          %y = SwiGLU(%a, %b) {alpha = -1.5} : f32[2,5] loc("y")
+          %z = SwiGLU(%h, %g) : f16[7] loc("z")
+          return %y, %z
+        }
+        """, kinds: ["swiglu", "swiglu"])
+    }
+
+    /// Det of a batch of 3×3 matrices (pivoting needed) and of a singular one, and of f64 2×2s.
+    func testDet() throws {
+        let module = try Parser.parse("""
+        opsets {"" = 22}
+        func @d(%x: f32[2,2,3,3] loc("x"), %y: f64[4,2,2] loc("y")) -> (f32[2,2] loc("dx"), f64[4] loc("dy")) {
+          %dx = Det(%x) : f32[2,2] loc("dx")
+          %dy = Det(%y) : f64[4] loc("dy")
+          return %dx, %dy
+        }
+        """)
+        var inputs = randomInputs(module.main, seed: 5)
+        var x = inputs[0].doubles
+        for i in 0 ..< 3 { x[i] = 0; x[3 + i] = Double(i + 1); x[6 + i] = Double(2 * i + 2) }  // the first matrix: a zero row, pivoting
+        inputs[0] = Tensor(doubles: x, dtype: .f32, shape: [2, 2, 3, 3])
+        try checkWithGivenInputs(module, inputs, kinds: ["det", "det"])
+    }
+
+    /// TensorScatter: linear writes at per-batch indices along axis 2, circular writes wrapping
+    /// past the end, and the default (no write_indices, axis -2).
+    func testTensorScatter() throws {
+        let module = try Parser.parse("""
+        opsets {"" = 24}
+        func @t(%p: f32[2,3,5,2] loc("p"), %u: f32[2,3,2,2] loc("u"), %w: i64[2] loc("w"), %c: i64[2] loc("c")) -> (f32[2,3,5,2] loc("l"), f32[2,3,5,2] loc("r"), f32[2,3,5,2] loc("d")) {
+          %l = TensorScatter(%p, %u, %w) {axis = 2} : f32[2,3,5,2] loc("l")
+          %r = TensorScatter(%p, %u, %c) {axis = 2, mode = "circular"} : f32[2,3,5,2] loc("r")
+          %d = TensorScatter(%p, %u) : f32[2,3,5,2] loc("d")
+          return %l, %r, %d
+        }
+        """)
+        let random = randomInputs(module.main, seed: 9)
+        try checkWithGivenInputs(module, [random[0], random[1], Tensor(int64s: [3, 1], dtype: .i64, shape: [2]), Tensor(int64s: [4, -1], dtype: .i64, shape: [2])],
+                                 kinds: ["tensor_scatter", "tensor_scatter", "tensor_scatter"])
+    }
+
+    /// Col2Im in 2-D with strides, pads and dilations (overlapping blocks) and in 1-D.
+    func testCol2Im() throws {
+        try check("""
+        opsets {"" = 18}
+        func @c(%x: f32[2,6,8] loc("x"), %v: f64[1,6,4] loc("v")) -> (f32[2,1,5,4] loc("y"), f64[1,2,5] loc("z")) {
+          %i = const dense<[5, 4]> : i64[2]
+          %b = const dense<[2, 3]> : i64[2]
+          %y = Col2Im(%x, %i, %b) {dilations = [2, 1], pads = [1, 0, 0, 1], strides = [1, 2]} : f32[2,1,5,4] loc("y")
+          %i1 = const dense<[5]> : i64[1]
+          %b1 = const dense<[3]> : i64[1]
+          %z = Col2Im(%v, %i1, %b1) {pads = [1, 0]} : f64[1,2,5] loc("z")
+          return %y, %z
+        }
+        """, kinds: ["col2im", "col2im"])
+    }
+
+    /// Training-mode BatchNormalization: batch statistics, with both running statistics in use
+    /// (f32) and with none (f16 data).
+    func testTrainingBatchNormalization() throws {
+        try check("""
+        opsets {"" = 15}
+        func @b(%x: f32[2,3,4] loc("x"), %s: f32[3] loc("s"), %c: f32[3] loc("c"), %m: f32[3] loc("m"), %v: f32[3] loc("v"), %h: f16[2,3,2] loc("h")) -> (f32[2,3,4] loc("y"), f32[3] loc("rm"), f32[3] loc("rv"), f16[2,3,2] loc("z")) {
+          %y, %rm, %rv = BatchNormalization(%x, %s, %c, %m, %v) {epsilon = 0.01, momentum = 0.8, training_mode = 1} : f32[2,3,4], f32[3], f32[3] loc("y", "rm", "rv")
+          %z = BatchNormalization(%h, %s, %c, %m, %v) {training_mode = 1} : f16[2,3,2] loc("z")
+          return %y, %rm, %rv, %z
+        }
+        """, nonNegative: [], kinds: ["batch_norm_training", "batch_norm_training"])
+    }
+
+    /// Dropout with a runtime training_mode and ratio: training draws NumPy's MT19937 mask as the
+    /// interpreter does (enough elements to twist the state twice); false, or a zero ratio, copies.
+    func testDropoutWithARuntimeTrainingMode() throws {
+        let module = try Parser.parse("""
+        opsets {"" = 22}
+        func @d(%x: f32[3,300] loc("x"), %r: f32[] loc("r"), %t: bool[] loc("t")) -> (f32[3,300] loc("y"), bool[3,300] loc("m")) {
+          %y, %m = Dropout(%x, %r, %t) {seed = 7} : f32[3,300], bool[3,300] loc("y", "m")
+          return %y, %m
+        }
+        """)
+        let x = randomInputs(module.main, seed: 11)[0]
+        for (ratio, training) in [(0.3, true), (0.3, false), (0.0, true)] {
+            try checkWithGivenInputs(module, [x, Tensor(doubles: [ratio], dtype: .f32, shape: []), Tensor([training], shape: [])], kinds: ["dropout"])
+        }
+    }
+
+    /// Inference Dropout with its mask in use: a copy and an all-true mask (bool from opset 10,
+    /// the data's type before), with training_mode a constant false.
+    func testDropoutMaskInInference() throws {
+        try check("""
+        opsets {"" = 22}
+        func @d(%x: f32[2,3] loc("x"), %r: f32[] loc("r")) -> (f32[2,3] loc("y"), bool[2,3] loc("m")) {
+          %t = const dense<[false]> : bool[]
+          %y, %m = Dropout(%x, %r, %t) : f32[2,3], bool[2,3] loc("y", "m")
+          return %y, %m
+        }
+        """, kinds: ["copy", "one_fill"])
+        try check("""
+        opsets {"" = 7}
+        func @d(%x: f16[4] loc("x")) -> (f16[4] loc("y"), f16[4] loc("m")) {
+          %y, %m = Dropout(%x) {ratio = 0.25} : f16[4], f16[4] loc("y", "m")
+          return %y, %m
+        }
+        """, kinds: ["copy", "one_fill"])
+    }
+
     func testQuantizeAndDequantizePerTensorPerAxisBlockedAndWithARuntimeScale() throws {
         try check("""
         opsets {"" = 21}

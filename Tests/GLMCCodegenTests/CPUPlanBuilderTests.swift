@@ -85,15 +85,15 @@ final class CPUPlanBuilderTests: XCTestCase {
     }
 
     func testUnsupportedOpsAndSymbolicShapesAreRefused() throws {
-        let det = try Parser.parse("""
+        let unknown = try Parser.parse("""
         opsets {"" = 17}
-        func @main(%x: f32[3,2,2]) -> (f32[3]) {
-          %y = Det(%x) : f32[3] node("det")
+        func @main(%x: i64[2,4]) -> (f32[2,3]) {
+          %y = TfIdfVectorizer(%x) {mode = "TF", max_gram_length = 1, min_gram_length = 1, max_skip_count = 0, ngram_counts = [0], ngram_indexes = [0, 1, 2], pool_int64s = [1, 2, 3]} : f32[2,3] node("tfidf")
           return %y
         }
         """)
-        XCTAssertThrowsError(try CPUPlanBuilder.generate(det, options: options)) {
-            XCTAssertEqual("\($0)", "unsupported: --target cpu cannot compile Det yet (node 'det')")
+        XCTAssertThrowsError(try CPUPlanBuilder.generate(unknown, options: options)) {
+            XCTAssertEqual("\($0)", "unsupported: --target cpu cannot compile TfIdfVectorizer yet (node 'tfidf')")
         }
         let symbolic = try Parser.parse("""
         opsets {"" = 17}

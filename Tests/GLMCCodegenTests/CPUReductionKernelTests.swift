@@ -99,6 +99,23 @@ final class CPUReductionKernelTests: XCTestCase, PlanComparing {
         """, bound: 2)
     }
 
+    /// CumSum/CumProd whose axis is a runtime input: every axis of a 3-D input, negative ones too,
+    /// picked by the value the kernel reads, on floats and integers.
+    func testScansAlongARuntimeAxisMatchTheInterpreter() throws {
+        let module = try Parser.parse("""
+        opsets {"" = 26}
+        func @r(%x: f32[3,4,2] loc("x"), %i: i32[3,4,2] loc("i"), %a: i64[] loc("a")) -> (f32[3,4,2] loc("cs"), i32[3,4,2] loc("cp")) {
+          %cs = CumSum(%x, %a) {exclusive = 1} : f32[3,4,2] loc("cs")
+          %cp = CumProd(%i, %a) {reverse = 1} : i32[3,4,2] loc("cp")
+          return %cs, %cp
+        }
+        """)
+        let random = randomInputs(module.main, seed: 7, bound: 3)
+        for axis in -3 ... 2 {
+            try checkWithGivenInputs(module, [random[0], random[1], Tensor(int64s: [Int64(axis)], dtype: .i64, shape: [])], kinds: ["cumulative", "cumulative"])
+        }
+    }
+
     /// Softmax, LogSoftmax and Hardmax on a middle axis (opset 13) and coerced to 2-D (opset 11).
     func testSoftmaxFamilyMatchesTheInterpreter() throws {
         for (opset, axis) in [(13, 1), (11, 1), (13, -1)] {
