@@ -14,8 +14,8 @@ struct Run: ParsableCommand {
         discussion: """
         A plan file (written by glmc convert; recognized by its magic GLMCPLAN) runs on the runtime of its \
         target: a cpu plan on the CPU, an opencl plan on an OpenCL device (--device N; default the first GPU, \
-        else the first device), a cuda plan on a CUDA GPU (--device N; default 0); its inputs must have the dtypes and shapes it was compiled for. --engine cpu or \
-        --engine opencl on a model builds such a plan first (-O3 unless told otherwise; symbolic dimensions from \
+        else the first device), a cuda plan on a CUDA GPU (--device N; default 0); its inputs must have the dtypes and shapes it was compiled for. --engine cpu, \
+        opencl or cuda (sm_80 PTX, which the driver compiles for the device) on a model builds such a plan first (-O3 unless told otherwise; symbolic dimensions from \
         the inputs; inputs whose values decide shapes, such as Slice bounds or Reshape shapes, bound to the given \
         values) and keeps it in the plan cache ($GLMC_CACHE_DIR, else $XDG_CACHE_HOME/glmc, else ~/.cache/glmc) \
         for the next run.
@@ -71,8 +71,7 @@ struct Run: ParsableCommand {
             if Self.isPlan(path: model) { return try runPlan() }
             switch engine {
             case .interpreter: break
-            case .cpu, .opencl: return try runModelAsPlan()
-            case .cuda: throw GLMCError("unsupported: engine 'cuda' is not built yet; use --engine interpreter, cpu or opencl")
+            case .cpu, .opencl, .cuda: return try runModelAsPlan()
             }
             guard device == nil else { throw GLMCError("--device applies to opencl and cuda plans and --engine opencl") }
             var module = try ModelLoader.load(path: model).module
@@ -155,13 +154,17 @@ struct Run: ParsableCommand {
         try execute(plan, inputs: tensors)
     }
 
-    /// `--engine cpu` or `--engine opencl` on a model: optimizes it (-O3 unless told otherwise),
+    /// `--engine cpu`, `opencl` or `cuda` on a model: optimizes it (-O3 unless told otherwise),
     /// fixes symbolic input dimensions from the given inputs, builds a plan for the engine's target
     /// in memory (or takes it from the plan cache) and runs it (timing covers plan execution only,
     /// not compilation).
     func runModelAsPlan() throws {
         let target = try planTarget()
         guard device == nil || target != .cpu else { throw GLMCError("--device applies to opencl and cuda plans and --engine opencl") }
+        // A CUDA plan is built only where it can run.
+        if target == .cuda, let why = CUDAExecutor.unavailableReason {
+            throw GLMCError(why.hasPrefix("CUDA is not available") ? why : "CUDA is not available: \(why)")
+        }
         let modelBytes: Data
         do { modelBytes = try Data(contentsOf: URL(fileURLWithPath: model), options: .mappedIfSafe) } catch {
             throw GLMCError("cannot read \(model): \(error.localizedDescription)")
@@ -225,7 +228,8 @@ struct Run: ParsableCommand {
         switch engine {
         case .cpu: return .cpu
         case .opencl: return .opencl
-        case .interpreter, .cuda: throw GLMCError("unsupported: engine '\(engine.rawValue)' does not build plans")
+        case .cuda: return .cuda
+        case .interpreter: throw GLMCError("unsupported: engine '\(engine.rawValue)' does not build plans")
         }
     }
 

@@ -322,12 +322,11 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(outputFiles(in: scratch), [])
     }
 
-    func testRunOtherEnginesAreNotBuiltYet() throws {
-        // --engine cpu and opencl work on what the plan builder compiles (CPUPlanTests, OpenCLPlanTests); cuda does not yet.
-        for engine in ["cuda"] {
-            let r = try GLMC.run(["run", Fixtures.good("constants.onnx"), "--engine", engine, "--output-dir", scratch])
-            assertFails(r, containing: ["engine '\(engine)' is not built yet"])
-        }
+    func testRunEngineCUDAWithoutADriverIsOneError() throws {
+        // --engine cpu and opencl: CPUPlanTests, OpenCLPlanTests. Without a driver, cuda refuses before building a plan.
+        let r = try GLMC.run(["run", Fixtures.good("constants.onnx"), "--engine", "cuda", "--output-dir", scratch],
+                             environment: ["GLMC_LIBCUDA": "/nonexistent/libcuda.so.1"])
+        assertFails(r, containing: ["CUDA is not available"])
         XCTAssertEqual(outputFiles(in: scratch), [])
     }
 
