@@ -9,11 +9,11 @@ import XCTest
 /// the wheels are not installed.
 final class NVRTCCompilerTests: XCTestCase {
     /// Two entries as a plan's kernels.cu holds them: offsets baked in, work items past `range`
-    /// return at once, a plain helper function (a device function through -default-device), and
-    /// half precision through the header NVRTC carries built in.
+    /// return at once, plain helper functions (device functions through -default-device), and
+    /// half precision through PTX's cvt, as glmc's kernels convert halves (no CUDA headers).
     static let source = """
-    #include <cuda_fp16.h>
     static inline float relu(float x) { return x > 0.0f ? x : 0.0f; }
+    static inline unsigned short to_half(float f) { unsigned short h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
 
     extern "C" __global__ void add_relu_0(unsigned char *arena, unsigned char *weights) {
         long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -28,8 +28,8 @@ final class NVRTCCompilerTests: XCTestCase {
         long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
         if (i >= 1000) return;
         const float *y = (const float *)(arena + 4032);
-        __half *h = (__half *)(arena + 8064);
-        h[i] = __float2half(y[i] / 3.0f);
+        unsigned short *h = (unsigned short *)(arena + 8064);
+        h[i] = to_half(y[i] / 3.0f);
     }
     """
 
