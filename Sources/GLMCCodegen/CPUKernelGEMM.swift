@@ -453,16 +453,7 @@ public enum CPUKernelDepthwise {
     public static func kernel(name: String, planes: Int, channels: Int, h: Int, w: Int, oh: Int, ow: Int,
                               kh: Int, kw: Int, padTop: Int, padLeft: Int, strideH: Int, strideW: Int,
                               dilationH: Int, dilationW: Int, hasBias: Bool, epilogue: [CPUKernelLibrary.Epilogue]) -> String {
-        // Per kernel column kx: the output columns [lo, hi) whose input column is inside the image.
-        var lo: [Int] = [], hi: [Int] = []
-        for kx in 0 ..< kw {
-            let shift = kx * dilationW - padLeft
-            var l = shift >= 0 ? 0 : (-shift + strideW - 1) / strideW
-            let hRaw = w - shift <= 0 ? 0 : (w - shift + strideW - 1) / strideW
-            let hh = min(hRaw, ow)
-            l = min(l, hh)
-            lo.append(l); hi.append(hh)
-        }
+        let (lo, hi) = CPUKernelLibrary.columnRanges(w: w, ow: ow, kw: kw, padLeft: padLeft, strideW: strideW, dilationW: dilationW)
         var c = "// \(name): depthwise conv2d \(planes) planes [\(h)x\(w)] -> [\(oh)x\(ow)] kernel \(kh)x\(kw)\n"
         c += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n"
         c += "  GLMC_GLOBAL const float *X = (GLMC_GLOBAL const float *)args[0];\n  GLMC_GLOBAL const float *W = (GLMC_GLOBAL const float *)args[1];\n"

@@ -819,6 +819,26 @@ public enum CPUPlanBuilder {
                     return addTiledGEMMStep(kind: kind, spec, operands: operands)
                 }
                 if target.isGPU { return try generalConvolution() }
+                if blockedGEMM, group == 1, wS[2] == 3, wS[3] == 3, strides == [1, 1], dilations == [1, 1],
+                   min(cg, mg) >= CPUKernelWinograd.minimumChannels, let cw = constant(w), cw.dtype == .f32, !cw.isElided {
+                    let shape = CPUKernelWinograd.Shape(images: xS[0], inputChannels: cg, height: xS[2], width: xS[3], outputChannels: mg,
+                                                        outputHeight: ySizes[2], outputWidth: ySizes[3], padTop: pads[0], padLeft: pads[1])
+                    let nr = instructionSet.microTile.columns
+                    let u = CPUKernelWinograd.transformedWeights(cw.elements(as: Float.self), outputChannels: mg, inputChannels: cg, panel: nr)
+                    let scratchBuffer = PlanArgument.buffer(scratch(bytes: 4 * (shape.inputTransformFloats + shape.productFloats)))
+                    addStep(kind: "winograd_input", code: CPUKernelWinograd.inputTransform(name: symbol, shape),
+                            arguments: [try resolve(x), scratchBuffer], range: xS[0] * cg, work: shape.tilesPerImage * 64)
+                    addGEMMStep(kind: "winograd_gemm", CPUKernelWinograd.gemm(shape, panel: nr), arguments: [
+                        scratchBuffer, try weight(key: packedKey(w, "#winograd\(nr)"), name: g.name(of: w) + ".winograd",
+                                                  TensorData(type: TensorType(.f32, static: [16, u.count / 16]), elements: u), inst),
+                        scratchBuffer])
+                    var args = [scratchBuffer]
+                    if hasBias { args.append(try resolve(producer.operands[2]!)) }
+                    args.append(.buffer(yBuffer))
+                    return addStep(kind: epilogue.isEmpty ? "winograd_output" : "winograd_output_epilogue",
+                                   code: CPUKernelWinograd.outputTransform(name: nextSymbol, shape, hasBias: hasBias, epilogue: epilogue),
+                                   arguments: args, range: CPUKernelWinograd.outputUnits(shape), work: shape.tilesPerImage * 16 * 40)
+                }
                 if blockedGEMM, !depthwise, mg * pixels * depth >= CPUKernelGEMM.minimumWork,
                    let cw = constant(w), cw.dtype == .f32, !cw.isElided {
                     // Per image and group: Y[mg, pixels] = W[mg, depth] x patches[depth, pixels]; the
