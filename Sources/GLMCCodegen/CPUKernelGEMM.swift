@@ -444,44 +444,57 @@ public enum CPUKernelGEMM {
 }
 
 /// Depthwise 2-D convolution (one input channel per output channel): a GEMM would have a depth of
-/// only KH*KW, all packing. Per output plane and output row: the bias, then for each kernel tap
-/// whose input row is inside the image a multiply-add over the output columns whose input column is
-/// inside (the column range per tap is a constant, so the inner loop has no bounds checks and
-/// vectorizes), then the epilogue while the row is in L1. Parallel range: N*C planes.
-/// Arguments: X, W, [B], Y.
+/// only KH*KW, all packing. Per plane, the input is first copied into a zero-padded scratch plane
+/// `xp` (row pitch WP), so no tap needs a bounds check. With stride 1, output (oy, ox) reads
+/// `xp[j + tap offset]` for `j = oy * WP + ox`: one flat loop over the whole plane (the WP - OW
+/// columns past each row are computed and dropped), which vectorizes well even when rows are short
+/// (7 or 14 wide); other strides loop over each output row. Up to 49 taps are unrolled with their
+/// weights in registers, so each output is summed in a register and stored once.
+/// Parallel range: N*C planes. Arguments: X, W, [B], Y.
 public enum CPUKernelDepthwise {
+    static let maximumUnrolledTaps = 49
+
     public static func kernel(name: String, planes: Int, channels: Int, h: Int, w: Int, oh: Int, ow: Int,
                               kh: Int, kw: Int, padTop: Int, padLeft: Int, strideH: Int, strideW: Int,
                               dilationH: Int, dilationW: Int, hasBias: Bool, epilogue: [CPUKernelLibrary.Epilogue]) -> String {
-        let (lo, hi) = CPUKernelLibrary.columnRanges(w: w, ow: ow, kw: kw, padLeft: padLeft, strideW: strideW, dilationW: dilationW)
-        var c = "// \(name): depthwise conv2d \(planes) planes [\(h)x\(w)] -> [\(oh)x\(ow)] kernel \(kh)x\(kw)\n"
+        let hp = max(h + padTop, (oh - 1) * strideH + (kh - 1) * dilationH + 1)
+        let wp = max(w + padLeft, (ow - 1) * strideW + (kw - 1) * dilationW + 1)
+        let flat = strideH == 1 && strideW == 1
+        let taps = (0 ..< kh).flatMap { ky in (0 ..< kw).map { kx in (index: ky * kw + kx, offset: ky * dilationH * wp + kx * dilationW) } }
+        let unrolled = taps.count <= maximumUnrolledTaps
+        /// `v` = bias + the sum over the taps of weight x `xp[base + tap offset]`.
+        func sum(_ base: String, indent: String) -> String {
+            if unrolled { return indent + "float v = init" + taps.map { " + w\($0.index) * xp[\(base) + \($0.offset)]" }.joined() + ";\n" }
+            var c = indent + "float v = init;\n"
+            c += indent + "for (long t = 0; t < \(taps.count); ++t) v += wk[t] * xp[\(base) + t / \(kw) * \(dilationH * wp) + t % \(kw) * \(dilationW)];\n"
+            return c
+        }
+        let finish = epilogue.map { " " + $0.apply("v") }.joined()
+        var c = "// \(name): depthwise conv2d \(planes) planes [\(h)x\(w)] -> [\(oh)x\(ow)] kernel \(kh)x\(kw)\(flat ? ", flat" : "")\n"
         c += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n"
         c += "  GLMC_GLOBAL const float *X = (GLMC_GLOBAL const float *)args[0];\n  GLMC_GLOBAL const float *W = (GLMC_GLOBAL const float *)args[1];\n"
         if hasBias { c += "  GLMC_GLOBAL const float *B = (GLMC_GLOBAL const float *)args[2];\n" }
         c += "  GLMC_GLOBAL float *Y = (GLMC_GLOBAL float *)args[\(hasBias ? 3 : 2)];\n"
-        c += CPUKernelLibrary.longArray("col_lo", lo) + CPUKernelLibrary.longArray("col_hi", hi)
+        c += "  GLMC_SCRATCH(float, xp, \(hp * wp + (flat ? oh * wp : 0)), \(hasBias ? 4 : 3));\n"
+        if flat { c += "  GLMC_GLOBAL float *acc = xp + \(hp * wp);\n" }
+        // The padding stays zero: each plane overwrites only the image.
+        c += "  for (long q = 0; q < \(hp * wp); ++q) xp[q] = 0.0f;\n"
         c += "  for (long plane = begin; plane < end; ++plane) {\n"
         c += "    long ch = plane % \(channels);\n"
         c += "    GLMC_GLOBAL const float *x = X + plane * \(h * w);\n    GLMC_GLOBAL float *y = Y + plane * \(oh * ow);\n"
         c += "    GLMC_GLOBAL const float *wk = W + ch * \(kh * kw);\n"
         c += "    float init = \(hasBias ? "B[ch]" : "0.0f");\n"
-        c += "    for (long oy = 0; oy < \(oh); ++oy) {\n"
-        c += "      GLMC_GLOBAL float *restrict yr = y + oy * \(ow);\n"
-        c += "      for (long ox = 0; ox < \(ow); ++ox) yr[ox] = init;\n"
-        c += "      for (long ky = 0; ky < \(kh); ++ky) {\n"
-        c += "        long iy = oy * \(strideH) - \(padTop) + ky * \(dilationH);\n"
-        c += "        if (iy < 0 || iy >= \(h)) continue;\n"
-        c += "        for (long kx = 0; kx < \(kw); ++kx) {\n"
-        c += "          float wv = wk[ky * \(kw) + kx];\n"
-        c += "          GLMC_GLOBAL const float *restrict xr = x + iy * \(w) + kx * \(dilationW) - \(padLeft);\n"
-        c += "          for (long ox = col_lo[kx]; ox < col_hi[kx]; ++ox) yr[ox] += wv * xr[ox * \(strideW)];\n"
-        c += "        }\n      }\n"
-        if !epilogue.isEmpty {
-            c += "      for (long ox = 0; ox < \(ow); ++ox) { float v = yr[ox];"
-            for e in epilogue { c += " " + e.apply("v") }
-            c += " yr[ox] = v; }\n"
+        if unrolled { c += "    float " + taps.map { "w\($0.index) = wk[\($0.index)]" }.joined(separator: ", ") + ";\n" }
+        c += "    for (long iy = 0; iy < \(h); ++iy) for (long q = 0; q < \(w); ++q) xp[(iy + \(padTop)) * \(wp) + \(padLeft) + q] = x[iy * \(w) + q];\n"
+        if flat {
+            c += "    for (long j = 0; j < \((oh - 1) * wp + ow); ++j) {\n" + sum("j", indent: "      ") + "      acc[j] = v;\n    }\n"
+            c += "    for (long oy = 0; oy < \(oh); ++oy) for (long ox = 0; ox < \(ow); ++ox) { float v = acc[oy * \(wp) + ox];\(finish) y[oy * \(ow) + ox] = v; }\n"
+        } else {
+            c += "    for (long oy = 0; oy < \(oh); ++oy) {\n      for (long ox = 0; ox < \(ow); ++ox) {\n"
+            c += sum("oy * \(strideH * wp) + ox * \(strideW)", indent: "        ")
+            c += "       \(finish) y[oy * \(ow) + ox] = v;\n      }\n    }\n"
         }
-        c += "    }\n  }\n}\n"
+        c += "  }\n  GLMC_SCRATCH_FREE(xp);\n}\n"
         return c
     }
 }

@@ -38,8 +38,9 @@ public enum CPUKernelWinograd {
     /// Output channels one unit of the output transform handles (a 64-byte line of M).
     static let channelBlock = 16
 
-    /// Channels below which im2col + GEMM stays: the transforms would cost more than they save.
-    public static let minimumChannels = 16
+    /// Channels below which im2col + GEMM stays: with a shallow GEMM the transforms and the trip of
+    /// M through memory cost more than they save (measured on SqueezeNet's 16-channel fire modules).
+    public static let minimumChannels = 32
 
     /// The transformed weights `U[ξ] = (G g Gᵀ)[ξ]` as 16 [IC, OC] matrices, each packed into
     /// column panels of `panel` (`CPUKernelGEMM.packPanels`), one after another.
