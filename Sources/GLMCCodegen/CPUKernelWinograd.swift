@@ -67,38 +67,39 @@ public enum CPUKernelWinograd {
     }
 
     /// Step 1. Arguments: X, scratch (V at its start). Parallel range: images x input channels.
-    /// A row of tiles at a time: its four input rows are copied, zero-padded, into `rows`, so the
-    /// loop over the row's tiles has no bounds checks and vectorizes (V is contiguous along t).
+    /// Each plane is first copied into a zero-padded scratch plane `xp` (its padding is zeroed once
+    /// per call: planes overwrite only the image), so the loop over a row of tiles has no bounds
+    /// checks and vectorizes (V is contiguous along t).
     public static func inputTransform(name: String, _ s: Shape) -> String {
         let (h, w, t, tw) = (s.height, s.width, s.tiles, s.tileColumns)
-        let stride = s.inputChannels * t, rowFloats = 2 * tw + 2
+        let stride = s.inputChannels * t
+        // The rows and columns the tiles read; the image may reach past them (unpadded, even sizes).
+        let hp = 2 * s.tileRows + 2, wp = 2 * tw + 2
+        let rows = min(h, hp - s.padTop), columns = min(w, wp - s.padLeft)
         var c = "// \(name): winograd F(2x2,3x3) input transform, \(s.images)x\(s.inputChannels) planes [\(h)x\(w)] -> \(s.tileRows)x\(tw) tiles\n"
         c += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n"
         c += "  GLMC_GLOBAL const float *X = (GLMC_GLOBAL const float *)args[0];\n"
         c += "  GLMC_GLOBAL float *V = (GLMC_GLOBAL float *)args[1];\n"
-        c += "  float rows[4][\(rowFloats)];\n"
+        c += "  GLMC_SCRATCH(float, xp, \(hp * wp), 2);\n"
+        c += "  for (long q = 0; q < \(hp * wp); ++q) xp[q] = 0.0f;\n"
         c += "  for (long plane = begin; plane < end; ++plane) {\n"
         c += "    long n = plane / \(s.inputChannels), ic = plane % \(s.inputChannels);\n"
         c += "    GLMC_GLOBAL const float *x = X + plane * \(h * w);\n"
+        c += "    for (long iy = 0; iy < \(rows); ++iy) for (long q = 0; q < \(columns); ++q) xp[(iy + \(s.padTop)) * \(wp) + \(s.padLeft) + q] = x[iy * \(w) + q];\n"
         c += "    for (long ty = 0; ty < \(s.tileRows); ++ty) {\n"
-        c += "      for (int i = 0; i < 4; ++i) {\n"
-        c += "        long iy = ty * 2 - \(s.padTop) + i;\n"
-        c += "        for (long j = 0; j < \(rowFloats); ++j) {\n"
-        c += "          long ix = j - \(s.padLeft);\n"
-        c += "          rows[i][j] = iy >= 0 && iy < \(h) && ix >= 0 && ix < \(w) ? x[iy * \(w) + ix] : 0.0f;\n"
-        c += "        }\n      }\n"
+        c += "      GLMC_GLOBAL const float *r0 = xp + ty * \(2 * wp), *r1 = r0 + \(wp), *r2 = r1 + \(wp), *r3 = r2 + \(wp);\n"
         c += "      GLMC_GLOBAL float *v = V + ic * \(t) + n * \(s.tilesPerImage) + ty * \(tw);\n"
         c += "      for (long tx = 0; tx < \(tw); ++tx) {\n"
         c += "        float e[4][4];\n"
         // Bᵀ d, with Bᵀ = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]]; then (Bᵀ d) B.
         c += "        for (int j = 0; j < 4; ++j) {\n"
-        c += "          float d0 = rows[0][2 * tx + j], d1 = rows[1][2 * tx + j], d2 = rows[2][2 * tx + j], d3 = rows[3][2 * tx + j];\n"
+        c += "          float d0 = r0[2 * tx + j], d1 = r1[2 * tx + j], d2 = r2[2 * tx + j], d3 = r3[2 * tx + j];\n"
         c += "          e[0][j] = d0 - d2; e[1][j] = d1 + d2; e[2][j] = d2 - d1; e[3][j] = d1 - d3;\n"
         c += "        }\n"
         c += "        for (int i = 0; i < 4; ++i) {\n"
         c += "          v[(i * 4) * \(stride) + tx] = e[i][0] - e[i][2]; v[(i * 4 + 1) * \(stride) + tx] = e[i][1] + e[i][2];\n"
         c += "          v[(i * 4 + 2) * \(stride) + tx] = e[i][2] - e[i][1]; v[(i * 4 + 3) * \(stride) + tx] = e[i][1] - e[i][3];\n"
-        c += "        }\n      }\n    }\n  }\n}\n"
+        c += "        }\n      }\n    }\n  }\n  GLMC_SCRATCH_FREE(xp);\n}\n"
         return c
     }
 
