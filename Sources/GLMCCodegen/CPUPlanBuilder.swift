@@ -204,6 +204,18 @@ public enum CPUPlanBuilder {
         return nil
     }
 
+    /// glibc's vector math library (libmvec) where the linker finds it (x86-64 GNU/Linux): loops
+    /// calling expf, erff, tanhf, ... then vectorize, and the plan's shared object needs libmvec.so.1
+    /// (part of glibc) where it runs.
+    static let vectorMathLibrary: String? = {
+        #if os(Linux) && arch(x86_64)
+        return ["/usr/lib/x86_64-linux-gnu/libmvec.so", "/lib/x86_64-linux-gnu/libmvec.so", "/usr/lib64/libmvec.so"]
+            .first { FileManager.default.fileExists(atPath: $0) }
+        #else
+        return nil
+        #endif
+    }()
+
     /// Compiles one C translation unit into a shared object and returns its bytes. No
     /// `-ffast-math`: results keep IEEE semantics (NaN, infinities); FMAs in the GEMM kernels are
     /// explicit intrinsics.
@@ -219,7 +231,10 @@ public enum CPUPlanBuilder {
         try Data(source.utf8).write(to: src)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: cc)
-        process.arguments = ["-std=c99", "-O3", "-fPIC", "-shared"] + instructionSet.compilerFlags + ["-o", out.path, src.path, "-lm"]
+        // The kernels never read errno, so math functions may be pure (and vectorized).
+        let vectorMath = vectorMathLibrary != nil ? ["-DGLMC_LIBMVEC", "-lmvec"] : []
+        process.arguments = ["-std=c99", "-O3", "-fno-math-errno", "-fPIC", "-shared"] + instructionSet.compilerFlags
+            + ["-o", out.path, src.path] + vectorMath + ["-lm"]
         let errPipe = Pipe()
         process.standardError = errPipe
         process.standardOutput = errPipe
