@@ -114,44 +114,16 @@ public enum CPUKernelLibrary {
         return s
     }
 
-    /// Per kernel column kx of a window op: the output columns [lo, hi) whose input column
-    /// `ox * strideW + kx * dilationW - padLeft` is inside the image.
-    static func columnRanges(w: Int, ow: Int, kw: Int, padLeft: Int, strideW: Int, dilationW: Int) -> (lo: [Int], hi: [Int]) {
-        var lo: [Int] = [], hi: [Int] = []
-        for kx in 0 ..< kw {
-            let shift = kx * dilationW - padLeft
-            let h = Swift.min(w - shift <= 0 ? 0 : (w - shift + strideW - 1) / strideW, ow)
-            lo.append(Swift.min(shift >= 0 ? 0 : (-shift + strideW - 1) / strideW, h)); hi.append(h)
-        }
-        return (lo, hi)
-    }
-
-    /// 2-D max or average pooling, NCHW. Parallel range: N*C planes. Arguments: X, Y.
-    public static func pool2d(name: String, max: Bool, planes: Int, h: Int, w: Int, oh: Int, ow: Int,
-                              kh: Int, kw: Int, padTop: Int, padLeft: Int, strideH: Int, strideW: Int,
-                              dilationH: Int, dilationW: Int, countIncludePad: Bool) -> String {
-        var s = "// \(name): \(max ? "max" : "average") pool [\(planes) planes, \(h)x\(w)] -> \(oh)x\(ow), kernel \(kh)x\(kw)\n"
+    /// 2-D average pooling, NCHW (MaxPool: `CPUKernelPlaneWindow`). Parallel range: N*C planes.
+    /// Arguments: X, Y.
+    public static func averagePool2d(name: String, planes: Int, h: Int, w: Int, oh: Int, ow: Int,
+                                     kh: Int, kw: Int, padTop: Int, padLeft: Int, strideH: Int, strideW: Int,
+                                     dilationH: Int, dilationW: Int, countIncludePad: Bool) -> String {
+        var s = "// \(name): average pool [\(planes) planes, \(h)x\(w)] -> \(oh)x\(ow), kernel \(kh)x\(kw)\n"
         s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n"
         s += "  GLMC_GLOBAL const float *X = (GLMC_GLOBAL const float *)args[0];\n  GLMC_GLOBAL float *Y = (GLMC_GLOBAL float *)args[1];\n"
-        let (lo, hi) = columnRanges(w: w, ow: ow, kw: kw, padLeft: padLeft, strideW: strideW, dilationW: dilationW)
-        if max { s += longArray("col_lo", lo) + longArray("col_hi", hi) }
         s += "  for (long plane = begin; plane < end; ++plane) {\n"
         s += "    GLMC_GLOBAL const float *x = X + plane * \(h * w);\n    GLMC_GLOBAL float *y = Y + plane * \(oh * ow);\n"
-        if max {
-            // Row by row, one kernel tap at a time over the output columns whose input column is
-            // inside the image: no bounds checks in the inner loop, which vectorizes. NaN wins.
-            s += "    for (long oy = 0; oy < \(oh); ++oy) {\n"
-            s += "      GLMC_GLOBAL float *restrict yr = y + oy * \(ow);\n"
-            s += "      for (long ox = 0; ox < \(ow); ++ox) yr[ox] = -INFINITY;\n"
-            s += "      for (long ky = 0; ky < \(kh); ++ky) {\n"
-            s += "        long iy = oy * \(strideH) - \(padTop) + ky * \(dilationH);\n"
-            s += "        if (iy < 0 || iy >= \(h)) continue;\n"
-            s += "        for (long kx = 0; kx < \(kw); ++kx) {\n"
-            s += "          GLMC_GLOBAL const float *restrict xr = x + iy * \(w) + kx * \(dilationW) - \(padLeft);\n"
-            s += "          for (long ox = col_lo[kx]; ox < col_hi[kx]; ++ox) { float t = xr[ox * \(strideW)], a = yr[ox]; yr[ox] = t > a || t != t ? t : a; }\n"
-            s += "        }\n      }\n    }\n  }\n}\n"
-            return s
-        }
         s += "    for (long oy = 0; oy < \(oh); ++oy) {\n      for (long ox = 0; ox < \(ow); ++ox) {\n"
         s += "        float acc = 0.0f; long count = 0;\n"
         s += "        for (long ky = 0; ky < \(kh); ++ky) {\n"

@@ -889,10 +889,10 @@ public enum CPUPlanBuilder {
                 if hasBias { args.append(try resolve(producer.operands[2]!)) }
                 args.append(.buffer(yBuffer))
                 if depthwise {
-                    let code = CPUKernelDepthwise.kernel(name: symbol, planes: xS[0] * xS[1], channels: xS[1], h: xS[2], w: xS[3],
-                                                         oh: ySizes[2], ow: ySizes[3], kh: wS[2], kw: wS[3], padTop: pads[0], padLeft: pads[1],
-                                                         strideH: strides[0], strideW: strides[1], dilationH: dilations[0], dilationW: dilations[1],
-                                                         hasBias: hasBias, epilogue: epilogue)
+                    let code = CPUKernelPlaneWindow.kernel(name: symbol, .depthwise(hasBias: hasBias, epilogue: epilogue), planes: xS[0] * xS[1],
+                                                           channels: xS[1], h: xS[2], w: xS[3], oh: ySizes[2], ow: ySizes[3], kh: wS[2], kw: wS[3],
+                                                           padTop: pads[0], padLeft: pads[1], strideH: strides[0], strideW: strides[1],
+                                                           dilationH: dilations[0], dilationW: dilations[1])
                     return addStep(kind: epilogue.isEmpty ? "depthwise_conv2d" : "depthwise_conv2d_epilogue", code: code, arguments: args,
                                    range: ySizes[0] * ySizes[1], work: ySizes[2] * ySizes[3] * wS[2] * wS[3])
                 }
@@ -959,10 +959,13 @@ public enum CPUPlanBuilder {
             // The per-plane kernel counts padding symmetrically.
             if countIncludePad, win.padEnd != pads { return try lowerWindowPool(inst) }
             let args = [try argument(x, inst), .buffer(bufferOf[inst.results[0]]!)]
-            let code = CPUKernelLibrary.pool2d(name: nextSymbol, max: isMax, planes: xS[0] * xS[1], h: xS[2], w: xS[3],
-                                               oh: yS[2], ow: yS[3], kh: kernel[0], kw: kernel[1], padTop: pads[0], padLeft: pads[1],
-                                               strideH: strides[0], strideW: strides[1], dilationH: dilations[0], dilationW: dilations[1],
-                                               countIncludePad: countIncludePad)
+            let code = isMax
+                ? CPUKernelPlaneWindow.kernel(name: nextSymbol, .maximum, planes: xS[0] * xS[1], channels: xS[1], h: xS[2], w: xS[3],
+                                              oh: yS[2], ow: yS[3], kh: kernel[0], kw: kernel[1], padTop: pads[0], padLeft: pads[1],
+                                              strideH: strides[0], strideW: strides[1], dilationH: dilations[0], dilationW: dilations[1])
+                : CPUKernelLibrary.averagePool2d(name: nextSymbol, planes: xS[0] * xS[1], h: xS[2], w: xS[3], oh: yS[2], ow: yS[3],
+                                                 kh: kernel[0], kw: kernel[1], padTop: pads[0], padLeft: pads[1], strideH: strides[0],
+                                                 strideW: strides[1], dilationH: dilations[0], dilationW: dilations[1], countIncludePad: countIncludePad)
             addStep(kind: isMax ? "max_pool2d" : "average_pool2d", code: code, arguments: args, range: xS[0] * xS[1],
                     work: yS[2] * yS[3] * kernel[0] * kernel[1])
         }
