@@ -42,8 +42,9 @@ extension CPUPlanBuilder {
                     throw refusal(reading: capture.outer, by: inst, source: producer[capture.outer]!, in: f, target: target)
                 }
             }
-            guard inst.op.domain.isEmpty, valueShapedOps.contains(inst.op.type),
-                  inst.results.contains(where: { f.type(of: $0).shape.staticSizes == nil }) else { continue }
+            // Even a static declared type (a model's outputs often record one run's shapes) is
+            // replaced: the data decides the extent.
+            guard inst.op.domain.isEmpty, valueShapedOps.contains(inst.op.type) else { continue }
             let bounds = try upperBounds(of: inst, in: f, constants: constants, target: target)
             for (r, bound) in zip(inst.results, bounds) {
                 f.values[r.index].type = TensorType(f.type(of: r).dtype, Shape(static: bound.shape))
