@@ -33,6 +33,7 @@ extension CPUPlanBuilder {
                 if inst.op.domain.isEmpty, inst.op.type == "Identity", inst.results.count == 1 {
                     f.values[inst.results[0].index].type = f.type(of: v)
                     bounded[inst.results[0]] = b
+                    producer[inst.results[0]] = producer[v]
                     continue
                 }
                 throw refusal(reading: v, by: inst, source: producer[v]!, in: f, target: target)
@@ -53,7 +54,6 @@ extension CPUPlanBuilder {
                 producer[r] = inst
             }
         }
-        for (v, b) in bounded where producer[v] == nil { producer[v] = producer[b.owner] }
         return bounded
     }
 
