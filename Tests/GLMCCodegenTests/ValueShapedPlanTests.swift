@@ -112,6 +112,10 @@ final class ValueShapedPlanTests: XCTestCase, PlanComparing {
         XCTAssertTrue(json.contains("\"dynamic_dims\":{\"1\":\(y.dynamicDims![1]!)}"), json)
         XCTAssertEqual(try JSONDecoder().decode(PlanManifest.self, from: Data(json.utf8)), plan.manifest)
         XCTAssertTrue(PlanSummary(plan).text.contains("  y: i64[2, ≤6] (buffer"), PlanSummary(plan).text)
+        // A 1.0 manifest (no dynamic_dims) still reads.
+        let old = json.replacingOccurrences(of: "\"minor\":1", with: "\"minor\":0")
+            .replacingOccurrences(of: ",\"dynamic_dims\":{\"1\":\(y.dynamicDims![1]!)}", with: "")
+        XCTAssertNil(try JSONDecoder().decode(PlanManifest.self, from: Data(old.utf8)).outputs[0].dynamicDims, old)
         var bad = plan
         bad.manifest.outputs[0].dynamicDims = [1: plan.manifest.arenaBytes]
         XCTAssertThrowsError(try bad.validate()) { XCTAssertTrue("\($0)".contains("not an aligned i64 inside"), "\($0)") }
