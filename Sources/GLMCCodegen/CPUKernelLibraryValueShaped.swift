@@ -34,6 +34,10 @@ extension CPUKernelLibrary {
         s += "static int \(name)_compare(GLMC_GLOBAL const \(t) *X, long a, long b) {\n"
         s += "  for (long o = 0; o < \(outer); ++o) for (long e = 0; e < \(inner); ++e) {\n"
         s += "    \(key) va = \(load("(o * \(slices) + a) * \(inner) + e")), vb = \(load("(o * \(slices) + b) * \(inner) + e"));\n"
+        if scalar.isFloat {
+            // NaN sorts after every number, and NaNs are one group: a total order for the sort.
+            s += "    if (va != va || vb != vb) { if (va != va && vb != vb) continue; return va != va ? 1 : -1; }\n"
+        }
         s += "    if (va < vb) return -1;\n    if (va > vb) return 1;\n  }\n  return 0;\n}\n"
         s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + scalar.pointer("X", 0)
         var next = 1
