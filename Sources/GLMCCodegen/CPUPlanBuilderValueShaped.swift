@@ -136,7 +136,6 @@ extension CPUPlanBuilder.Generator {
             addStep(kind: "nonzero", code: CPUKernelLibrary.nonZero(name: nextSymbol, scalar: scalar, shape: xSizes.isEmpty ? [1] : xSizes),
                     arguments: args, range: 1, work: xSizes.reduce(1, *))
         case "Unique":
-            guard CPUKernelLibrary.elementType(bytes: scalar.dtype.byteSize) != nil else { throw unsupported(inst, "on \(scalar.dtype) tensors") }
             var outer = 1, slices = xSizes.reduce(1, *), inner = 1
             if case .int(let a)? = inst.attributes["axis"] {
                 let axis = try normalizedAxis(a, rank: xSizes.count, inst)
