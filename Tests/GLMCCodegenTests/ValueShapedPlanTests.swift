@@ -58,6 +58,33 @@ final class ValueShapedPlanTests: XCTestCase, PlanComparing {
         """, seed: 3, bound: 1)
     }
 
+    /// Half floats compare by value; NaN (whose order the interpreter leaves unspecified) sorts
+    /// after every number, all NaNs one group.
+    func testUniqueOfHalvesAndNaN() throws {
+        try check("""
+        opsets {"" = 11}
+        func @u(%h: f16[9] loc("h")) -> (f16[?] loc("y"), i64[9] loc("inv"), i64[?] loc("c")) {
+          %y, %i, %inv, %c = Unique(%h) : f16[?], i64[?], i64[9], i64[?] loc("y", "i", "inv", "c")
+          return %y, %inv, %c
+        }
+        """, seed: 5)
+        let module = try Parser.parse("""
+        opsets {"" = 11}
+        func @u(%x: f32[5] loc("x")) -> (f32[?] loc("y"), i64[?] loc("c")) {
+          %y, %i, %inv, %c = Unique(%x) : f32[?], i64[?], i64[5], i64[?] loc("y", "i", "inv", "c")
+          return %y, %c
+        }
+        """)
+        let plan = try CPUPlanBuilder.build(module, options: options)
+        let x: [Float] = [.nan, 2, .nan, -1, 2]
+        let got = try CPUExecutor(plan: plan).run(inputs: ["x": HostTensor(name: "x", dtype: "f32", shape: [5], bytes: x.withUnsafeBytes { Data($0) })])
+        XCTAssertEqual(got.map(\.shape), [[3], [3]])
+        let y = got[0].bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        XCTAssertEqual(Array(y.prefix(2)), [-1, 2])
+        XCTAssertTrue(y[2].isNaN)
+        XCTAssertEqual(got[1].bytes.withUnsafeBytes { Array($0.bindMemory(to: Int64.self)) }, [1, 2, 2])
+    }
+
     func testNonMaxSuppressionMatchesTheInterpreter() throws {
         // Runtime limit and thresholds; corner boxes.
         let runtime = try Parser.parse("""
@@ -108,13 +135,16 @@ final class ValueShapedPlanTests: XCTestCase, PlanComparing {
         XCTAssertEqual(y.dynamicDims?.keys.sorted(), [1])
         XCTAssertNil(plan.manifest.outputs[1].dynamicDims)
         XCTAssertEqual(plan.manifest.formatVersion, PlanFormatVersion(major: 1, minor: 1))
-        let json = String(decoding: try JSONEncoder().encode(plan.manifest), as: UTF8.self)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let json = String(decoding: try encoder.encode(plan.manifest), as: UTF8.self)
         XCTAssertTrue(json.contains("\"dynamic_dims\":{\"1\":\(y.dynamicDims![1]!)}"), json)
         XCTAssertEqual(try JSONDecoder().decode(PlanManifest.self, from: Data(json.utf8)), plan.manifest)
         XCTAssertTrue(PlanSummary(plan).text.contains("  y: i64[2, ≤6] (buffer"), PlanSummary(plan).text)
         // A 1.0 manifest (no dynamic_dims) still reads.
         let old = json.replacingOccurrences(of: "\"minor\":1", with: "\"minor\":0")
-            .replacingOccurrences(of: ",\"dynamic_dims\":{\"1\":\(y.dynamicDims![1]!)}", with: "")
+            .replacingOccurrences(of: "\"dynamic_dims\":{\"1\":\(y.dynamicDims![1]!)},", with: "")
+        XCTAssertFalse(old.contains("dynamic_dims") || old.contains("\"minor\":1"), old)
         XCTAssertNil(try JSONDecoder().decode(PlanManifest.self, from: Data(old.utf8)).outputs[0].dynamicDims, old)
         var bad = plan
         bad.manifest.outputs[0].dynamicDims = [1: plan.manifest.arenaBytes]
