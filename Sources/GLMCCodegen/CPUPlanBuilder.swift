@@ -78,11 +78,12 @@ public enum CPUPlanBuilder {
         if options.target.isGPU, options.int8ActivationScales != nil {
             throw GLMCError("unsupported: --precision int8 builds CPU plans only (--target cpu)")
         }
-        try refuseValueShapedOps(in: function, target: options.target)
         evaluateConstantValues(in: &function, opset: module.opsets[""] ?? module.opsets["ai.onnx"] ?? OpRegistry.newestOpset)
+        let bounded = try boundValueShapedResults(in: &function, target: options.target)
         var g: Generator
         while true {
             g = try Generator(function: function, target: options.target, int8ActivationScales: options.int8ActivationScales)
+            g.bounded = bounded
             g.fp16Weights = options.fp16Weights
             g.instructionSet = options.target == .cpu ? options.instructionSet : .generic
             do { try g.run(); break } catch let failure as FusedGroupFailure {
@@ -282,6 +283,10 @@ public enum CPUPlanBuilder {
         var fp16Weights = false
         var fp16WeightCount = 0
         var int8Count = 0
+        /// Results of value-shaped ops with upper-bound shapes (`CPUPlanBuilderValueShaped.swift`),
+        /// and the arena buffer of each owner's extent slot.
+        var bounded: [ValueID: CPUPlanBuilder.BoundedValue] = [:]
+        var extentSlots: [ValueID: Int] = [:]
 
         init(function: Function, target: PlanTarget = .cpu, int8ActivationScales: [String: Float]? = nil) throws {
             f = function
@@ -334,6 +339,12 @@ public enum CPUPlanBuilder {
                 let t = f.type(of: a)
                 inputs.append(PlanTensor(name: f.name(of: a), dtype: t.dtype.rawValue, shape: t.shape.staticSizes!, buffer: slot(a)))
             }
+            // One i64 extent slot per value-shaped instruction with bounded results.
+            for owner in Set(bounded.values.map(\.owner)).sorted(by: { $0.index < $1.index }) {
+                let offset = PlanLayout.align(end)
+                end = offset + PlanLayout.align(8)
+                extentSlots[owner] = addBuffer(offset: offset, bytes: 8)
+            }
             let argumentSet = Set(f.arguments)
             var copiedOutputs: [(value: ValueID, buffer: Int)] = []
             for (i, o) in f.outputs.enumerated() {
@@ -349,7 +360,8 @@ public enum CPUPlanBuilder {
                 } else {
                     buffer = slot(o)
                 }
-                outputs.append(PlanTensor(name: name, dtype: t.dtype.rawValue, shape: t.shape.staticSizes!, buffer: buffer))
+                let dynamicDims = bounded[o].map { b in Dictionary(uniqueKeysWithValues: b.dims.map { ($0, buffers[extentSlots[b.owner]!].offset) }) }
+                outputs.append(PlanTensor(name: name, dtype: t.dtype.rawValue, shape: t.shape.staticSizes!, buffer: buffer, dynamicDims: dynamicDims))
             }
             arenaBytes = PlanLayout.align(end)
 
