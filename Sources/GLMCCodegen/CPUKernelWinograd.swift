@@ -42,6 +42,16 @@ public enum CPUKernelWinograd {
     /// M through memory cost more than they save (measured on SqueezeNet's 16-channel fire modules).
     public static let minimumChannels = 32
 
+    /// The most scratch memory (V and M, 32 floats per tile and channel pair of sizes) a Winograd
+    /// convolution may take; a larger one (big images) stays on im2col, which needs none.
+    public static let maximumScratchBytes = 64 << 20
+
+    /// Whether Winograd pays and fits for this shape.
+    public static func applies(to s: Shape) -> Bool {
+        min(s.inputChannels, s.outputChannels) >= minimumChannels
+            && 4 * (s.inputTransformFloats + s.productFloats) <= maximumScratchBytes
+    }
+
     /// The transformed weights `U[ξ] = (G g Gᵀ)[ξ]` as 16 [IC, OC] matrices, each packed into
     /// column panels of `panel` (`CPUKernelGEMM.packPanels`), one after another.
     public static func transformedWeights(_ w: [Float], outputChannels oc: Int, inputChannels ic: Int, panel: Int) -> [Float] {

@@ -846,10 +846,11 @@ public enum CPUPlanBuilder {
                     return addTiledGEMMStep(kind: kind, spec, operands: operands)
                 }
                 if target.isGPU { return try generalConvolution() }
+                let winograd = CPUKernelWinograd.Shape(images: xS[0], inputChannels: cg, height: xS[2], width: xS[3], outputChannels: mg,
+                                                       outputHeight: ySizes[2], outputWidth: ySizes[3], padTop: pads[0], padLeft: pads[1])
                 if blockedGEMM, group == 1, wS[2] == 3, wS[3] == 3, strides == [1, 1], dilations == [1, 1],
-                   min(cg, mg) >= CPUKernelWinograd.minimumChannels, let cw = constant(w), cw.dtype == .f32, !cw.isElided {
-                    let shape = CPUKernelWinograd.Shape(images: xS[0], inputChannels: cg, height: xS[2], width: xS[3], outputChannels: mg,
-                                                        outputHeight: ySizes[2], outputWidth: ySizes[3], padTop: pads[0], padLeft: pads[1])
+                   CPUKernelWinograd.applies(to: winograd), let cw = constant(w), cw.dtype == .f32, !cw.isElided {
+                    let shape = winograd
                     let nr = instructionSet.microTile.columns
                     let u = CPUKernelWinograd.transformedWeights(cw.elements(as: Float.self), outputChannels: mg, inputChannels: cg, panel: nr)
                     let scratchBuffer = PlanArgument.buffer(scratch(bytes: 4 * (shape.inputTransformFloats + shape.productFloats)))
