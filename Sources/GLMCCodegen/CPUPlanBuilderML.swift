@@ -111,7 +111,7 @@ extension CPUPlanBuilder.Generator {
         let xs = try scalar(xv, inst)
         guard let last = x.last, f.type(of: iv).dtype == .i64 else { throw unsupported(inst, "on \(f.type(of: xv)) with indices \(f.type(of: iv))") }
         if let c = constants[iv], !c.isElided, let bad = c.elements(as: Int64.self).first(where: { $0 < 0 || $0 >= last }) {
-            throw GLMCError("\(inst.nodeName.isEmpty ? "" : "node '\(inst.nodeName)' ")(ArrayFeatureExtractor): index \(bad) is out of range for a last axis of \(last)")
+            throw nodeContext(inst).error("index \(bad) is out of range for a last axis of \(last)")
         }
         let rows = x.reduce(1, *) / max(last, 1)
         addStep(kind: "array_feature_extractor", code: CPUKernelLibrary.arrayFeatureExtractor(name: nextSymbol, scalar: xs, last: last, selected: k),
