@@ -473,6 +473,7 @@ public enum CPUPlanBuilder {
                 return try lowerElementwise(inst)
             }
             if op.domain == "ai.onnx.preview", op.type == "FlexAttention" { return try lowerFlexAttention(inst) }
+            if op.domain == "ai.onnx.ml" || op.domain == "ai.onnx.preview.training" { return try lowerML(inst) }
             guard op.domain.isEmpty || op.domain == "ai.onnx" else { throw unsupported(inst) }
             switch op.type {
             case "Conv" where f.type(of: inst.results[0]).dtype != .f32, "ConvTranspose", "ConvInteger":
@@ -497,7 +498,7 @@ public enum CPUPlanBuilder {
                 let args = [try argument(inst.operands[0]!, inst), .buffer(bufferOf[inst.results[0]]!)]
                 addStep(kind: "global_average_pool", code: CPUKernelLibrary.globalAveragePool(name: nextSymbol, planes: planes, size: size),
                         arguments: args, range: planes, work: size)
-            case "Reshape", "Flatten", "Identity", "Squeeze", "Unsqueeze", "BitCast":
+            case "Reshape", "Flatten", "Identity", "Squeeze", "Unsqueeze", "BitCast", "OptionalGetElement":
                 guard inst.results.count == 1, let x = inst.operands.first ?? nil else { throw unsupported(inst) }
                 let bytes = byteCount(inst.results[0])
                 guard byteCount(x) == bytes else { throw unsupported(inst, "that changes the byte count") }
@@ -525,6 +526,8 @@ public enum CPUPlanBuilder {
                 return try lowerSignal(inst)
             case "Einsum":
                 return try lowerEinsum(inst)
+            case let t where Self.mlOps.contains(t):
+                return try lowerML(inst)
             case let t where Self.lastSmallOps.contains(t):
                 return try lowerLastSmall(inst)
             case let t where Self.movementOps.contains(t):
@@ -544,7 +547,7 @@ public enum CPUPlanBuilder {
         /// An elementwise group or instruction: `ElementwiseLowering`, rendered as C and wrapped
         /// into the plan's ABI.
         mutating func lowerElementwise(_ inst: Instruction) throws {
-            var kernel: Kernel
+            let kernel: Kernel
             do { kernel = try ElementwiseLowering.lower(inst, in: f) } catch let e as GLMCError {
                 let node = inst.nodeName.isEmpty ? "" : " (node '\(inst.nodeName)')"
                 throw GLMCError("unsupported: --target \(target.rawValue) cannot compile \(inst.op)\(node) yet: \(e.message)")
@@ -569,6 +572,13 @@ public enum CPUPlanBuilder {
             guard args.count == kernel.buffers.count else {
                 throw unsupported(inst, "(its kernel takes \(kernel.buffers.count) buffers, the step has \(args.count))")
             }
+            addElementwiseStep(kernel, arguments: args)
+        }
+
+        /// A step running an elementwise `kernel` (rendered in the target's dialect, wrapped into
+        /// the plan's ABI) on `arguments`, one per kernel buffer.
+        mutating func addElementwiseStep(_ kernel: Kernel, arguments args: [PlanArgument]) {
+            var kernel = kernel
             let symbol = nextSymbol
             kernel.name = stepName + "_elementwise"
             let renderer = Renderer(dialect: target.bodyDialect)
