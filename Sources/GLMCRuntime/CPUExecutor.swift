@@ -178,6 +178,11 @@ public final class CPUExecutor {
         dlclose(library)
     }
 
+    /// With `profiling` on, `run` times each step (wall clock, the thread pool's slices included) and
+    /// appends its milliseconds to `stepMilliseconds[step]`, one entry per run.
+    public var profiling = false { didSet { stepMilliseconds = Array(repeating: [], count: kernels.count) } }
+    public private(set) var stepMilliseconds: [[Double]] = []
+
     /// Runs the plan on `inputs` (by input name; each must match the manifest's dtype and shape,
     /// see `PlanInputs.validate`) and returns the outputs in the manifest's order.
     public func run(inputs given: [String: HostTensor]) throws -> [HostTensor] {
@@ -185,7 +190,15 @@ public final class CPUExecutor {
         for input in try PlanInputs.validate(given, for: m) where input.buffer.bytes > 0 {
             input.tensor.bytes.withUnsafeBytes { (arena + input.buffer.offset).copyMemory(from: $0.baseAddress!, byteCount: input.buffer.bytes) }
         }
-        for i in kernels.indices { execute(step: i) }
+        if profiling {
+            for i in kernels.indices {
+                let start = DispatchTime.now().uptimeNanoseconds
+                execute(step: i)
+                stepMilliseconds[i].append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+            }
+        } else {
+            for i in kernels.indices { execute(step: i) }
+        }
         let buffers = m.buffersByID
         var outputs: [HostTensor] = []
         for o in m.outputs {

@@ -57,6 +57,9 @@ struct Run: ParsableCommand {
     @Flag(help: "Print one JSON line with timing (median_ms, min_ms, p90_ms, runs).")
     var json = false
 
+    @Flag(help: "Time each step of a cpu plan over the timed runs and print a table, slowest first, to stderr.")
+    var profile = false
+
     @OptionGroup var passOptions: PassOptions
 
     func validate() throws {
@@ -74,6 +77,7 @@ struct Run: ParsableCommand {
             case .cpu, .opencl, .cuda: return try runModelAsPlan()
             }
             guard device == nil else { throw GLMCError("--device applies to opencl and cuda plans and --engine opencl") }
+            guard !profile else { throw GLMCError("--profile applies to cpu plans (a plan file, or --engine cpu)") }
             var module = try ModelLoader.load(path: model).module
             try ModuleVerifier.verify(module)
             try passOptions.optimize(&module, defaultLevel: 0)
@@ -126,6 +130,24 @@ struct Run: ParsableCommand {
             print(String(format: "{\"engine\":\"%@\",\"median_ms\":%.4f,\"min_ms\":%.4f,\"p90_ms\":%.4f,\"runs\":%d,\"warmup\":%d}",
                          engine, median, sorted[0], p90, sorted.count, warmup))
         }
+    }
+
+    /// The `--profile` table: each step's median over the timed runs, slowest first.
+    func printProfile(_ milliseconds: [[Double]], steps: [PlanStep]) {
+        let medians = milliseconds.map { runs -> Double in
+            let sorted = runs.sorted()
+            guard !sorted.isEmpty else { return 0 }
+            return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+        }
+        let total = medians.reduce(0, +)
+        func column(_ text: String, _ width: Int) -> String { text.padding(toLength: max(width, text.count), withPad: " ", startingAt: 0) }
+        var lines = [" step  " + column("kernel", 24) + " " + column("kind", 28) + " median ms    share"]
+        for i in medians.indices.sorted(by: { medians[$0] > medians[$1] }) {
+            lines.append(String(format: "%5d  ", i) + column(steps[i].kernel, 24) + " " + column(steps[i].kind, 28)
+                         + String(format: " %9.4f  %6.1f%%", medians[i], total > 0 ? 100 * medians[i] / total : 0))
+        }
+        lines.append(String(format: "steps: %d, sum of the step medians: %.4f ms over %d runs", medians.count, total, repeatCount))
+        FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
     }
 
     static func isPlan(path: String) -> Bool {
@@ -258,6 +280,11 @@ struct Run: ParsableCommand {
                                                bytes: t.tensorData.withRawBytes { Data($0) })
             }
             for _ in 0 ..< warmup { _ = try executor.run(inputs: given) }
+            let profiled = executor as? CPUExecutor
+            if profile {
+                guard let profiled else { throw GLMCError("--profile applies to cpu plans; this one is for target '\(plan.manifest.target)'") }
+                profiled.profiling = true
+            }
             var times: [Double] = []
             var results: [HostTensor] = []
             for _ in 0 ..< repeatCount {
@@ -271,6 +298,7 @@ struct Run: ParsableCommand {
             }
             try writeOutputs(outputs, names: results.map(\.name))
             printTiming(times, engine: plan.manifest.target)
+            if profile, let profiled { printProfile(profiled.stepMilliseconds, steps: plan.manifest.steps) }
         } catch let e as PlanError {
             throw GLMCError(e.message)
         } catch let e as RuntimeError {

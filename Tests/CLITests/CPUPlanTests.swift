@@ -71,6 +71,22 @@ final class CPUPlanTests: XCTestCase {
         XCTAssertTrue(file.sources["kernels.c"]?.contains("void glmc_step0(GLMC_GLOBAL void **args, long begin, long end)") ?? false)
     }
 
+    /// `--profile` prints one row per step (slowest first) and their sum to stderr; it is refused
+    /// where nothing runs steps (the interpreter).
+    func testProfilePrintsEveryStep() throws {
+        let plan = try checkModel("mlp")
+        let r = try GLMC.run(["run", plan, "--input", RoundTripPaths.model("mlp.input_0.npy"), "--output-dir", scratch + "/profile",
+                              "--repeat", "3", "--profile"])
+        XCTAssertEqual(r.status, 0, r.stderr)  // the table goes to stderr
+        let lines = r.stderr.split(separator: "\n")
+        XCTAssertTrue(lines.first?.contains("median ms") ?? false, r.stderr)
+        XCTAssertEqual(lines.filter { $0.contains("glmc_step") }.count, 3, r.stderr)
+        XCTAssertTrue(lines.last?.hasPrefix("steps: 3, sum of the step medians:") ?? false, r.stderr)
+        assertFails(try GLMC.run(["run", RoundTripPaths.model("mlp.onnx"), "--input", RoundTripPaths.model("mlp.input_0.npy"),
+                                  "--output-dir", scratch + "/profile", "--profile"]),
+                    containing: ["--profile applies to cpu plans (a plan file, or --engine cpu)"])
+    }
+
     func testCNNPlanMatchesTheReference() throws {
         let plan = try checkModel("cnn")
         let file = try PlanReader.read(path: plan)
