@@ -190,6 +190,11 @@ public struct UnrollLoops: Pass {
             guard let inputAxes, let inputDirections, let outputAxes, let outputDirections,
                   let length = sequenceLength(scannedInputs, axes: inputAxes) else { return nil }
             let outputCount = scanBody.outputs.count - stateCount
+            // An output axis out of range is an error the Scan reports when it runs; it stays a Scan.
+            for k in 0 ..< min(outputCount, outputAxes.count) {
+                guard let rank = scanBody.type(of: scanBody.outputs[stateCount + k]).shape.rank,
+                      (-(rank + 1) ... rank).contains(outputAxes[k]) else { return nil }
+            }
             let perStep = scanBody.body.count + 2 * scanCount + 2 * outputCount
             guard length > 0, length <= budget, charge(length * perStep + outputCount) else { return nil }
 
