@@ -154,6 +154,7 @@ public struct UnrollLoops: Pass {
         /// constant true, so a loop entered with a true condition runs every iteration.
         func conditionStaysTrue(_ g: Function) -> Bool {
             let defining = g.definingInstructions()
+            let bodyConstants = Folding.constants(in: g)
             var v = g.outputs[0]
             var seen = Set<ValueID>()
             while seen.insert(v).inserted {
@@ -161,13 +162,9 @@ public struct UnrollLoops: Pass {
                 if let c = g.captures.first(where: { $0.inner == v }) {
                     return RegionInlining.scalar(c.outer, constants).map { $0 != 0 } ?? false
                 }
-                guard let i = defining[v] else { return false }
-                let inst = g.body[i]
-                if let data = inst.constantValue {
-                    guard !data.isElided, let t = try? Tensor(data), t.count == 1 else { return false }
-                    return t.doubles[0] != 0
-                }
-                guard RegionInlining.isOp(inst, "Identity"), let x = inst.operands.first ?? nil else { return false }
+                if let value = RegionInlining.scalar(v, bodyConstants) { return value != 0 }
+                guard let i = defining[v], RegionInlining.isOp(g.body[i], "Identity"),
+                      let x = g.body[i].operands.first ?? nil else { return false }
                 v = x
             }
             return false
