@@ -54,9 +54,15 @@ extension CPUPlanTests {
         }
     }
 
-    /// A Loop whose condition comes from data cannot become straight-line code: the plan is refused
-    /// with one error line naming the op.
-    func testDataDependentLoopIsRefused() throws {
+    /// Control flow decided at run time cannot become straight-line code: the plan is refused with
+    /// one error line naming the op and what would help, and nothing is written.
+    func testRuntimeControlFlowIsRefused() throws {
+        let control = scratch + "/control.glmc"
+        try Self.controlFlowModel.write(toFile: control, atomically: true, encoding: .utf8)
+        assertFails(try GLMC.run(["convert", control, "--target", "cpu", "-o", scratch + "/c.plan"], timeout: 120),
+                    containing: ["unsupported: --target cpu cannot compile If: its condition is only known at run time; bind the inputs that decide it with --input-value"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch + "/c.plan"))
+
         let model = scratch + "/while.glmc"
         try """
         opsets {"" = 17}
@@ -74,7 +80,7 @@ extension CPUPlanTests {
         }
         """.write(toFile: model, atomically: true, encoding: .utf8)
         assertFails(try GLMC.run(["convert", model, "--target", "cpu", "-o", scratch + "/w.plan"], timeout: 120),
-                    containing: ["unsupported: --target cpu cannot compile Loop yet (node 'loop')"])
+                    containing: ["unsupported: --target cpu cannot compile Loop (node 'loop'): -O3 unrolls a Loop only when its trip count is a constant"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: scratch + "/w.plan"))
     }
 }
