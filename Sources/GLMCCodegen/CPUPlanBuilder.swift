@@ -78,12 +78,13 @@ public enum CPUPlanBuilder {
         if options.target.isGPU, options.int8ActivationScales != nil {
             throw GLMCError("unsupported: --precision int8 builds CPU plans only (--target cpu)")
         }
-        try refuseValueShapedOps(in: function, target: options.target)
         try refuseControlFlow(in: function, target: options.target)
         evaluateConstantValues(in: &function, opset: module.opsets[""] ?? module.opsets["ai.onnx"] ?? OpRegistry.newestOpset)
+        let bounded = try boundValueShapedResults(in: &function, target: options.target)
         var g: Generator
         while true {
             g = try Generator(function: function, target: options.target, int8ActivationScales: options.int8ActivationScales)
+            g.bounded = bounded
             g.fp16Weights = options.fp16Weights
             g.instructionSet = options.target == .cpu ? options.instructionSet : .generic
             do { try g.run(); break } catch let failure as FusedGroupFailure {
@@ -226,6 +227,18 @@ public enum CPUPlanBuilder {
         return nil
     }
 
+    /// glibc's vector math library (libmvec) where the linker finds it (x86-64 GNU/Linux): loops
+    /// calling expf, erff, tanhf, ... then vectorize, and the plan's shared object needs libmvec.so.1
+    /// (part of glibc) where it runs.
+    static let vectorMathLibrary: String? = {
+        #if os(Linux) && arch(x86_64)
+        return ["/usr/lib/x86_64-linux-gnu/libmvec.so", "/lib/x86_64-linux-gnu/libmvec.so", "/usr/lib64/libmvec.so"]
+            .first { FileManager.default.fileExists(atPath: $0) }
+        #else
+        return nil
+        #endif
+    }()
+
     /// Compiles one C translation unit into a shared object and returns its bytes. No
     /// `-ffast-math`: results keep IEEE semantics (NaN, infinities); FMAs in the GEMM kernels are
     /// explicit intrinsics.
@@ -241,7 +254,10 @@ public enum CPUPlanBuilder {
         try Data(source.utf8).write(to: src)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: cc)
-        process.arguments = ["-std=c99", "-O3", "-fPIC", "-shared"] + instructionSet.compilerFlags + ["-o", out.path, src.path, "-lm"]
+        // The kernels never read errno, so math functions may be pure (and vectorized).
+        let vectorMath = vectorMathLibrary != nil ? ["-DGLMC_LIBMVEC", "-lmvec"] : []
+        process.arguments = ["-std=c99", "-O3", "-fno-math-errno", "-fPIC", "-shared"] + instructionSet.compilerFlags
+            + ["-o", out.path, src.path] + vectorMath + ["-lm"]
         let errPipe = Pipe()
         process.standardError = errPipe
         process.standardOutput = errPipe
@@ -289,6 +305,10 @@ public enum CPUPlanBuilder {
         var fp16Weights = false
         var fp16WeightCount = 0
         var int8Count = 0
+        /// Results of value-shaped ops with upper-bound shapes (`CPUPlanBuilderValueShaped.swift`),
+        /// and the arena buffer of each owner's extent slot.
+        var bounded: [ValueID: CPUPlanBuilder.BoundedValue] = [:]
+        var extentSlots: [ValueID: Int] = [:]
 
         init(function: Function, target: PlanTarget = .cpu, int8ActivationScales: [String: Float]? = nil) throws {
             f = function
@@ -341,6 +361,12 @@ public enum CPUPlanBuilder {
                 let t = f.type(of: a)
                 inputs.append(PlanTensor(name: f.name(of: a), dtype: t.dtype.rawValue, shape: t.shape.staticSizes!, buffer: slot(a)))
             }
+            // One i64 extent slot per value-shaped instruction with bounded results.
+            for owner in Set(bounded.values.map(\.owner)).sorted(by: { $0.index < $1.index }) {
+                let offset = PlanLayout.align(end)
+                end = offset + PlanLayout.align(8)
+                extentSlots[owner] = addBuffer(offset: offset, bytes: 8)
+            }
             let argumentSet = Set(f.arguments)
             var copiedOutputs: [(value: ValueID, buffer: Int)] = []
             for (i, o) in f.outputs.enumerated() {
@@ -356,7 +382,8 @@ public enum CPUPlanBuilder {
                 } else {
                     buffer = slot(o)
                 }
-                outputs.append(PlanTensor(name: name, dtype: t.dtype.rawValue, shape: t.shape.staticSizes!, buffer: buffer))
+                let dynamicDims = bounded[o].map { b in Dictionary(uniqueKeysWithValues: b.dims.map { ($0, buffers[extentSlots[b.owner]!].offset) }) }
+                outputs.append(PlanTensor(name: name, dtype: t.dtype.rawValue, shape: t.shape.staticSizes!, buffer: buffer, dynamicDims: dynamicDims))
             }
             arenaBytes = PlanLayout.align(end)
 
@@ -841,6 +868,26 @@ public enum CPUPlanBuilder {
                     return addTiledGEMMStep(kind: kind, spec, operands: operands)
                 }
                 if target.isGPU { return try generalConvolution() }
+                if blockedGEMM, group == 1, wS[2] == 3, wS[3] == 3, strides == [1, 1], dilations == [1, 1],
+                   min(cg, mg) >= CPUKernelWinograd.minimumChannels, let cw = constant(w), cw.dtype == .f32, !cw.isElided {
+                    let shape = CPUKernelWinograd.Shape(images: xS[0], inputChannels: cg, height: xS[2], width: xS[3], outputChannels: mg,
+                                                        outputHeight: ySizes[2], outputWidth: ySizes[3], padTop: pads[0], padLeft: pads[1])
+                    let nr = instructionSet.microTile.columns
+                    let u = CPUKernelWinograd.transformedWeights(cw.elements(as: Float.self), outputChannels: mg, inputChannels: cg, panel: nr)
+                    let scratchBuffer = PlanArgument.buffer(scratch(bytes: 4 * (shape.inputTransformFloats + shape.productFloats)))
+                    addStep(kind: "winograd_input", code: CPUKernelWinograd.inputTransform(name: symbol, shape),
+                            arguments: [try resolve(x), scratchBuffer], range: xS[0] * cg, work: shape.tilesPerImage * 64)
+                    addGEMMStep(kind: "winograd_gemm", CPUKernelWinograd.gemm(shape, panel: nr), arguments: [
+                        scratchBuffer, try weight(key: packedKey(w, "#winograd\(nr)"), name: g.name(of: w) + ".winograd",
+                                                  TensorData(type: TensorType(.f32, static: [16, u.count / 16]), elements: u), inst),
+                        scratchBuffer])
+                    var args = [scratchBuffer]
+                    if hasBias { args.append(try resolve(producer.operands[2]!)) }
+                    args.append(.buffer(yBuffer))
+                    return addStep(kind: epilogue.isEmpty ? "winograd_output" : "winograd_output_epilogue",
+                                   code: CPUKernelWinograd.outputTransform(name: nextSymbol, shape, hasBias: hasBias, epilogue: epilogue),
+                                   arguments: args, range: CPUKernelWinograd.outputUnits(shape), work: shape.tilesPerImage * 16 * 40)
+                }
                 if blockedGEMM, !depthwise, mg * pixels * depth >= CPUKernelGEMM.minimumWork,
                    let cw = constant(w), cw.dtype == .f32, !cw.isElided {
                     // Per image and group: Y[mg, pixels] = W[mg, depth] x patches[depth, pixels]; the
@@ -876,10 +923,10 @@ public enum CPUPlanBuilder {
                 if hasBias { args.append(try resolve(producer.operands[2]!)) }
                 args.append(.buffer(yBuffer))
                 if depthwise {
-                    let code = CPUKernelDepthwise.kernel(name: symbol, planes: xS[0] * xS[1], channels: xS[1], h: xS[2], w: xS[3],
-                                                         oh: ySizes[2], ow: ySizes[3], kh: wS[2], kw: wS[3], padTop: pads[0], padLeft: pads[1],
-                                                         strideH: strides[0], strideW: strides[1], dilationH: dilations[0], dilationW: dilations[1],
-                                                         hasBias: hasBias, epilogue: epilogue)
+                    let code = CPUKernelPlaneWindow.kernel(name: symbol, .depthwise(hasBias: hasBias, epilogue: epilogue), planes: xS[0] * xS[1],
+                                                           channels: xS[1], h: xS[2], w: xS[3], oh: ySizes[2], ow: ySizes[3], kh: wS[2], kw: wS[3],
+                                                           padTop: pads[0], padLeft: pads[1], strideH: strides[0], strideW: strides[1],
+                                                           dilationH: dilations[0], dilationW: dilations[1])
                     return addStep(kind: epilogue.isEmpty ? "depthwise_conv2d" : "depthwise_conv2d_epilogue", code: code, arguments: args,
                                    range: ySizes[0] * ySizes[1], work: ySizes[2] * ySizes[3] * wS[2] * wS[3])
                 }
@@ -946,10 +993,13 @@ public enum CPUPlanBuilder {
             // The per-plane kernel counts padding symmetrically.
             if countIncludePad, win.padEnd != pads { return try lowerWindowPool(inst) }
             let args = [try argument(x, inst), .buffer(bufferOf[inst.results[0]]!)]
-            let code = CPUKernelLibrary.pool2d(name: nextSymbol, max: isMax, planes: xS[0] * xS[1], h: xS[2], w: xS[3],
-                                               oh: yS[2], ow: yS[3], kh: kernel[0], kw: kernel[1], padTop: pads[0], padLeft: pads[1],
-                                               strideH: strides[0], strideW: strides[1], dilationH: dilations[0], dilationW: dilations[1],
-                                               countIncludePad: countIncludePad)
+            let code = isMax
+                ? CPUKernelPlaneWindow.kernel(name: nextSymbol, .maximum, planes: xS[0] * xS[1], channels: xS[1], h: xS[2], w: xS[3],
+                                              oh: yS[2], ow: yS[3], kh: kernel[0], kw: kernel[1], padTop: pads[0], padLeft: pads[1],
+                                              strideH: strides[0], strideW: strides[1], dilationH: dilations[0], dilationW: dilations[1])
+                : CPUKernelLibrary.averagePool2d(name: nextSymbol, planes: xS[0] * xS[1], h: xS[2], w: xS[3], oh: yS[2], ow: yS[3],
+                                                 kh: kernel[0], kw: kernel[1], padTop: pads[0], padLeft: pads[1], strideH: strides[0],
+                                                 strideW: strides[1], dilationH: dilations[0], dilationW: dilations[1], countIncludePad: countIncludePad)
             addStep(kind: isMax ? "max_pool2d" : "average_pool2d", code: code, arguments: args, range: xS[0] * xS[1],
                     work: yS[2] * yS[3] * kernel[0] * kernel[1])
         }
