@@ -78,6 +78,7 @@ public enum CPUPlanBuilder {
         if options.target.isGPU, options.int8ActivationScales != nil {
             throw GLMCError("unsupported: --precision int8 builds CPU plans only (--target cpu)")
         }
+        try refuseControlFlow(in: function, target: options.target)
         evaluateConstantValues(in: &function, opset: module.opsets[""] ?? module.opsets["ai.onnx"] ?? OpRegistry.newestOpset)
         let bounded = try boundValueShapedResults(in: &function, target: options.target)
         var g: Generator
@@ -118,6 +119,27 @@ public enum CPUPlanBuilder {
             manifest.metadata["int8_ops"] = String(g.int8Count)
         }
         return Generated(manifest: manifest, weights: g.weightsBuilder.blob, source: source)
+    }
+
+    /// Refuses the control flow the passes left (a plan runs straight-line code), saying what would
+    /// let inline-constant-if and unroll-loops remove it, before the static-shape check blames a
+    /// result of it.
+    static func refuseControlFlow(in f: Function, target: PlanTarget) throws {
+        for inst in f.body where inst.op.domain.isEmpty || inst.op.domain == "ai.onnx" {
+            let why: String
+            switch inst.op.type {
+            case "If":
+                why = "its condition is only known at run time; bind the inputs that decide it with --input-value NAME=FILE.npy, and -O1 or above inlines the branch taken"
+            case "Loop":
+                why = "-O3 unrolls a Loop only when its trip count is a constant (bind the inputs that decide it with --input-value NAME=FILE.npy) and its condition stays true, within \(UnrollLoops.instructionLimit) instructions"
+            case "Scan":
+                why = "-O3 unrolls a Scan only when its sequence length is static (--input-shape), within \(UnrollLoops.instructionLimit) instructions"
+            default:
+                continue
+            }
+            let node = inst.nodeName.isEmpty ? "" : " (node '\(inst.nodeName)')"
+            throw GLMCError("unsupported: --target \(target.rawValue) cannot compile \(inst.op)\(node): \(why)")
+        }
     }
 
     /// Evaluates, with the interpreter, every value computed from constants alone (e.g. a weight

@@ -46,6 +46,7 @@ public enum PassRegistry {
         FoldBatchNorm.self, FoldAffineIntoProducer.self,
         FuseNormalization.self, FuseGelu.self, FuseAttention.self,
         FuseProducerActivation.self, FuseElementwise.self,
+        InlineConstantIf.self, UnrollLoops.self,
     ]
 
     public static func pass(named name: String) -> (any Pass.Type)? {
@@ -54,20 +55,27 @@ public enum PassRegistry {
 
     /// The passes of optimization level 0-3.
     /// - O0: nothing (the imported graph).
-    /// - O1: folding and cleanup.
+    /// - O1: folding and cleanup; Ifs with a constant condition inlined (and folded again).
     /// - O2: + algebraic simplification, CSE and folding of BatchNormalization / affine ops into weights.
-    /// - O3: + pattern fusions and general elementwise fusion.
+    /// - O3: + loops of constant trip count unrolled, pattern fusions and general elementwise fusion.
+    /// Inlining and unrolling expose constants (an If's condition computed from a bound input, a
+    /// trip count computed in an outer body) that only folding after them reveals, so each is
+    /// followed by folding, and the later levels run them again.
     public static func pipeline(level: Int) -> [any Pass.Type] {
         let cleanup: [any Pass.Type] = [FoldShapeComputations.self, ConstantFold.self, DeadCodeElimination.self]
+        let inlineIfs: [any Pass.Type] = [InlineConstantIf.self] + cleanup
         switch level {
         case ...0: return []
-        case 1: return cleanup
+        case 1: return cleanup + inlineIfs
         case 2:
-            return cleanup + [AlgebraicSimplification.self, CommonSubexpressionElimination.self,
-                              FoldBatchNorm.self, FoldAffineIntoProducer.self] + cleanup
+            return pipeline(level: 1) + [AlgebraicSimplification.self, CommonSubexpressionElimination.self,
+                                         FoldBatchNorm.self, FoldAffineIntoProducer.self] + inlineIfs
         default:
-            return pipeline(level: 2) + [FuseNormalization.self, FuseGelu.self, FuseAttention.self,
-                                         FuseProducerActivation.self, FuseElementwise.self, DeadCodeElimination.self]
+            let unroll: [any Pass.Type] = [UnrollLoops.self] + inlineIfs
+            return pipeline(level: 2) + unroll + unroll
+                + [AlgebraicSimplification.self, CommonSubexpressionElimination.self, DeadCodeElimination.self,
+                   FuseNormalization.self, FuseGelu.self, FuseAttention.self,
+                   FuseProducerActivation.self, FuseElementwise.self, DeadCodeElimination.self]
         }
     }
 

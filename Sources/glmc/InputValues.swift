@@ -63,14 +63,54 @@ enum InputValues {
             return isBindable(t.dtype) && t.shape.isStatic && (t.shape.dims?.count ?? 2) <= 1 && isRecordable(value)
         }
         guard !chosen.isEmpty else { return [:] }
-        if let unbound = inferredTypes(module, binding: [:]), unbound.allSatisfy(\.shape.isStatic) { return [:] }
-        guard let knowledge = inferredTypes(module, binding: chosen) else { return [:] }
-        for arg in f.arguments where chosen[arg] != nil {
+        let deciding = controlDeciding(module, values: chosen)
+        if let unbound = inferredTypes(module, binding: [:]), unbound.allSatisfy(\.shape.isStatic) { return deciding }
+        guard let knowledge = inferredTypes(module, binding: chosen) else { return deciding }
+        for arg in f.arguments where chosen[arg] != nil && deciding[arg] == nil {
             var without = chosen
             without[arg] = nil
             if inferredTypes(module, binding: without) == knowledge { chosen = without }
         }
         return chosen
+    }
+
+    /// Of `values`, those that decide control flow: the inputs read by an `If`'s condition or a
+    /// `Loop`'s trip count or condition (in the main function) that folding turns into a constant
+    /// once `values` are bound. Binding them lets inline-constant-if and unroll-loops replace the
+    /// control flow by straight-line code, which is what a plan can run.
+    static func controlDeciding(_ module: Module, values: [ValueID: Tensor]) -> [ValueID: Tensor] {
+        let f = module.main
+        var decisions: [ValueID] = []
+        for inst in f.body where inst.op.domain.isEmpty || inst.op.domain == "ai.onnx" {
+            switch inst.op.type {
+            case "If": decisions += inst.operands.prefix(1).compactMap { $0 }
+            case "Loop": decisions += inst.operands.prefix(2).compactMap { $0 }
+            default: break
+            }
+        }
+        guard !decisions.isEmpty else { return [:] }
+        var m = module
+        bind(values, in: &m)
+        for _ in 0 ..< 2 {
+            _ = try? FoldShapeComputations().run(on: &m, context: PassContext())
+            _ = try? ConstantFold().run(on: &m, context: PassContext())
+        }
+        let folded = Set(m.main.body.filter { $0.constantValue != nil }.flatMap(\.results))
+        // The inputs each constant decision reads, through the instructions (and captures) defining it.
+        let defining = f.definingInstructions()
+        var deciding: [ValueID: Tensor] = [:]
+        var stack = decisions.filter { folded.contains($0) || values[$0] != nil }
+        var seen = Set(stack)
+        while let v = stack.popLast() {
+            if let value = values[v] { deciding[v] = value }
+            guard let i = defining[v] else { continue }
+            let inst = f.body[i]
+            for read in inst.operands.compactMap({ $0 }) + inst.nestedFunctions.flatMap({ $0.captures.map(\.outer) })
+            where seen.insert(read).inserted {
+                stack.append(read)
+            }
+        }
+        return deciding
     }
 
     /// The result types of `module.main`'s instructions as shape inference alone infers them with
