@@ -99,7 +99,12 @@ public enum CPUPlanBuilder {
         for i in inputs.indices {
             guard let value = options.boundInputs[inputs[i].name] else { continue }
             let t = try Tensor(value)
-            inputs[i].value = t.dtype.isFloatingPoint ? .reals(t.doubles) : .integers(t.int64s)
+            // 16-bit floats are recorded as their bit patterns (the runtime does not convert halves).
+            if t.dtype == .f16 || t.dtype == .bf16 {
+                inputs[i].value = .integers(value.withRawBytes { raw in (0 ..< raw.count / 2).map { Int64(raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)) } })
+            } else {
+                inputs[i].value = t.dtype.isFloatingPoint ? .reals(t.doubles) : .integers(t.int64s)
+            }
         }
         let gpu = options.target.isGPU
         var manifest = PlanManifest(target: options.target.rawValue, cpuFeatures: gpu ? [] : options.instructionSet.requiredFeatures,

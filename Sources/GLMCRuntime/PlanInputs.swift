@@ -64,6 +64,7 @@ public enum PlanInputs {
         case "u32": return integers(UInt32.self)
         case "u16": return integers(UInt16.self)
         case "u8", "bool": return integers(UInt8.self)
+        case "f16", "bf16": return integers(UInt16.self)  // recorded as bit patterns
         case "f32": return .reals(load(UInt32.self) { Double(Float(bitPattern: UInt32(littleEndian: $0))) })
         case "f64": return .reals(load(UInt64.self) { Double(bitPattern: UInt64(littleEndian: $0)) })
         default: return nil

@@ -21,7 +21,7 @@ enum InputValues {
 
     /// Whether inputs of `dtype` can be bound (the manifest records bound values as JSON numbers,
     /// and a runtime compares them).
-    static func isBindable(_ dtype: DType) -> Bool { dtype.isInteger || dtype == .bool || dtype == .f32 || dtype == .f64 }
+    static func isBindable(_ dtype: DType) -> Bool { dtype.isInteger || dtype == .bool || dtype.isFloatingPoint }
 
     /// Whether `value` can be recorded (JSON has no NaN or infinity).
     static func isRecordable(_ value: Tensor) -> Bool { !value.dtype.isFloatingPoint || value.doubles.allSatisfy(\.isFinite) }
@@ -38,7 +38,7 @@ enum InputValues {
             guard resolved[arg] == nil else { throw GLMCError("\(what) \(name): given twice") }
             let type = f.type(of: arg)
             guard isBindable(type.dtype) else {
-                throw GLMCError("\(what) \(name): only integer, bool, f32 and f64 inputs can be bound, and '\(name)' is \(type)")
+                throw GLMCError("\(what) \(name): only integer, bool and floating-point inputs can be bound, and '\(name)' is \(type)")
             }
             guard isRecordable(value) else { throw GLMCError("\(what) \(name): the value holds NaN or infinity, which a plan cannot record") }
             guard value.dtype == type.dtype, type.shape.isCompatible(with: Shape(static: value.shape)) else {
