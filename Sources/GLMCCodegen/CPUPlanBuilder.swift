@@ -79,6 +79,7 @@ public enum CPUPlanBuilder {
             throw GLMCError("unsupported: --precision int8 builds CPU plans only (--target cpu)")
         }
         try refuseValueShapedOps(in: function, target: options.target)
+        try refuseValueShapedStringOps(in: function, target: options.target)
         evaluateConstantValues(in: &function, opset: module.opsets[""] ?? module.opsets["ai.onnx"] ?? OpRegistry.newestOpset)
         var g: Generator
         while true {
@@ -262,6 +263,7 @@ public enum CPUPlanBuilder {
         /// int8 plans (see `CPUPlanBuilderInt8.swift`).
         let int8ActivationScales: [String: Float]?
         var int8HelpersEmitted = false
+        var stringPreludeEmitted = false
         var scratchBuffer: Int?
         /// `--precision fp16` on a GPU target, and how many weights were stored as f16.
         var fp16Weights = false
@@ -284,7 +286,10 @@ public enum CPUPlanBuilder {
                         let what = symbolic.isEmpty ? "a dynamic shape" : "the symbolic dimension \(symbolic.joined(separator: ", "))"
                         throw GLMCError("--target \(target.rawValue) needs static shapes: \(kind) '\(f.name(of: v))' (\(t)) has \(what); bind it with --input-shape NAME=DxDx..., or the inputs whose values decide it with --input-value NAME=FILE.npy")
                     }
-                    guard t.dtype.byteSize > 0 else { throw GLMCError("unsupported: --target \(target.rawValue) cannot take \(kind) '\(f.name(of: v))' of type \(t.dtype)") }
+                    guard t.dtype.byteSize > 0 || (t.dtype == .string && target == .cpu) else {
+                        let only = t.dtype == .string ? " (string tensors are supported by --target cpu only)" : ""
+                        throw GLMCError("unsupported: --target \(target.rawValue) cannot take \(kind) '\(f.name(of: v))' of type \(t.dtype)\(only)")
+                    }
                 }
             }
         }
@@ -299,7 +304,9 @@ public enum CPUPlanBuilder {
             }
             // The arena: planned intermediates, then inputs and outputs in slots of their own.
             let memory = MemoryPlanner.plan(f)
-            if let v = memory.unplanned.first {
+            // Strings of static shape are left to the slots below (the planner sizes no strings).
+            let stringSlots = memory.unplanned.filter { target == .cpu && f.type(of: $0).dtype == .string && f.type(of: $0).shape.staticSizes != nil }
+            if let v = memory.unplanned.first(where: { !stringSlots.contains($0) }) {
                 throw GLMCError("--target \(target.rawValue) needs static shapes: '\(f.name(of: v))' is \(f.type(of: v)); bind symbolic inputs with --input-shape")
             }
             for (v, offset) in memory.offsets.sorted(by: { $0.key.index < $1.key.index }) {
@@ -336,6 +343,7 @@ public enum CPUPlanBuilder {
                 }
                 outputs.append(PlanTensor(name: name, dtype: t.dtype.rawValue, shape: t.shape.staticSizes!, buffer: buffer))
             }
+            for v in stringSlots { _ = slot(v) }
             arenaBytes = PlanLayout.align(end)
 
             for (index, inst) in f.body.enumerated() where inst.constantValue == nil {
@@ -357,7 +365,7 @@ public enum CPUPlanBuilder {
 
         func byteCount(_ v: ValueID) -> Int {
             let t = f.type(of: v)
-            return (t.shape.staticSizes ?? []).reduce(1, *) * t.dtype.byteSize
+            return (t.shape.staticSizes ?? []).reduce(1, *) * Self.elementBytes(t.dtype)
         }
 
         func unsupported(_ inst: Instruction, _ why: String = "") -> GLMCError {
@@ -406,6 +414,7 @@ public enum CPUPlanBuilder {
                     switch a {
                     case .buffer(let id): return "arena + \(buffers[id].offset)"
                     case .weight(let name): return "weights + \(weightOffsets[name]!)"
+                    case .stringHeap: preconditionFailure("GPU steps take no string heap (lowerStrings refuses strings there)")
                     }
                 }
                 code += "\n" + target.entryPoint(name: stepName, body: nextSymbol, addresses: addresses, range: range)
@@ -446,6 +455,7 @@ public enum CPUPlanBuilder {
                 return try lowerElementwise(inst)
             }
             if op.domain == "ai.onnx.preview", op.type == "FlexAttention" { return try lowerFlexAttention(inst) }
+            if touchesStrings(inst), try lowerStrings(inst) { return }
             guard op.domain.isEmpty || op.domain == "ai.onnx" else { throw unsupported(inst) }
             switch op.type {
             case "Conv" where f.type(of: inst.results[0]).dtype != .f32, "ConvTranspose", "ConvInteger":
@@ -886,6 +896,7 @@ public enum CPUPlanBuilder {
                 switch operand.argument {
                 case .buffer(let id): address = "arena + \(buffers[id].offset)"
                 case .weight(let w): address = "weights + \(weightOffsets[w]!)"
+                case .stringHeap: preconditionFailure("tiled GEMM operands are buffers or weights")
                 }
                 spec.pointers += "  GLMC_GLOBAL \(type) *\(operand.name) = (GLMC_GLOBAL \(type) *)(\(address));\n"
             }

@@ -79,6 +79,8 @@ public struct PlanFile: Equatable, Sendable {
                     guard bufferIDs.contains(id) else { throw PlanError("step \(i) (\(s.kernel)) names unknown buffer \(id)") }
                 case .weight(let name):
                     guard weightNames.contains(name) else { throw PlanError("step \(i) (\(s.kernel)) names unknown weight '\(name)'") }
+                case .stringHeap:
+                    guard m.target == "cpu" else { throw PlanError("step \(i) (\(s.kernel)) takes the string heap, which only cpu plans have") }
                 }
             }
         }
