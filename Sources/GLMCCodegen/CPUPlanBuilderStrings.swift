@@ -13,10 +13,18 @@ import GLMCPlan
 /// strings: they are refused with a message saying so, like NonZero.
 extension CPUPlanBuilder {
     /// String ops whose output shape depends on the input strings: StringSplit (the widest split)
-    /// and StringNormalizer with stop words (the kept count).
+    /// and StringNormalizer with stop words (the kept count). Refused even where the model declares
+    /// a static output shape: a plan could not report input strings that do not fit it.
     static func refuseValueShapedStringOps(in f: Function, target: PlanTarget) throws {
-        for inst in f.body where inst.op.domain.isEmpty && ["StringSplit", "StringNormalizer"].contains(inst.op.type) {
-            guard inst.results.contains(where: { f.type(of: $0).shape.staticSizes == nil }) else { continue }
+        // Results computed from constants alone are folded, not compiled.
+        var constant = Set<ValueID>()
+        for inst in f.body where inst.constantValue != nil || (inst.nestedFunctions.isEmpty && inst.operands.allSatisfy({ $0.map(constant.contains) ?? true })) {
+            constant.formUnion(inst.results)
+        }
+        for inst in f.body where inst.op.domain.isEmpty && !inst.results.allSatisfy(constant.contains) {
+            let stopWords: Bool
+            if case .strings(let s)? = inst.attributes["stopwords"] { stopWords = !s.isEmpty } else { stopWords = false }
+            guard inst.op.type == "StringSplit" || (inst.op.type == "StringNormalizer" && stopWords) else { continue }
             let node = inst.nodeName.isEmpty ? "" : " (node '\(inst.nodeName)')"
             throw GLMCError("unsupported: --target \(target.rawValue) cannot compile \(inst.op)\(node): its output shape depends on the input strings, which a static plan cannot follow")
         }
@@ -114,13 +122,10 @@ extension CPUPlanBuilder.Generator {
                 arguments: args, range: try sizes(x, inst).reduce(1, *), work: 64 * regex.program.count)
     }
 
-    /// StringNormalizer whose output shape is static, i.e. without stop words (with them the
-    /// refusal in `refuseValueShapedStringOps` comes first): the case change alone.
+    /// StringNormalizer without stop words (`refuseValueShapedStringOps` refuses those): the case
+    /// change alone.
     mutating func lowerStringNormalizer(_ inst: Instruction) throws {
         guard let x = inst.operands.first ?? nil else { throw unsupported(inst) }
-        if case .strings(let stopWords)? = inst.attributes["stopwords"], !stopWords.isEmpty {
-            throw unsupported(inst, "with stop words (its output shape depends on the input strings)")
-        }
         let count = try sizes(x, inst).reduce(1, *)
         guard count > 0, try sizes(inst.results[0], inst).reduce(1, *) == count else {
             throw unsupported(inst, "on an empty input (its output is one empty string)")
