@@ -18,9 +18,9 @@ public enum StringSlots {
 
     /// Copies `text` onto `heap`; nil when out of memory.
     static func make(_ text: String, on heap: UnsafeMutablePointer<glmc_string_heap>) -> UnsafeMutablePointer<glmc_string>? {
-        var utf8 = Array(text.utf8)
+        let utf8 = Array(text.utf8)
         guard let s = heap.pointee.alloc(heap, Int64(utf8.count)) else { return nil }
-        utf8.withUnsafeMutableBytes { src in
+        utf8.withUnsafeBytes { src in
             if let base = src.baseAddress { (UnsafeMutableRawPointer(s) + bytesOffset).copyMemory(from: base, byteCount: src.count) }
         }
         return s
