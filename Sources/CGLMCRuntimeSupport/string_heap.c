@@ -41,7 +41,8 @@ static glmc_string *heap_alloc(glmc_string_heap *heap, int64_t length) {
     return s;
 }
 
-glmc_string_heap *glmc_string_heap_create(glmc_string *(*change_case)(glmc_string_heap *, const glmc_string *, int)) {
+glmc_string_heap *glmc_string_heap_create(glmc_string *(*change_case)(glmc_string_heap *, const glmc_string *, int),
+                                          glmc_string *(*canonical)(glmc_string_heap *, const glmc_string *)) {
     string_heap_state *state = (string_heap_state *)calloc(1, sizeof(string_heap_state));
     if (!state) return NULL;
     if (pthread_mutex_init(&state->lock, NULL) != 0) {
@@ -50,6 +51,7 @@ glmc_string_heap *glmc_string_heap_create(glmc_string *(*change_case)(glmc_strin
     }
     state->heap.alloc = heap_alloc;
     state->heap.change_case = change_case;
+    state->heap.canonical = canonical;
     return &state->heap;
 }
 

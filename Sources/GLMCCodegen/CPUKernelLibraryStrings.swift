@@ -15,7 +15,16 @@ enum CPUKernelLibraryStrings {
     struct glmc_string_heap {
       glmc_string *(*alloc)(glmc_string_heap *heap, int64_t length);
       glmc_string *(*change_case)(glmc_string_heap *heap, const glmc_string *s, int upper);
+      glmc_string *(*canonical)(glmc_string_heap *heap, const glmc_string *s);
     };
+    /* `s` itself when it is ASCII, else its NFC form from the runtime (NULL: out of memory): two
+       strings the interpreter finds equal (canonically equivalent) have the same canonical bytes. */
+    static const glmc_string *glmc_string_canonical(glmc_string_heap *heap, const glmc_string *s) {
+      for (int64_t k = 0; k < s->length; ++k) {
+        if ((unsigned char)s->bytes[k] >= 0x80) return heap->canonical(heap, s);
+      }
+      return s;
+    }
     /* Byte-wise order of `s` and the n bytes at `b` (a shorter prefix first). */
     static int glmc_string_compare(const glmc_string *s, const unsigned char *b, int64_t n) {
       int64_t m = s->length < n ? s->length : n;
@@ -56,17 +65,20 @@ enum CPUKernelLibraryStrings {
         "{" + (values.isEmpty ? [0] : values).map { String($0) }.joined(separator: ", ") + "}"
     }
 
-    /// Equal on strings: `y[i] = a[ia(i)] == b[ib(i)]` byte for byte.
+    /// Equal on strings: `y[i] = a[ia(i)] == b[ib(i)]` as the interpreter compares (canonical
+    /// equivalence: the NFC forms' bytes).
     static func equal(name: String, indexA: String, indexB: String) -> String {
         """
-        // \(name): Equal on strings (bytes)
+        // \(name): Equal on strings
         void \(name)(GLMC_GLOBAL void **args, long begin, long end) {
           glmc_string *const *a = (glmc_string *const *)args[0];
           glmc_string *const *b = (glmc_string *const *)args[1];
           uint8_t *y = (uint8_t *)args[2];
+          glmc_string_heap *heap = (glmc_string_heap *)args[3];
           for (long i = begin; i < end; ++i) {
-            const glmc_string *x = a[\(indexA)];
-            y[i] = glmc_string_compare(x, (const unsigned char *)b[\(indexB)]->bytes, b[\(indexB)]->length) == 0;
+            const glmc_string *l = glmc_string_canonical(heap, a[\(indexA)]), *r = glmc_string_canonical(heap, b[\(indexB)]);
+            if (!l || !r) return;
+            y[i] = glmc_string_compare(l, (const unsigned char *)r->bytes, r->length) == 0;
           }
         }
 
@@ -114,10 +126,11 @@ enum CPUKernelLibraryStrings {
         """
     }
 
-    /// LabelEncoder with string keys: a binary search over the keys (sorted byte-wise, unique); key
+    /// LabelEncoder with string keys: a binary search for the input's canonical form (NFC) over the
+    /// keys' (sorted byte-wise, unique); key
     /// k maps to entry k of the value table, a key not found to the last entry (the default). The
     /// result is a value of `numericValueBytes` bytes copied from the value table (arguments: x,
-    /// table, y), or with string values (`stringValues`) a new heap string (arguments: x, y, heap).
+    /// table, y, heap), or with string values (`stringValues`) a new heap string (arguments: x, y, heap).
     static func labelEncodeStrings(name: String, keys: [[UInt8]], numericValueBytes: Int?, stringValues: [[UInt8]]) -> String {
         let offsets = keys.reduce(into: [0]) { $0.append($0.last! + $1.count) }
         var text = """
@@ -130,11 +143,14 @@ enum CPUKernelLibraryStrings {
         text += """
         void \(name)(GLMC_GLOBAL void **args, long begin, long end) {
           glmc_string *const *x = (glmc_string *const *)args[0];
+          glmc_string_heap *heap = (glmc_string_heap *)args[\(numericValueBytes == nil ? 2 : 3)];
           for (long i = begin; i < end; ++i) {
+            const glmc_string *key = glmc_string_canonical(heap, x[i]);
+            if (!key) return;
             long lo = 0, hi = \(keys.count);
             while (lo < hi) {
               long mid = lo + (hi - lo) / 2;
-              int c = glmc_string_compare(x[i], \(name)_key_bytes + \(name)_key_offsets[mid], \(name)_key_offsets[mid + 1] - \(name)_key_offsets[mid]);
+              int c = glmc_string_compare(key, \(name)_key_bytes + \(name)_key_offsets[mid], \(name)_key_offsets[mid + 1] - \(name)_key_offsets[mid]);
               if (c == 0) { lo = mid; hi = -1; break; }
               if (c > 0) lo = mid + 1; else hi = mid;
             }
@@ -191,14 +207,14 @@ enum CPUKernelLibraryStrings {
         """
     }
 
-    /// RegexFullMatch: the interpreter's compiled NFA (`Regex.program`) as tables, simulated over the
-    /// string's Unicode scalars exactly as `Regex.fullMatch` does (a thread list per position,
+    /// RegexFullMatch: the interpreter's compiled NFA (`RE2Regex.program`) as tables, simulated over the
+    /// string's Unicode scalars exactly as `RE2Regex.fullMatch` does (a thread list per position,
     /// linear in the input).
-    static func regexFullMatch(name: String, pattern: String, program: [Regex.Instruction]) -> String {
+    static func regexFullMatch(name: String, pattern: String, program: [RE2Regex.Instruction]) -> String {
         // Instruction kinds: 0 char (a: class), 1 split (a, b), 2 jump (a), 3 assertion (a), 4 match.
         var kinds: [Int] = [], a: [Int] = [], b: [Int] = []
         var classStart: [Int] = [0], negated: [Int] = [], lows: [Int] = [], highs: [Int] = []
-        func assertionCode(_ x: Regex.Assertion) -> Int {
+        func assertionCode(_ x: RE2Regex.Assertion) -> Int {
             switch x {
             case .beginText: return 0
             case .endText: return 1

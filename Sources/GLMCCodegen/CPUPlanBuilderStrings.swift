@@ -1,3 +1,4 @@
+import Foundation
 import GLMCInterpreter
 import GLMCIR
 import GLMCOps
@@ -108,14 +109,14 @@ extension CPUPlanBuilder.Generator {
                     arguments: args, range: out.reduce(1, *), work: 64)
         } else {
             addStep(kind: "string_equal", code: CPUKernelLibraryStrings.equal(name: nextSymbol, indexA: ia, indexB: ib),
-                    arguments: args, range: out.reduce(1, *), work: 16)
+                    arguments: args + [.stringHeap], range: out.reduce(1, *), work: 16)
         }
     }
 
     mutating func lowerRegexFullMatch(_ inst: Instruction) throws {
         guard let x = inst.operands.first ?? nil, case .string(let pattern)? = inst.attributes["pattern"] else { throw unsupported(inst) }
-        let regex: Regex
-        do { regex = try Regex(pattern) } catch let e as Regex.SyntaxError { throw unsupported(inst, "with pattern '\(pattern)': \(e.message)") }
+        let regex: RE2Regex
+        do { regex = try RE2Regex(pattern) } catch let e as RE2Regex.SyntaxError { throw unsupported(inst, "with pattern '\(pattern)': \(e.message)") }
         let args = [try stringArgument(x, inst), .buffer(bufferOf[inst.results[0]]!)]
         emitStringPrelude()
         addStep(kind: "regex_full_match", code: CPUKernelLibraryStrings.regexFullMatch(name: nextSymbol, pattern: pattern, program: regex.program),
@@ -156,7 +157,8 @@ extension CPUPlanBuilder.Generator {
         let probe: Tensor
         var stringKeys: [String] = [], integerKeys: [Int64] = []
         if inputType == .string {
-            stringKeys = Array(Set(try labelStringKeys(inst)))
+            // One key per canonical form (NFC): the interpreter's keys compare by canonical equivalence.
+            stringKeys = Array(Set(try labelStringKeys(inst).map(\.precomposedStringWithCanonicalMapping)))
             // Longer than every key and ASCII: equal to none, even canonically.
             let filler = String(repeating: "x", count: (stringKeys.map { $0.unicodeScalars.count }.max() ?? 0) + 1)
             probe = Tensor(shape: [stringKeys.count + 1], storage: .string(stringKeys + [filler]))
@@ -195,7 +197,7 @@ extension CPUPlanBuilder.Generator {
                 let weight = try self.weight(key: "label_values_\(steps.count)", name: "\(name)_values",
                                              TensorData(type: TensorType(valueType, static: [order.count]), elements: ordered), inst)
                 let code = CPUKernelLibraryStrings.labelEncodeStrings(name: name, keys: keys, numericValueBytes: size, stringValues: [])
-                addStep(kind: "label_encoder", code: code, arguments: [xArg, weight, y], range: count, work: 64)
+                addStep(kind: "label_encoder", code: code, arguments: [xArg, weight, y, .stringHeap], range: count, work: 64)
             }
         } else {
             guard case .string(let values) = mapped.storage else { throw unsupported(inst) }

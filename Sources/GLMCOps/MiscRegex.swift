@@ -7,7 +7,7 @@ import GLMCIR
 /// the assertions ^ $ \A \z \b \B, and the flags i, m, s, U. Matching simulates the compiled NFA
 /// over Unicode scalars, so it takes linear time in the input (as RE2 guarantees) whatever the
 /// pattern. Only whole-string matching is provided.
-public struct Regex: Sendable {
+public struct RE2Regex: Sendable {
     public struct SyntaxError: Error { public var message: String }
 
     /// A set of Unicode scalars, as sorted closed ranges (possibly complemented).
@@ -66,7 +66,7 @@ public struct Regex: Sendable {
         var parser = Parser(Array(pattern.unicodeScalars))
         let node = try parser.parseAll()
         var program: [Instruction] = []
-        try Regex.compile(node, into: &program)
+        try RE2Regex.compile(node, into: &program)
         program.append(.match)
         self.program = program
     }
@@ -92,7 +92,7 @@ public struct Regex: Sendable {
             case .beginLine: return i == 0 || s[i - 1] == 0x0A
             case .endLine: return i == n || s[i] == 0x0A
             case .wordBoundary, .notWordBoundary:
-                let before = i > 0 && Regex.isWordChar(s[i - 1]), after = i < n && Regex.isWordChar(s[i])
+                let before = i > 0 && RE2Regex.isWordChar(s[i - 1]), after = i < n && RE2Regex.isWordChar(s[i])
                 return (before != after) == (a == .wordBoundary)
             }
         }
@@ -245,7 +245,7 @@ public struct Regex: Sendable {
             if peek() == "," { i += 1; high = number() }
             guard peek() == "}" else { i = start; return nil }
             i += 1
-            guard low <= Regex.maxRepeat, (high ?? 0) <= Regex.maxRepeat, high.map({ $0 >= low }) ?? true else {
+            guard low <= RE2Regex.maxRepeat, (high ?? 0) <= RE2Regex.maxRepeat, high.map({ $0 >= low }) ?? true else {
                 throw error("bad repetition count")
             }
             return (low, high)

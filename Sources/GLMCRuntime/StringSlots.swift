@@ -13,7 +13,7 @@ public enum StringSlots {
 
     /// A new heap with the runtime's case mapping; nil when out of memory.
     static func makeHeap() -> UnsafeMutablePointer<glmc_string_heap>? {
-        glmc_string_heap_create(changeCase)
+        glmc_string_heap_create(changeCase, canonical)
     }
 
     /// Copies `text` onto `heap`; nil when out of memory.
@@ -44,6 +44,13 @@ public enum StringSlots {
     /// The `count` strings the pointer slots at `slots` point to.
     static func load(count: Int, from slots: UnsafeRawPointer) -> [String] {
         (0 ..< count).map { i in text(of: slots.load(fromByteOffset: i * pointerBytes, as: UnsafeRawPointer?.self)) }
+    }
+
+    /// The heap's `canonical`: the NFC form (Swift compares strings by canonical equivalence,
+    /// which is equality of NFC forms).
+    static let canonical: @convention(c) (UnsafeMutablePointer<glmc_string_heap>?, UnsafePointer<glmc_string>?) -> UnsafeMutablePointer<glmc_string>? = { heap, s in
+        guard let heap else { return nil }
+        return make(text(of: s.map { UnsafeRawPointer($0) }).precomposedStringWithCanonicalMapping, on: heap)
     }
 
     /// The heap's `change_case`: Swift's `uppercased()` / `lowercased()` (Unicode's default case

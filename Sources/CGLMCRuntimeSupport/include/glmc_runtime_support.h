@@ -48,11 +48,17 @@ struct glmc_string_heap {
     /* A new string: `s` in upper (upper != 0) or lower case by Unicode's default case mapping (as
        the interpreter's StringNormalizer), or NULL when out of memory. Thread-safe. */
     glmc_string *(*change_case)(glmc_string_heap *heap, const glmc_string *s, int upper);
+    /* A new string: `s` in Unicode normalization form C, or NULL when out of memory. Canonically
+       equivalent strings (which the interpreter's comparisons treat as equal) have the same NFC
+       bytes; kernels call it for strings that are not all ASCII. Thread-safe. */
+    glmc_string *(*canonical)(glmc_string_heap *heap, const glmc_string *s);
 };
 
 /* A heap whose strings live until glmc_string_heap_reset or _destroy. `change_case` is the
-   runtime's case mapping (it allocates its result with heap->alloc). NULL if out of memory. */
-glmc_string_heap *glmc_string_heap_create(glmc_string *(*change_case)(glmc_string_heap *, const glmc_string *, int));
+   runtime's case mapping and `canonical` its NFC normalization (both allocate their result with
+   heap->alloc). NULL if out of memory. */
+glmc_string_heap *glmc_string_heap_create(glmc_string *(*change_case)(glmc_string_heap *, const glmc_string *, int),
+                                          glmc_string *(*canonical)(glmc_string_heap *, const glmc_string *));
 
 /* Whether an allocation failed since the last reset. */
 int glmc_string_heap_failed(glmc_string_heap *heap);
