@@ -50,12 +50,12 @@ extension CPUPlanTests {
 
     /// Equal and StringConcat with broadcasting, a string constant, an intermediate string
     /// (concat then compare, concat of a concat), non-ASCII text and an empty string, a Reshape of
-    /// strings, and an input returned as an output.
+    /// strings, and an input and a constant returned as outputs.
     func testStringConcatAndEqualMatchTheInterpreter() throws {
         let ir = """
         opsets {"" = 20}
 
-        func @s(%0: string[2,3] loc("a"), %1: string[3] loc("b")) -> (string[2,3] loc("cat"), bool[2,3] loc("eq"), string[3,2] loc("re"), string[3] loc("same"), bool[2,3] loc("eqc")) {
+        func @s(%0: string[2,3] loc("a"), %1: string[3] loc("b")) -> (string[2,3] loc("cat"), bool[2,3] loc("eq"), string[3,2] loc("re"), string[3] loc("same"), bool[2,3] loc("eqc"), string[3] loc("konst")) {
           %2 = StringConcat(%0, %1) : string[2,3] loc("cat")
           %3 = const dense<["ab", "", "é中"]> : string[3] loc("k")
           %4 = StringConcat(%2, %3) : string[2,3] loc("cat2")
@@ -63,7 +63,7 @@ extension CPUPlanTests {
           %6 = const dense<[3, 2]> : i64[2] loc("shape")
           %7 = Reshape(%4, %6) : string[3,2] loc("re")
           %8 = Equal(%0, %3) : bool[2,3] loc("eqc")
-          return %2, %5, %7, %1, %8
+          return %2, %5, %7, %1, %8, %3
         }
         """
         let a = Self.strings(["x", "ab", "é中", "", "😀 y", "ab"], [2, 3])
