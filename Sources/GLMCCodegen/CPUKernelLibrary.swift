@@ -114,25 +114,23 @@ public enum CPUKernelLibrary {
         return s
     }
 
-    /// 2-D max or average pooling, NCHW. Parallel range: N*C planes. Arguments: X, Y.
-    public static func pool2d(name: String, max: Bool, planes: Int, h: Int, w: Int, oh: Int, ow: Int,
-                              kh: Int, kw: Int, padTop: Int, padLeft: Int, strideH: Int, strideW: Int,
-                              dilationH: Int, dilationW: Int, countIncludePad: Bool) -> String {
-        var s = "// \(name): \(max ? "max" : "average") pool [\(planes) planes, \(h)x\(w)] -> \(oh)x\(ow), kernel \(kh)x\(kw)\n"
+    /// 2-D average pooling, NCHW (MaxPool: `CPUKernelPlaneWindow`). Parallel range: N*C planes.
+    /// Arguments: X, Y.
+    public static func averagePool2d(name: String, planes: Int, h: Int, w: Int, oh: Int, ow: Int,
+                                     kh: Int, kw: Int, padTop: Int, padLeft: Int, strideH: Int, strideW: Int,
+                                     dilationH: Int, dilationW: Int, countIncludePad: Bool) -> String {
+        var s = "// \(name): average pool [\(planes) planes, \(h)x\(w)] -> \(oh)x\(ow), kernel \(kh)x\(kw)\n"
         s += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n"
         s += "  GLMC_GLOBAL const float *X = (GLMC_GLOBAL const float *)args[0];\n  GLMC_GLOBAL float *Y = (GLMC_GLOBAL float *)args[1];\n"
         s += "  for (long plane = begin; plane < end; ++plane) {\n"
         s += "    GLMC_GLOBAL const float *x = X + plane * \(h * w);\n    GLMC_GLOBAL float *y = Y + plane * \(oh * ow);\n"
         s += "    for (long oy = 0; oy < \(oh); ++oy) {\n      for (long ox = 0; ox < \(ow); ++ox) {\n"
-        s += max ? "        float acc = -INFINITY;\n" : "        float acc = 0.0f; long count = 0;\n"
+        s += "        float acc = 0.0f; long count = 0;\n"
         s += "        for (long ky = 0; ky < \(kh); ++ky) {\n"
         s += "          long iy = oy * \(strideH) - \(padTop) + ky * \(dilationH);\n"
         s += "          for (long kx = 0; kx < \(kw); ++kx) {\n"
         s += "            long ix = ox * \(strideW) - \(padLeft) + kx * \(dilationW);\n"
-        if max {
-            s += "            if (iy < 0 || iy >= \(h) || ix < 0 || ix >= \(w)) continue;\n"
-            s += "            float t = x[iy * \(w) + ix];\n            if (t > acc || t != t) acc = t;\n"
-        } else if countIncludePad {
+        if countIncludePad {
             // Padding counts, but positions past the padded input (ceil_mode) do not.
             s += "            if (iy < -\(padTop) || iy >= \(h + padTop) || ix < -\(padLeft) || ix >= \(w + padLeft)) continue;\n"
             s += "            ++count;\n"
@@ -143,7 +141,7 @@ public enum CPUKernelLibrary {
             s += "            acc += x[iy * \(w) + ix]; ++count;\n"
         }
         s += "          }\n        }\n"
-        s += max ? "        y[oy * \(ow) + ox] = acc;\n" : "        y[oy * \(ow) + ox] = count > 0 ? acc / (float)count : 0.0f;\n"
+        s += "        y[oy * \(ow) + ox] = count > 0 ? acc / (float)count : 0.0f;\n"
         s += "      }\n    }\n  }\n}\n"
         return s
     }

@@ -319,9 +319,11 @@ extension CPUKernelLibrary {
             s += "    for (long j = 0; j < \(n); ++j) \(scalar.store("Y", at, "j == arg ? 1.0 : 0.0"))\n"
         case .softmax:
             // The exponentials, rounded to the element type as the interpreter rounds them, are
-            // stored, summed, then scaled in place: one exponential per element.
+            // stored, summed, then scaled in place: one exponential per element. Storing and
+            // summing are separate loops so the first vectorizes (the sum's order stays sequential).
             s += "    double sum = 0.0;\n"
-            s += "    for (long j = 0; j < \(n); ++j) { double e = \(scalar.roundedExp("\(scalar.load("X", at)) - m")); \(scalar.store("Y", at, "e")) sum += e; }\n"
+            s += "    for (long j = 0; j < \(n); ++j) { double e = \(scalar.roundedExp("\(scalar.load("X", at)) - m")); \(scalar.store("Y", at, "e")) }\n"
+            s += "    for (long j = 0; j < \(n); ++j) sum += \(scalar.load("Y", at));\n"
             s += "    sum = \(scalar.round("sum"));\n"
             s += "    for (long j = 0; j < \(n); ++j) \(scalar.store("Y", at, "\(scalar.load("Y", at)) / sum"))\n"
         case .logSoftmax:

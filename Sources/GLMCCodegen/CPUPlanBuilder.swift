@@ -78,12 +78,13 @@ public enum CPUPlanBuilder {
         if options.target.isGPU, options.int8ActivationScales != nil {
             throw GLMCError("unsupported: --precision int8 builds CPU plans only (--target cpu)")
         }
-        try refuseValueShapedOps(in: function, target: options.target)
         try refuseValueShapedStringOps(in: function, target: options.target)
         evaluateConstantValues(in: &function, opset: module.opsets[""] ?? module.opsets["ai.onnx"] ?? OpRegistry.newestOpset)
+        let bounded = try boundValueShapedResults(in: &function, target: options.target)
         var g: Generator
         while true {
             g = try Generator(function: function, target: options.target, int8ActivationScales: options.int8ActivationScales)
+            g.bounded = bounded
             g.fp16Weights = options.fp16Weights
             g.instructionSet = options.target == .cpu ? options.instructionSet : .generic
             do { try g.run(); break } catch let failure as FusedGroupFailure {
@@ -205,6 +206,18 @@ public enum CPUPlanBuilder {
         return nil
     }
 
+    /// glibc's vector math library (libmvec) where the linker finds it (x86-64 GNU/Linux): loops
+    /// calling expf, erff, tanhf, ... then vectorize, and the plan's shared object needs libmvec.so.1
+    /// (part of glibc) where it runs.
+    static let vectorMathLibrary: String? = {
+        #if os(Linux) && arch(x86_64)
+        return ["/usr/lib/x86_64-linux-gnu/libmvec.so", "/lib/x86_64-linux-gnu/libmvec.so", "/usr/lib64/libmvec.so"]
+            .first { FileManager.default.fileExists(atPath: $0) }
+        #else
+        return nil
+        #endif
+    }()
+
     /// Compiles one C translation unit into a shared object and returns its bytes. No
     /// `-ffast-math`: results keep IEEE semantics (NaN, infinities); FMAs in the GEMM kernels are
     /// explicit intrinsics.
@@ -220,7 +233,10 @@ public enum CPUPlanBuilder {
         try Data(source.utf8).write(to: src)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: cc)
-        process.arguments = ["-std=c99", "-O3", "-fPIC", "-shared"] + instructionSet.compilerFlags + ["-o", out.path, src.path, "-lm"]
+        // The kernels never read errno, so math functions may be pure (and vectorized).
+        let vectorMath = vectorMathLibrary != nil ? ["-DGLMC_LIBMVEC", "-lmvec"] : []
+        process.arguments = ["-std=c99", "-O3", "-fno-math-errno", "-fPIC", "-shared"] + instructionSet.compilerFlags
+            + ["-o", out.path, src.path] + vectorMath + ["-lm"]
         let errPipe = Pipe()
         process.standardError = errPipe
         process.standardOutput = errPipe
@@ -269,6 +285,10 @@ public enum CPUPlanBuilder {
         var fp16Weights = false
         var fp16WeightCount = 0
         var int8Count = 0
+        /// Results of value-shaped ops with upper-bound shapes (`CPUPlanBuilderValueShaped.swift`),
+        /// and the arena buffer of each owner's extent slot.
+        var bounded: [ValueID: CPUPlanBuilder.BoundedValue] = [:]
+        var extentSlots: [ValueID: Int] = [:]
 
         init(function: Function, target: PlanTarget = .cpu, int8ActivationScales: [String: Float]? = nil) throws {
             f = function
@@ -326,6 +346,12 @@ public enum CPUPlanBuilder {
                 let t = f.type(of: a)
                 inputs.append(PlanTensor(name: f.name(of: a), dtype: t.dtype.rawValue, shape: t.shape.staticSizes!, buffer: slot(a)))
             }
+            // One i64 extent slot per value-shaped instruction with bounded results.
+            for owner in Set(bounded.values.map(\.owner)).sorted(by: { $0.index < $1.index }) {
+                let offset = PlanLayout.align(end)
+                end = offset + PlanLayout.align(8)
+                extentSlots[owner] = addBuffer(offset: offset, bytes: 8)
+            }
             let argumentSet = Set(f.arguments)
             var copiedOutputs: [(value: ValueID, buffer: Int)] = []
             for (i, o) in f.outputs.enumerated() {
@@ -341,7 +367,8 @@ public enum CPUPlanBuilder {
                 } else {
                     buffer = slot(o)
                 }
-                outputs.append(PlanTensor(name: name, dtype: t.dtype.rawValue, shape: t.shape.staticSizes!, buffer: buffer))
+                let dynamicDims = bounded[o].map { b in Dictionary(uniqueKeysWithValues: b.dims.map { ($0, buffers[extentSlots[b.owner]!].offset) }) }
+                outputs.append(PlanTensor(name: name, dtype: t.dtype.rawValue, shape: t.shape.staticSizes!, buffer: buffer, dynamicDims: dynamicDims))
             }
             for v in stringSlots { _ = slot(v) }
             arenaBytes = PlanLayout.align(end)
@@ -456,6 +483,7 @@ public enum CPUPlanBuilder {
             }
             if op.domain == "ai.onnx.preview", op.type == "FlexAttention" { return try lowerFlexAttention(inst) }
             if touchesStrings(inst), try lowerStrings(inst) { return }
+            if op.domain == "ai.onnx.ml" || op.domain == "ai.onnx.preview.training" { return try lowerML(inst) }
             guard op.domain.isEmpty || op.domain == "ai.onnx" else { throw unsupported(inst) }
             switch op.type {
             case "Conv" where f.type(of: inst.results[0]).dtype != .f32, "ConvTranspose", "ConvInteger":
@@ -480,7 +508,7 @@ public enum CPUPlanBuilder {
                 let args = [try argument(inst.operands[0]!, inst), .buffer(bufferOf[inst.results[0]]!)]
                 addStep(kind: "global_average_pool", code: CPUKernelLibrary.globalAveragePool(name: nextSymbol, planes: planes, size: size),
                         arguments: args, range: planes, work: size)
-            case "Reshape", "Flatten", "Identity", "Squeeze", "Unsqueeze", "BitCast":
+            case "Reshape", "Flatten", "Identity", "Squeeze", "Unsqueeze", "BitCast", "OptionalGetElement":
                 guard inst.results.count == 1, let x = inst.operands.first ?? nil else { throw unsupported(inst) }
                 let bytes = byteCount(inst.results[0])
                 guard byteCount(x) == bytes else { throw unsupported(inst, "that changes the byte count") }
@@ -508,6 +536,8 @@ public enum CPUPlanBuilder {
                 return try lowerSignal(inst)
             case "Einsum":
                 return try lowerEinsum(inst)
+            case let t where Self.mlOps.contains(t):
+                return try lowerML(inst)
             case let t where Self.lastSmallOps.contains(t):
                 return try lowerLastSmall(inst)
             case let t where Self.movementOps.contains(t):
@@ -527,7 +557,7 @@ public enum CPUPlanBuilder {
         /// An elementwise group or instruction: `ElementwiseLowering`, rendered as C and wrapped
         /// into the plan's ABI.
         mutating func lowerElementwise(_ inst: Instruction) throws {
-            var kernel: Kernel
+            let kernel: Kernel
             do { kernel = try ElementwiseLowering.lower(inst, in: f) } catch let e as GLMCError {
                 let node = inst.nodeName.isEmpty ? "" : " (node '\(inst.nodeName)')"
                 throw GLMCError("unsupported: --target \(target.rawValue) cannot compile \(inst.op)\(node) yet: \(e.message)")
@@ -552,6 +582,13 @@ public enum CPUPlanBuilder {
             guard args.count == kernel.buffers.count else {
                 throw unsupported(inst, "(its kernel takes \(kernel.buffers.count) buffers, the step has \(args.count))")
             }
+            addElementwiseStep(kernel, arguments: args)
+        }
+
+        /// A step running an elementwise `kernel` (rendered in the target's dialect, wrapped into
+        /// the plan's ABI) on `arguments`, one per kernel buffer.
+        mutating func addElementwiseStep(_ kernel: Kernel, arguments args: [PlanArgument]) {
+            var kernel = kernel
             let symbol = nextSymbol
             kernel.name = stepName + "_elementwise"
             let renderer = Renderer(dialect: target.bodyDialect)
@@ -829,6 +866,27 @@ public enum CPUPlanBuilder {
                     return addTiledGEMMStep(kind: kind, spec, operands: operands)
                 }
                 if target.isGPU { return try generalConvolution() }
+                let winograd = CPUKernelWinograd.Shape(images: xS[0], inputChannels: cg, height: xS[2], width: xS[3], outputChannels: mg,
+                                                       outputHeight: ySizes[2], outputWidth: ySizes[3], padTop: pads[0], padLeft: pads[1])
+                if blockedGEMM, group == 1, wS[2] == 3, wS[3] == 3, strides == [1, 1], dilations == [1, 1],
+                   CPUKernelWinograd.applies(to: winograd), let cw = constant(w), cw.dtype == .f32, !cw.isElided {
+                    let shape = winograd
+                    let nr = instructionSet.microTile.columns
+                    let u = CPUKernelWinograd.transformedWeights(cw.elements(as: Float.self), outputChannels: mg, inputChannels: cg, panel: nr)
+                    let scratchBuffer = PlanArgument.buffer(scratch(bytes: 4 * (shape.inputTransformFloats + shape.productFloats)))
+                    addStep(kind: "winograd_input", code: CPUKernelWinograd.inputTransform(name: symbol, shape),
+                            arguments: [try resolve(x), scratchBuffer], range: xS[0] * cg, work: shape.tilesPerImage * 64)
+                    addGEMMStep(kind: "winograd_gemm", CPUKernelWinograd.gemm(shape, panel: nr), arguments: [
+                        scratchBuffer, try weight(key: packedKey(w, "#winograd\(nr)"), name: g.name(of: w) + ".winograd",
+                                                  TensorData(type: TensorType(.f32, static: [16, u.count / 16]), elements: u), inst),
+                        scratchBuffer])
+                    var args = [scratchBuffer]
+                    if hasBias { args.append(try resolve(producer.operands[2]!)) }
+                    args.append(.buffer(yBuffer))
+                    return addStep(kind: epilogue.isEmpty ? "winograd_output" : "winograd_output_epilogue",
+                                   code: CPUKernelWinograd.outputTransform(name: nextSymbol, shape, hasBias: hasBias, epilogue: epilogue),
+                                   arguments: args, range: CPUKernelWinograd.outputUnits(shape), work: shape.tilesPerImage * 16 * 40)
+                }
                 if blockedGEMM, !depthwise, mg * pixels * depth >= CPUKernelGEMM.minimumWork,
                    let cw = constant(w), cw.dtype == .f32, !cw.isElided {
                     // Per image and group: Y[mg, pixels] = W[mg, depth] x patches[depth, pixels]; the
@@ -864,10 +922,10 @@ public enum CPUPlanBuilder {
                 if hasBias { args.append(try resolve(producer.operands[2]!)) }
                 args.append(.buffer(yBuffer))
                 if depthwise {
-                    let code = CPUKernelDepthwise.kernel(name: symbol, planes: xS[0] * xS[1], channels: xS[1], h: xS[2], w: xS[3],
-                                                         oh: ySizes[2], ow: ySizes[3], kh: wS[2], kw: wS[3], padTop: pads[0], padLeft: pads[1],
-                                                         strideH: strides[0], strideW: strides[1], dilationH: dilations[0], dilationW: dilations[1],
-                                                         hasBias: hasBias, epilogue: epilogue)
+                    let code = CPUKernelPlaneWindow.kernel(name: symbol, .depthwise(hasBias: hasBias, epilogue: epilogue), planes: xS[0] * xS[1],
+                                                           channels: xS[1], h: xS[2], w: xS[3], oh: ySizes[2], ow: ySizes[3], kh: wS[2], kw: wS[3],
+                                                           padTop: pads[0], padLeft: pads[1], strideH: strides[0], strideW: strides[1],
+                                                           dilationH: dilations[0], dilationW: dilations[1])
                     return addStep(kind: epilogue.isEmpty ? "depthwise_conv2d" : "depthwise_conv2d_epilogue", code: code, arguments: args,
                                    range: ySizes[0] * ySizes[1], work: ySizes[2] * ySizes[3] * wS[2] * wS[3])
                 }
@@ -935,10 +993,13 @@ public enum CPUPlanBuilder {
             // The per-plane kernel counts padding symmetrically.
             if countIncludePad, win.padEnd != pads { return try lowerWindowPool(inst) }
             let args = [try argument(x, inst), .buffer(bufferOf[inst.results[0]]!)]
-            let code = CPUKernelLibrary.pool2d(name: nextSymbol, max: isMax, planes: xS[0] * xS[1], h: xS[2], w: xS[3],
-                                               oh: yS[2], ow: yS[3], kh: kernel[0], kw: kernel[1], padTop: pads[0], padLeft: pads[1],
-                                               strideH: strides[0], strideW: strides[1], dilationH: dilations[0], dilationW: dilations[1],
-                                               countIncludePad: countIncludePad)
+            let code = isMax
+                ? CPUKernelPlaneWindow.kernel(name: nextSymbol, .maximum, planes: xS[0] * xS[1], channels: xS[1], h: xS[2], w: xS[3],
+                                              oh: yS[2], ow: yS[3], kh: kernel[0], kw: kernel[1], padTop: pads[0], padLeft: pads[1],
+                                              strideH: strides[0], strideW: strides[1], dilationH: dilations[0], dilationW: dilations[1])
+                : CPUKernelLibrary.averagePool2d(name: nextSymbol, planes: xS[0] * xS[1], h: xS[2], w: xS[3], oh: yS[2], ow: yS[3],
+                                                 kh: kernel[0], kw: kernel[1], padTop: pads[0], padLeft: pads[1], strideH: strides[0],
+                                                 strideW: strides[1], dilationH: dilations[0], dilationW: dilations[1], countIncludePad: countIncludePad)
             addStep(kind: isMax ? "max_pool2d" : "average_pool2d", code: code, arguments: args, range: xS[0] * xS[1],
                     work: yS[2] * yS[3] * kernel[0] * kernel[1])
         }

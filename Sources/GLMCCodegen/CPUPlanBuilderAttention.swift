@@ -1,8 +1,10 @@
 import GLMCIR
 import GLMCOps
+import GLMCPasses
 import GLMCPlan
 
-/// Attention (opsets 23-24), LinearAttention, FlexAttention (without score/prob modifiers),
+/// Attention (opsets 23-24), LinearAttention, FlexAttention (score/prob modifiers that are
+/// elementwise once specialized to the static shape),
 /// RotaryEmbedding and TopK on the CPU target: lowering and kernels.
 /// Semantics follow the interpreter (`GLMCOps/NeuralAttention.swift`, `ReductionOps.swift`).
 extension CPUPlanBuilder.Generator {
@@ -156,11 +158,11 @@ extension CPUPlanBuilder.Generator {
                 arguments: args, range: b * kvh, work: t * dk * dv * (qh / kvh + 3), scratchPerUnit: 8 * (dk * dv + dv))
     }
 
-    /// FlexAttention (ai.onnx.preview) without score_mod / prob_mod graphs: scores and
-    /// probabilities rounded to the softmax precision, as the interpreter computes them.
+    /// FlexAttention (ai.onnx.preview): scores and probabilities rounded to the softmax
+    /// precision, as the interpreter computes them. Without score_mod / prob_mod graphs, one
+    /// kernel; with them, see `lowerModifiedFlexAttention`.
     mutating func lowerFlexAttention(_ inst: Instruction) throws {
         includeReductionHelpers()
-        for name in ["score_mod", "prob_mod"] where inst.attributes[name] != nil { throw unsupported(inst, "with a \(name) graph") }
         guard let qv = operand(inst, 0), let kv = operand(inst, 1), let vv = operand(inst, 2) else { throw unsupported(inst) }
         let q = try sizes(qv, inst), k = try sizes(kv, inst), v = try sizes(vv, inst)
         let qs = try floatScalar(qv, inst), ks = try floatScalar(kv, inst), vs = try floatScalar(vv, inst)
@@ -180,11 +182,114 @@ extension CPUPlanBuilder.Generator {
         let scale = numberAttr(inst, "scale", Float(1 / Double(q[3]).squareRoot()))
         let shape = CPUKernelLibrary.AttentionShape(batch: q[0], qHeads: q[1], kvHeads: k[1], qLen: q[2], pastLen: 0, kvLen: k[2],
                                                     headSize: q[3], vHeadSize: v[3], threeD: false)
+        if inst.attributes["score_mod"] != nil || inst.attributes["prob_mod"] != nil {
+            return try lowerModifiedFlexAttention(inst, shape, q: qs, k: ks, v: vs, compute: CScalar(computeType)!, scale: scale)
+        }
         addStep(kind: "flex_attention",
                 code: CPUKernelLibrary.flexAttention(name: nextSymbol, shape, q: qs, k: ks, v: vs, y: try floatScalar(inst.results[0], inst),
                                                      compute: CScalar(computeType)!, scale: scale),
                 arguments: [try argument(qv, inst), try argument(kv, inst), try argument(vv, inst), try output(inst)],
                 range: q[0] * q[1] * q[2], work: k[2] * (q[3] + v[3]), scratchPerUnit: 8 * max(k[2], 1))
+    }
+
+    /// FlexAttention with score_mod and/or prob_mod graphs, as steps over two arena buffers of
+    /// the [B, Hq, L, S] scores in the softmax precision: the scaled scores; each modifier as an
+    /// elementwise kernel from one buffer into the other; the softmax of each row in place; the
+    /// weighted sum of the values.
+    ///
+    /// A modifier graph maps the whole scores tensor to a new one; specialized to the static
+    /// shape, its shape arithmetic (Shape, Gather, Range, Reshape of the positions...) folds into
+    /// constants, and what is left must be elementwise on the scores with constant (broadcast)
+    /// operands: those become the kernel's weights. Anything else is refused.
+    mutating func lowerModifiedFlexAttention(_ inst: Instruction, _ d: CPUKernelLibrary.AttentionShape, q: CScalar, k: CScalar, v: CScalar,
+                                             compute: CScalar, scale: Double) throws {
+        guard let qv = operand(inst, 0), let kv = operand(inst, 1), let vv = operand(inst, 2) else { throw unsupported(inst) }
+        let scoresShape = [d.batch, d.qHeads, d.qLen, d.kvLen]
+        var modifiers: [String: (kernel: Kernel, weights: [TensorData])] = [:]
+        for name in ["score_mod", "prob_mod"] {
+            guard let attribute = inst.attributes[name] else { continue }
+            guard case .graph(let graph) = attribute else { throw unsupported(inst, "whose \(name) is not a graph") }
+            do {
+                modifiers[name] = try Self.modifierKernel(graph, shape: scoresShape, compute: compute.dtype)
+            } catch let e as GLMCError {
+                throw unsupported(inst, "with a \(name) graph that is not elementwise on the scores (\(e.message))")
+            }
+        }
+        let rows = d.batch * d.qHeads * d.qLen, count = rows * d.kvLen
+        let buffersBytes = count * compute.dtype.byteSize
+        let scores = addBuffer(offset: arenaBytes, bytes: buffersBytes)
+        let other = addBuffer(offset: PlanLayout.align(arenaBytes + buffersBytes), bytes: buffersBytes)
+        arenaBytes = PlanLayout.align(PlanLayout.align(arenaBytes + buffersBytes) + buffersBytes)
+        addStep(kind: "flex_attention_scores", code: CPUKernelLibrary.flexScores(name: nextSymbol, d, q: q, k: k, compute: compute, scale: scale),
+                arguments: [try argument(qv, inst), try argument(kv, inst), .buffer(scores)], range: rows, work: d.kvLen * d.headSize)
+        var current = scores, spare = other
+        // Runs modifier `name` from the current buffer into the spare one.
+        func modify(_ name: String, _ g: inout CPUPlanBuilder.Generator) throws {
+            guard let (kernel, weights) = modifiers[name] else { return }
+            var args: [PlanArgument] = [.buffer(current)]
+            for (i, w) in weights.enumerated() { args.append(try g.weight(key: "\(inst.nodeName)#\(name)#\(g.steps.count)#\(i)", name: "\(name)_\(i)", w, inst)) }
+            g.addElementwiseStep(kernel, arguments: args + [.buffer(spare)])
+            swap(&current, &spare)
+        }
+        try modify("score_mod", &self)
+        addStep(kind: "flex_attention_softmax", code: CPUKernelLibrary.flexSoftmax(name: nextSymbol, length: d.kvLen, compute: compute),
+                arguments: [.buffer(current)], range: rows, work: 3 * d.kvLen)
+        try modify("prob_mod", &self)
+        addStep(kind: "flex_attention_values", code: CPUKernelLibrary.flexValues(name: nextSymbol, d, v: v, y: try floatScalar(inst.results[0], inst), compute: compute),
+                arguments: [.buffer(current), try argument(vv, inst), try output(inst)], range: rows, work: d.kvLen * d.vHeadSize)
+    }
+
+    /// The elementwise kernel of a FlexAttention modifier graph specialized to scores of `shape`
+    /// in `compute`, and the constants its buffers after the scores hold (one-element constants
+    /// become literals). Throws a `GLMCError` for a graph that is not elementwise on the scores.
+    static func modifierKernel(_ graph: Function, shape: [Int], compute: DType) throws -> (kernel: Kernel, weights: [TensorData]) {
+        guard graph.arguments.count == 1, graph.outputs.count == 1, graph.captures.isEmpty else {
+            throw GLMCError("it must take the scores alone and return one tensor")
+        }
+        var g = graph
+        // Groups the pipeline fused in the graph are flattened: their types are re-inferred.
+        while let i = g.body.firstIndex(where: { $0.op == FusedOps.fused }) {
+            guard CPUPlanBuilder.inlineFusedGroup(at: i, in: &g) else { throw GLMCError("a fused group cannot be flattened") }
+        }
+        g.values[g.arguments[0].index].type = TensorType(compute, static: shape)
+        try inferTypes(in: &g)
+        let opset = g.body.filter { $0.op.domain.isEmpty }.map(\.opset).max() ?? OpRegistry.newestOpset
+        var module = Module(opsets: ["": opset], main: g)
+        let context = PassContext()
+        _ = try FoldShapeComputations().run(on: &module, context: context)
+        _ = try ConstantFold().run(on: &module, context: context)
+        _ = try DeadCodeElimination().run(on: &module, context: context)
+        g = module.main
+        try inferTypes(in: &g)
+        let out = g.type(of: g.outputs[0])
+        guard out.dtype == compute, out.shape.staticSizes == shape else {
+            throw GLMCError("it returns \(out) for scores \(TensorType(compute, static: shape))")
+        }
+        // Constants the kernel cannot inline become its arguments after the scores.
+        var weights: [TensorData] = []
+        g.body = g.body.filter { inst in
+            guard let c = inst.constantValue, !ElementwiseLowering.inlinesConstant(c) else { return true }
+            g.arguments.append(inst.results[0])
+            weights.append(c)
+            return false
+        }
+        let fused = Instruction(op: FusedOps.fused, opset: 1, operands: g.arguments.map { Optional($0) }, results: [],
+                                attributes: ["body": .graph(g)])
+        return (try ElementwiseLowering.lower(fused, in: g), weights)
+    }
+
+    /// Infers every result type of `g` again from its arguments' types (the graph's declared,
+    /// symbolic types give way to what the static arguments imply).
+    static func inferTypes(in g: inout Function) throws {
+        var constants: [ValueID: TensorData] = [:]
+        for inst in g.body {
+            if let c = inst.constantValue { constants[inst.results[0]] = c; continue }
+            guard let definition = OpRegistry.definition(of: inst.op) else { throw GLMCError("unknown op \(inst.op)") }
+            let context = InferenceContext(op: inst.op, nodeName: inst.nodeName, opset: inst.opset, attributes: inst.attributes,
+                                           outputCount: inst.results.count, inputTypes: inst.operands.map { $0.map { g.type(of: $0) } },
+                                           constantInputs: inst.operands.map { $0.flatMap { constants[$0] } })
+            for (r, t) in zip(inst.results, try definition.infer(context)) { g.values[r.index].type = t }
+        }
     }
 
     mutating func lowerRotaryEmbedding(_ inst: Instruction) throws {
@@ -373,6 +478,49 @@ extension CPUKernelLibrary {
         c += "    for (long t = 0; t < \(ev); ++t) {\n      double acc = 0.0;\n"
         c += "      for (long j = 0; j < \(s); ++j) acc += p[j] * \(v.load("V", "(kBase + j) * \(ev) + t"));\n"
         c += "      \(y.store("Y", "row * \(ev) + t", "acc"))\n    }\n  }\n  GLMC_SCRATCH_FREE(p);\n}\n"
+        return c
+    }
+
+    /// The scaled scores of FlexAttention, rounded to `compute`, one (batch, query head, query
+    /// position) row per unit of the parallel range. Arguments: Q, K, scores [rows, S] of `compute`.
+    static func flexScores(name: String, _ d: AttentionShape, q: CScalar, k: CScalar, compute: CScalar, scale: Double) -> String {
+        let (s, e, group) = (d.kvLen, d.headSize, d.qHeads / d.kvHeads)
+        var c = "// \(name): flex attention scores B=\(d.batch) Hq=\(d.qHeads) Hkv=\(d.kvHeads) L=\(d.qLen) S=\(s) E=\(e)\n"
+        c += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + q.pointer("Q", 0) + k.pointer("K", 1) + compute.pointer("P", 2, const: false)
+        c += "  for (long row = begin; row < end; ++row) {\n"
+        c += "    long h = (row / \(d.qLen)) % \(d.qHeads), b = row / \(d.qLen * d.qHeads), kvh = h / \(group);\n"
+        c += "    long qRow = row * \(e), kBase = (b * \(d.kvHeads) + kvh) * \(s);\n"
+        c += "    for (long j = 0; j < \(s); ++j) {\n      double dot = 0.0;\n"
+        c += "      for (long t = 0; t < \(e); ++t) dot += \(q.load("Q", "qRow + t")) * \(k.load("K", "(kBase + j) * \(e) + t"));\n"
+        c += "      \(compute.store("P", "row * \(s) + j", "dot * \(scale)"))\n    }\n  }\n}\n"
+        return c
+    }
+
+    /// The softmax of each row of `length` scores, in double, rounded back to `compute`, in place.
+    /// Parallel range: the rows. Arguments: scores.
+    static func flexSoftmax(name: String, length: Int, compute: CScalar) -> String {
+        var c = "// \(name): flex attention softmax of rows of \(length)\n"
+        c += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + compute.pointer("P", 0, const: false)
+        c += "  for (long row = begin; row < end; ++row) {\n"
+        c += "    GLMC_GLOBAL \(compute.storage) *p = P + row * \(length);\n"
+        c += "    double m = -INFINITY, sum = 0.0;\n"
+        c += "    for (long j = 0; j < \(length); ++j) { double x = \(compute.load("p", "j")); if (x > m) m = x; }\n"
+        c += "    for (long j = 0; j < \(length); ++j) sum += exp(\(compute.load("p", "j")) - m);\n"
+        c += "    for (long j = 0; j < \(length); ++j) \(compute.store("p", "j", "exp(\(compute.load("p", "j")) - m) / sum"))\n"
+        return c + "  }\n}\n"
+    }
+
+    /// The probabilities (rows of `compute`) times the values. Parallel range: the rows.
+    /// Arguments: probabilities, V, Y.
+    static func flexValues(name: String, _ d: AttentionShape, v: CScalar, y: CScalar, compute: CScalar) -> String {
+        let (s, ev, group) = (d.kvLen, d.vHeadSize, d.qHeads / d.kvHeads)
+        var c = "// \(name): flex attention values S=\(s) Ev=\(ev)\n"
+        c += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n" + compute.pointer("P", 0) + v.pointer("V", 1) + y.pointer("Y", 2, const: false)
+        c += "  for (long row = begin; row < end; ++row) {\n"
+        c += "    long h = (row / \(d.qLen)) % \(d.qHeads), b = row / \(d.qLen * d.qHeads), kBase = (b * \(d.kvHeads) + h / \(group)) * \(s);\n"
+        c += "    for (long t = 0; t < \(ev); ++t) {\n      double acc = 0.0;\n"
+        c += "      for (long j = 0; j < \(s); ++j) acc += \(compute.load("P", "row * \(s) + j")) * \(v.load("V", "(kBase + j) * \(ev) + t"));\n"
+        c += "      \(y.store("Y", "row * \(ev) + t", "acc"))\n    }\n  }\n}\n"
         return c
     }
 

@@ -26,24 +26,15 @@ import GLMCPlan
 /// **Shapes only.** EyeLike, Shape and Size depend on their operand's shape alone, which a plan
 /// fixes: their result is computed at convert time and copied out.
 ///
-/// Ops whose output shape depends on input values (NonZero, Unique, NonMaxSuppression, Compress
-/// with a runtime condition) cannot have a static plan and are refused with a message saying so.
+/// **Value-shaped ops.** NonZero, Unique and NonMaxSuppression, whose output shape depends on
+/// input values, get upper-bound result shapes and write their actual extents at run time (see
+/// `CPUPlanBuilderValueShaped.swift`); Compress with a runtime condition is still refused.
 extension CPUPlanBuilder {
     /// Ops whose output shape depends on the values of their data (not on configuration such as
-    /// Slice bounds): a plan refuses them unless their results are constants. Binding their data
-    /// would only fold the model into a constant for one input, so `glmc run --engine cpu` does not
-    /// count them when it looks for shape-determining inputs.
+    /// Slice bounds): a plan gives their results upper-bound shapes, and allows them only as graph
+    /// outputs. Binding their data would only fold the model into a constant for one input, so
+    /// `glmc run --engine cpu` does not count them when it looks for shape-determining inputs.
     public static let valueShapedOps: Set<String> = ["NonZero", "Unique", "NonMaxSuppression"]
-
-    /// Refuses a value-shaped op whose result shape is not static, with the reason, before the
-    /// generic static-shape check would blame its output.
-    static func refuseValueShapedOps(in f: Function, target: PlanTarget) throws {
-        for inst in f.body where inst.op.domain.isEmpty && valueShapedOps.contains(inst.op.type) {
-            guard inst.results.contains(where: { f.type(of: $0).shape.staticSizes == nil }) else { continue }
-            let node = inst.nodeName.isEmpty ? "" : " (node '\(inst.nodeName)')"
-            throw GLMCError("unsupported: --target \(target.rawValue) cannot compile \(inst.op)\(node): its output shape depends on input values, which a static plan cannot follow")
-        }
-    }
 }
 
 extension CPUPlanBuilder.Generator {
@@ -66,6 +57,7 @@ extension CPUPlanBuilder.Generator {
     mutating func lowerMovement(_ inst: Instruction) throws {
         let type = inst.op.type
         let runtimeOperands = inst.operands.indices.filter { i in inst.operands[i].map { constants[$0] == nil } ?? false }
+        if CPUPlanBuilder.valueShapedOps.contains(type) { return try lowerValueShaped(inst) }
         if valueShaped(inst, runtimeOperands: runtimeOperands) {
             let node = inst.nodeName.isEmpty ? "" : " (node '\(inst.nodeName)')"
             throw GLMCError("unsupported: --target \(target.rawValue) cannot compile \(inst.op)\(node): its output shape depends on input values, which a static plan cannot follow")

@@ -155,24 +155,25 @@ extension MiscOps {
 // MARK: - TreeEnsemble
 
 extension MiscOps {
-    /// The trees of a TreeEnsemble node, decoded from its attributes.
-    struct TreeEnsembleModel {
-        enum Mode: Int { case leq = 0, lt, gte, gt, eq, neq, member }
-        var modes: [Mode]
-        var features: [Int]
-        var splits: [Double]
-        var trueIds: [Int], falseIds: [Int]
-        var trueLeaf: [Bool], falseLeaf: [Bool]
-        var missingTracksTrue: [Bool]
+    /// The trees of a TreeEnsemble node, decoded from its attributes (public: the plan builder
+    /// bakes the same decoded trees into its kernel).
+    public struct TreeEnsembleModel: Sendable {
+        public enum Mode: Int, Sendable { case leq = 0, lt, gte, gt, eq, neq, member }
+        public var modes: [Mode]
+        public var features: [Int]
+        public var splits: [Double]
+        public var trueIds: [Int], falseIds: [Int]
+        public var trueLeaf: [Bool], falseLeaf: [Bool]
+        public var missingTracksTrue: [Bool]
         /// For BRANCH_MEMBER nodes, their set (indexed by node).
-        var members: [Int: Set<Double>]
-        var leafWeights: [Double], leafTargets: [Int]
-        var roots: [Int]
-        var targets: Int
-        var aggregate: Int
-        var postTransform: Int
+        public var members: [Int: Set<Double>]
+        public var leafWeights: [Double], leafTargets: [Int]
+        public var roots: [Int]
+        public var targets: Int
+        public var aggregate: Int
+        public var postTransform: Int
 
-        init(_ ctx: some NodeContext) throws {
+        public init(_ ctx: some NodeContext) throws {
             func ints(_ name: String) throws -> [Int] {
                 guard let v = try ctx.ints(name) else { throw ctx.error("missing attribute '\(name)'") }
                 return v

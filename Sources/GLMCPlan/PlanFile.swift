@@ -67,6 +67,15 @@ public struct PlanFile: Equatable, Sendable {
                         throw PlanError("input '\(t.name)' has a bound value of \(value.count) elements for shape \(t.shape)")
                     }
                 }
+                for (dim, offset) in t.dynamicDims ?? [:] {
+                    guard kind == "output" else { throw PlanError("input '\(t.name)' has dynamic_dims (only outputs may)") }
+                    guard dim >= 0, dim < t.shape.count else {
+                        throw PlanError("output '\(t.name)' has a dynamic dim \(dim) outside its shape \(t.shape)")
+                    }
+                    guard offset >= 0, offset % 8 == 0, offset <= m.arenaBytes - 8 else {
+                        throw PlanError("output '\(t.name)': the extent of dim \(dim) at arena offset \(offset) is not an aligned i64 inside the \(m.arenaBytes)-byte arena")
+                    }
+                }
             }
         }
         var weightNames = Set<String>()

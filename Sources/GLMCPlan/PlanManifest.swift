@@ -55,7 +55,8 @@ public struct PlanFormatVersion: Codable, Equatable, Sendable, CustomStringConve
     public var minor: UInt32
     public init(major: UInt32, minor: UInt32) { self.major = major; self.minor = minor }
     /// The version this library writes and reads.
-    public static let current = PlanFormatVersion(major: 1, minor: 0)
+    /// 1.1 added an output's optional `dynamic_dims` (value-shaped results); 1.0 plans read as before.
+    public static let current = PlanFormatVersion(major: 1, minor: 1)
     public var description: String { "\(major).\(minor)" }
 }
 
@@ -69,8 +70,21 @@ public struct PlanTensor: Codable, Equatable, Sendable {
     /// For an input whose value was bound at convert time (a shape-determining input), its elements
     /// in row-major order; a runtime refuses any other value. Nil otherwise.
     public var value: PlanBoundValue?
-    public init(name: String, dtype: String, shape: [Int], buffer: Int, value: PlanBoundValue? = nil) {
+    /// For an output whose extent along some dims is only known at run time (NonZero, Unique,
+    /// NonMaxSuppression): dim index -> arena byte offset of the little-endian i64 that the kernel
+    /// writes that dim's actual extent into. `shape` then holds upper bounds, and the kernel writes
+    /// the result densely in its actual shape at the start of the buffer. Nil otherwise.
+    public var dynamicDims: [Int: Int]?
+    public init(name: String, dtype: String, shape: [Int], buffer: Int, value: PlanBoundValue? = nil, dynamicDims: [Int: Int]? = nil) {
         self.name = name; self.dtype = dtype; self.shape = shape; self.buffer = buffer; self.value = value
+        self.dynamicDims = dynamicDims
+    }
+
+    enum CodingKeys: String, CodingKey { case name, dtype, shape, buffer, value, dynamicDims = "dynamic_dims" }
+
+    /// The shape with each runtime-determined dim written as `≤bound` (for `glmc inspect`).
+    public var shapeText: String {
+        shape.enumerated().map { d, n in dynamicDims?[d] != nil ? "≤\(n)" : String(n) }.joined(separator: ", ")
     }
 }
 

@@ -110,7 +110,7 @@ public struct PlanSummary: Encodable, Equatable, Sendable {
     public var text: String {
         func tensor(_ t: PlanTensor) -> String {
             let bound = t.value.map { " bound to \($0)" } ?? ""
-            return "  \(t.name): \(t.dtype)[\(t.shape.map(String.init).joined(separator: ", "))] (buffer \(t.buffer))\(bound)"
+            return "  \(t.name): \(t.dtype)[\(t.shapeText)] (buffer \(t.buffer))\(bound)"
         }
         var lines: [String] = []
         lines.append("plan format \(formatVersion), target \(target)" + (gpuArch.map { " (\($0))" } ?? ""))

@@ -214,13 +214,19 @@ public final class CPUExecutor {
             }
         }
         let buffers = m.buffersByID
-        return m.outputs.map { o in
+        var outputs: [HostTensor] = []
+        for o in m.outputs {
             let b = buffers[o.buffer]!
             if o.dtype == "string" {
-                return HostTensor(name: o.name, shape: o.shape, strings: StringSlots.load(count: o.shape.reduce(1, *), from: arena + b.offset))
+                outputs.append(HostTensor(name: o.name, shape: o.shape, strings: StringSlots.load(count: o.shape.reduce(1, *), from: arena + b.offset)))
+                continue
             }
-            return HostTensor(name: o.name, dtype: o.dtype, shape: o.shape, bytes: Data(bytes: arena + b.offset, count: b.bytes))
+            // The extents a value-shaped output's kernel wrote, by arena offset.
+            var extents: [Int: Int64] = [:]
+            for offset in (o.dynamicDims ?? [:]).values { extents[offset] = PlanOutputs.extent(in: arena, at: offset) }
+            outputs.append(try PlanOutputs.tensor(o, bytes: Data(bytes: arena + b.offset, count: b.bytes)) { extents[$0] ?? 0 })
         }
+        return outputs
     }
 
     /// Smallest slice worth a thread of its own when a step names no `grain`.

@@ -179,7 +179,11 @@ public final class CUDAExecutor {
                     try check(api.pointee.cuMemcpyDtoH(raw.baseAddress!, source, b.bytes), "copying output '\(o.name)' from the device")
                 }
             }
-            return HostTensor(name: o.name, dtype: o.dtype, shape: o.shape, bytes: bytes)
+            return try PlanOutputs.tensor(o, bytes: bytes) { offset in
+                var n: Int64 = 0
+                try check(api.pointee.cuMemcpyDtoH(&n, arena + glmc_CUdeviceptr(offset), 8), "copying the extent of output '\(o.name)' from the device")
+                return Int64(littleEndian: n)
+            }
         }
     }
 

@@ -207,7 +207,12 @@ public final class OpenCLExecutor {
                 }
                 guard status == CL_SUCCESS else { throw Self.failure(status, "reading output '\(o.name)' back from the device") }
             }
-            return HostTensor(name: o.name, dtype: o.dtype, shape: o.shape, bytes: bytes)
+            return try PlanOutputs.tensor(o, bytes: bytes) { offset in
+                var n: Int64 = 0
+                let status = api.pointee.clEnqueueReadBuffer(queue, arena, cl_bool(CL_TRUE), offset, 8, &n, 0, nil, nil)
+                guard status == CL_SUCCESS else { throw Self.failure(status, "reading the extent of output '\(o.name)' back from the device") }
+                return Int64(littleEndian: n)
+            }
         }
     }
 

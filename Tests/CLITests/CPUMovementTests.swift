@@ -197,17 +197,40 @@ extension CPUPlanTests {
         XCTAssertEqual(y.doubles, [9, 10, 11, 3, 4, 5])
     }
 
-    /// Ops whose output shape depends on runtime values are refused with a reason.
-    func testValueShapedOpsAreRefused() throws {
-        let model = scratch + "/nz.glmc"
+    /// A value-shaped result (NonZero) is a plan output of upper-bound shape: `glmc inspect`
+    /// shows the bound, `glmc run` writes the actual shape. Read by another op, it is refused.
+    func testValueShapedOutputsEndToEnd() throws {
+        let model = scratch + "/nz.glmc", plan = scratch + "/nz.plan", x = scratch + "/x.npy"
         try """
         opsets {"" = 13}
-        func @n(%0: f32[2,3] loc("x")) -> (i64[2,4] loc("y")) {
-          %1 = NonZero(%0) : i64[2,4] node("nz")
-          return %1
+        func @n(%0: f32[2,3] loc("x")) -> (i64[2,?] loc("y")) {
+          %1 = NonZero(%0) : i64[2,?] node("nz")
+          %2 = Identity(%1) : i64[2,?] loc("y")
+          return %2
         }
         """.write(toFile: model, atomically: true, encoding: .utf8)
-        assertFails(try GLMC.run(["convert", model, "--target", "cpu", "-o", scratch + "/nz.plan"], timeout: 120),
-                    containing: ["NonZero", "depends on input values"])
+        assertSucceeds(try GLMC.run(["convert", model, "--target", "cpu", "-o", plan], timeout: 120))
+        let inspect = try GLMC.run(["inspect", plan])
+        assertSucceeds(inspect)
+        XCTAssertTrue(inspect.stdout.contains("y: i64[2, ≤6]"), inspect.stdout)
+        try NPY.write(encoded: try NPY.encode(Tensor(doubles: [0, 3, 0, 0, -1, 2], dtype: .f32, shape: [2, 3])), to: x)
+        assertSucceeds(try GLMC.run(["run", plan, "--input", x, "--output-dir", scratch + "/o"]))
+        let y = try NPY.read(path: scratch + "/o/output_0.npy")
+        XCTAssertEqual(y.shape, [2, 3])
+        XCTAssertEqual(y.int64s, [0, 1, 1, 1, 1, 2])
+
+        let bad = scratch + "/bad.glmc"
+        try """
+        opsets {"" = 13}
+        func @n(%0: f32[2,3] loc("x")) -> (i64[2,?] loc("y")) {
+          %1 = NonZero(%0) : i64[2,?] node("nz")
+          %2 = Neg(%1) : i64[2,?] node("neg")
+          return %2
+        }
+        """.write(toFile: bad, atomically: true, encoding: .utf8)
+        assertFails(try GLMC.run(["convert", bad, "--target", "cpu", "-o", scratch + "/bad.plan"], timeout: 120),
+                    containing: ["unsupported: --target cpu cannot compile Neg (node 'neg')", "NonZero (node 'nz') decides from input values",
+                                 "only as a graph output"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch + "/bad.plan"))
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import GLMCCodegen
 import GLMCInterpreter
 import GLMCIR
 import GLMCOps
@@ -260,6 +261,38 @@ final class OpenCLPlanTests: XCTestCase {
                 break
             }
         }
+    }
+
+    /// Value-shaped results on OpenCL: the executor reads each extent slot back and trims the
+    /// output to the interpreter's shape (NonZero, Unique along an axis, NonMaxSuppression).
+    func testValueShapedOutputsAreTrimmed() throws {
+        let module = try Parser.parse("""
+        opsets {"" = 11}
+        func @v(%x: f32[3,4] loc("x"), %b: f32[1,4,4] loc("boxes"), %s: f32[1,1,4] loc("scores"), %m: i64[1] loc("max")) -> (i64[2,?] loc("nz"), f32[?,4] loc("rows"), i64[?] loc("counts"), i64[?,3] loc("selected")) {
+          %nz = NonZero(%x) : i64[2,?] loc("nz")
+          %rows, %i, %inv, %c = Unique(%x) {axis = 0} : f32[?,4], i64[?], i64[3], i64[?] loc("rows", "i", "inv", "counts")
+          %t = const dense<[0.5]> : f32[1] loc("iou")
+          %sel = NonMaxSuppression(%b, %s, %m, %t) : i64[?,3] loc("selected")
+          return %nz, %rows, %c, %sel
+        }
+        """)
+        let inputs = [Tensor(doubles: [1, 0, 2, 0, 0, 0, 0, 0, 1, 0, 2, 0], dtype: .f32, shape: [3, 4]),
+                      Tensor(doubles: [0, 0, 1, 1, 0, 0.1, 1, 1.1, 0, 2, 1, 3, 5, 5, 6, 6], dtype: .f32, shape: [1, 4, 4]),
+                      Tensor(doubles: [0.9, 0.95, 0.3, 0.1], dtype: .f32, shape: [1, 1, 4]), Tensor([Int64(3)], shape: [1])]
+        let want = try Interpreter.run(module, inputs: inputs)
+        let plan = try CPUPlanBuilder.build(module, options: CPUPlanOptions(sourceModelSha256: String(repeating: "0", count: 64),
+                                                                          glmcVersion: "test", target: .opencl))
+        var given: [String: HostTensor] = [:]
+        for (input, t) in zip(plan.manifest.inputs, inputs) {
+            given[input.name] = HostTensor(name: input.name, dtype: t.dtype.rawValue, shape: t.shape, bytes: t.tensorData.withRawBytes { Data($0) })
+        }
+        let got = try OpenCLExecutor(plan: plan).run(inputs: given)
+        XCTAssertEqual(got.map(\.shape), want.map(\.shape))
+        for (g, w) in zip(got, want) where g.shape == w.shape {
+            let t = try g.bytes.withUnsafeBytes { try Tensor(TensorData(type: w.type, copying: $0)) }
+            XCTAssertEqual(t.doubles, w.doubles, g.name)
+        }
+        XCTAssertEqual(want[3].shape, [3, 3])  // the inputs leave something to suppress and to keep
     }
 
     /// `glmc run MODEL --engine opencl` builds an OpenCL plan, keeps it in the plan cache under a

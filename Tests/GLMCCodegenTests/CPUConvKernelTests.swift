@@ -167,6 +167,42 @@ final class CPUConvKernelTests: XCTestCase, PlanComparing {
         """, kinds: ["deform_conv", "deform_conv"])
     }
 
+    /// Winograd F(2x2, 3x3) (32 channels; a padded odd-sized image with bias and a fused Relu, an
+    /// unpadded even-sized one), depthwise convolution at stride 1 (the flat loop) and 2, and MaxPool
+    /// at stride 2 with padding and at stride 1 (the plane-window kernel). Winograd needs constant
+    /// weights, so the weights are bound to their values as `--input-value` binds them.
+    func testWinogradAndPlaneWindowKernelsMatchTheInterpreter() throws {
+        var module = try Parser.parse("""
+        opsets {"" = 18, glmc = 1}
+        func @w(%x: f32[1,32,7,9] loc("x"), %x2: f32[2,32,8,8] loc("x2"), %w: f32[32,32,3,3] loc("w"), %b: f32[32] loc("b"),
+                %d: f32[1,8,10,10] loc("d"), %k: f32[8,1,3,3] loc("k")) ->
+               (f32[1,32,7,9] loc("y"), f32[2,32,6,6] loc("u"), f32[1,8,10,10] loc("d1"), f32[1,8,5,5] loc("d2"),
+                f32[1,8,5,5] loc("m2"), f32[1,8,9,9] loc("m1")) {
+          %y = glmc.Fused(%x, %w, %b) {body = graph @conv_relu_0(%p: f32[1,32,7,9], %q: f32[32,32,3,3], %c: f32[32]) -> (f32[1,32,7,9]) {
+            %t = Conv(%p, %q, %c) {pads = [1, 1, 1, 1]} : f32[1,32,7,9]
+            %a = Relu(%t) : f32[1,32,7,9]
+            return %a
+          }, kind = "conv_relu"} : f32[1,32,7,9] loc("y")
+          %u = Conv(%x2, %w) : f32[2,32,6,6] loc("u")
+          %d1 = Conv(%d, %k) {group = 8, pads = [1, 1, 1, 1]} : f32[1,8,10,10] loc("d1")
+          %d2 = Conv(%d, %k) {group = 8, pads = [1, 1, 1, 1], strides = [2, 2]} : f32[1,8,5,5] loc("d2")
+          %m2 = MaxPool(%d) {kernel_shape = [3, 3], pads = [1, 1, 1, 1], strides = [2, 2]} : f32[1,8,5,5] loc("m2")
+          %m1 = MaxPool(%d) {kernel_shape = [2, 2]} : f32[1,8,9,9] loc("m1")
+          return %y, %u, %d1, %d2, %m2, %m1
+        }
+        """)
+        let inputs = randomInputs(module.main, seed: 7)
+        let f = module.main, w = f.arguments[2]
+        let bound = module.main.addValue(f.type(of: w), name: "w")
+        module.main.replaceAllUses(of: w, with: bound)
+        module.main.body.insert(Instruction(op: .constant, opset: 18, operands: [], results: [bound],
+                                            attributes: ["value": .tensor(inputs[2].tensorData)]), at: 0)
+        try checkWithGivenInputs(module, inputs, kinds: [
+            "winograd_input", "winograd_gemm", "winograd_output_epilogue", "winograd_input", "winograd_gemm", "winograd_output",
+            "depthwise_conv2d", "depthwise_conv2d", "max_pool2d", "max_pool2d",
+        ])
+    }
+
     /// What the general kernels cannot index or compute is refused with one line naming the op
     /// and node.
     func testUnsupportedOperandsAndAttributesAreRefused() throws {

@@ -86,14 +86,14 @@ final class CPUPlanBuilderTests: XCTestCase {
 
     func testUnsupportedOpsAndSymbolicShapesAreRefused() throws {
         let unknown = try Parser.parse("""
-        opsets {"" = 17}
+        opsets {"" = 17, "com.example" = 1}
         func @main(%x: i64[2,4]) -> (f32[2,3]) {
-          %y = TfIdfVectorizer(%x) {mode = "TF", max_gram_length = 1, min_gram_length = 1, max_skip_count = 0, ngram_counts = [0], ngram_indexes = [0, 1, 2], pool_int64s = [1, 2, 3]} : f32[2,3] node("tfidf")
+          %y = com.example.Mystery(%x) : f32[2,3] node("mystery")
           return %y
         }
         """)
         XCTAssertThrowsError(try CPUPlanBuilder.generate(unknown, options: options)) {
-            XCTAssertEqual("\($0)", "unsupported: --target cpu cannot compile TfIdfVectorizer yet (node 'tfidf')")
+            XCTAssertEqual("\($0)", "unsupported: --target cpu cannot compile com.example.Mystery yet (node 'mystery')")
         }
         let symbolic = try Parser.parse("""
         opsets {"" = 17}

@@ -114,6 +114,38 @@ final class GPUPlanBuilderTests: XCTestCase {
         }
     }
 
+    /// The kernels of the training optimizers, the ai.onnx.ml ops, TfIdfVectorizer, runtime Range
+    /// and FlexAttention with a modifier graph (its mask a weight) pass both GPU front ends.
+    func testMLKernelsPassTheGPUFrontEnds() throws {
+        let module = try Parser.parse("""
+        opsets {"" = 26, "ai.onnx.ml" = 5, "ai.onnx.preview" = 1, "ai.onnx.preview.training" = 1}
+        func @main(%r: f64[] loc("r"), %t: i64[] loc("t"), %x: f32[3] loc("x"), %g: f32[3] loc("g"), %v: f32[3] loc("v"), %h: f32[3] loc("h"), %f: f16[4,2] loc("f"), %w: i32[2,5] loc("w"), %s: f16[] loc("s"), %d: f16[] loc("d"), %q: f32[1,1,2,4] loc("q")) -> (f32[3] loc("xn"), f32[3] loc("hn"), f16[4,1] loc("te"), f32[2,3] loc("tf"), f16[3] loc("ra"), f32[1,1,2,4] loc("fa")) {
+          %xn, %vn, %hn = ai.onnx.preview.training.Adam(%r, %t, %x, %g, %v, %h) : f32[3], f32[3], f32[3] loc("xn", "vn", "hn")
+          %te = ai.onnx.ml.TreeEnsemble(%f) {leaf_targetids = [0, 0], leaf_weights = dense<[1.0, 2.0]> : f32[2], membership_values = dense<"0x0000003F0000C07F"> : f32[2], n_targets = 1, nodes_falseleafs = [1], nodes_falsenodeids = [1], nodes_featureids = [1], nodes_modes = dense<[6]> : u8[1], nodes_splits = dense<[0.0]> : f32[1], nodes_trueleafs = [1], nodes_truenodeids = [0], post_transform = 2, tree_roots = [0]} : f16[4,1] loc("te")
+          %tf = TfIdfVectorizer(%w) {max_gram_length = 2, max_skip_count = 1, min_gram_length = 1, mode = "TFIDF", ngram_counts = [0, 2], ngram_indexes = [0, 1, 2], pool_int64s = [1, 2, 1, 2], weights = [0.5, 1.0, 2.0]} : f32[2,3] loc("tf")
+          %ra = Range(%s, %s, %d) : f16[3] loc("ra")
+          %fa = ai.onnx.preview.FlexAttention(%q, %q, %q) {score_mod = graph @m(%p: f32[?B,?H,?L,?S] loc("p")) -> (f32[?B,?H,?L,?S] loc("po")) {
+            %one = const dense<[1]> : i64[] loc("one")
+            %zero = const dense<[0]> : i64[] loc("zero")
+            %three = const dense<[3]> : i64[] loc("three")
+            %shape = Shape(%p) : i64[4] loc("shape")
+            %n = Gather(%shape, %three) {axis = 0} : i64[] loc("n")
+            %k = Range(%zero, %n, %one) : i64[?] loc("k")
+            %kf = Cast(%k) {to = 1} : f32[?] loc("kf")
+            %po = Sub(%p, %kf) : f32[?B,?H,?L,?S] loc("po")
+            return %po
+          }} : f32[1,1,2,4] loc("fa")
+          return %xn, %hn, %te, %tf, %ra, %fa
+        }
+        """)
+        for target in [PlanTarget.opencl, .cuda] {
+            let g = try CPUPlanBuilder.generate(module, options: options(target))
+            XCTAssertEqual(g.manifest.steps.map(\.kind), ["optimizer", "tree_ensemble", "tfidf_vectorizer", "range", "flex_attention_scores",
+                                                           "elementwise", "flex_attention_softmax", "flex_attention_values"])
+            try syntaxCheck(g.source, target)
+        }
+    }
+
     /// clang's OpenCL C 1.2 front end, or its CUDA front end in device mode with stand-ins for the
     /// CUDA built-ins (no CUDA installation needed).
     func syntaxCheck(_ source: String, _ target: PlanTarget, file: StaticString = #filePath, line: UInt = #line) throws {
