@@ -79,6 +79,7 @@ public enum CPUPlanBuilder {
             throw GLMCError("unsupported: --precision int8 builds CPU plans only (--target cpu)")
         }
         try refuseControlFlow(in: function, target: options.target)
+        try refuseValueShapedStringOps(in: function, target: options.target)
         evaluateConstantValues(in: &function, opset: module.opsets[""] ?? module.opsets["ai.onnx"] ?? OpRegistry.newestOpset)
         let bounded = try boundValueShapedResults(in: &function, target: options.target)
         var g: Generator
@@ -305,6 +306,7 @@ public enum CPUPlanBuilder {
         /// int8 plans (see `CPUPlanBuilderInt8.swift`).
         let int8ActivationScales: [String: Float]?
         var int8HelpersEmitted = false
+        var stringPreludeEmitted = false
         var scratchBuffer: Int?
         /// `--precision fp16` on a GPU target, and how many weights were stored as f16.
         var fp16Weights = false
@@ -331,7 +333,10 @@ public enum CPUPlanBuilder {
                         let what = symbolic.isEmpty ? "a dynamic shape" : "the symbolic dimension \(symbolic.joined(separator: ", "))"
                         throw GLMCError("--target \(target.rawValue) needs static shapes: \(kind) '\(f.name(of: v))' (\(t)) has \(what); bind it with --input-shape NAME=DxDx..., or the inputs whose values decide it with --input-value NAME=FILE.npy")
                     }
-                    guard t.dtype.byteSize > 0 else { throw GLMCError("unsupported: --target \(target.rawValue) cannot take \(kind) '\(f.name(of: v))' of type \(t.dtype)") }
+                    guard t.dtype.byteSize > 0 || (t.dtype == .string && target == .cpu) else {
+                        let only = t.dtype == .string ? " (string tensors are supported by --target cpu only)" : ""
+                        throw GLMCError("unsupported: --target \(target.rawValue) cannot take \(kind) '\(f.name(of: v))' of type \(t.dtype)\(only)")
+                    }
                 }
             }
         }
@@ -346,7 +351,9 @@ public enum CPUPlanBuilder {
             }
             // The arena: planned intermediates, then inputs and outputs in slots of their own.
             let memory = MemoryPlanner.plan(f)
-            if let v = memory.unplanned.first {
+            // Strings of static shape are left to the slots below (the planner sizes no strings).
+            let stringSlots = memory.unplanned.filter { target == .cpu && f.type(of: $0).dtype == .string && f.type(of: $0).shape.staticSizes != nil }
+            if let v = memory.unplanned.first(where: { !stringSlots.contains($0) }) {
                 throw GLMCError("--target \(target.rawValue) needs static shapes: '\(f.name(of: v))' is \(f.type(of: v)); bind symbolic inputs with --input-shape")
             }
             for (v, offset) in memory.offsets.sorted(by: { $0.key.index < $1.key.index }) {
@@ -390,6 +397,7 @@ public enum CPUPlanBuilder {
                 let dynamicDims = bounded[o].map { b in Dictionary(uniqueKeysWithValues: b.dims.map { ($0, buffers[extentSlots[b.owner]!].offset) }) }
                 outputs.append(PlanTensor(name: name, dtype: t.dtype.rawValue, shape: t.shape.staticSizes!, buffer: buffer, dynamicDims: dynamicDims))
             }
+            for v in stringSlots { _ = slot(v) }
             arenaBytes = PlanLayout.align(end)
 
             for (index, inst) in f.body.enumerated() where inst.constantValue == nil {
@@ -411,7 +419,7 @@ public enum CPUPlanBuilder {
 
         func byteCount(_ v: ValueID) -> Int {
             let t = f.type(of: v)
-            return (t.shape.staticSizes ?? []).reduce(1, *) * t.dtype.byteSize
+            return (t.shape.staticSizes ?? []).reduce(1, *) * Self.elementBytes(t.dtype)
         }
 
         func unsupported(_ inst: Instruction, _ why: String = "") -> GLMCError {
@@ -460,6 +468,7 @@ public enum CPUPlanBuilder {
                     switch a {
                     case .buffer(let id): return "arena + \(buffers[id].offset)"
                     case .weight(let name): return "weights + \(weightOffsets[name]!)"
+                    case .stringHeap: preconditionFailure("GPU steps take no string heap (lowerStrings refuses strings there)")
                     }
                 }
                 code += "\n" + target.entryPoint(name: stepName, body: nextSymbol, addresses: addresses, range: range)
@@ -500,6 +509,7 @@ public enum CPUPlanBuilder {
                 return try lowerElementwise(inst)
             }
             if op.domain == "ai.onnx.preview", op.type == "FlexAttention" { return try lowerFlexAttention(inst) }
+            if touchesStrings(inst), try lowerStrings(inst) { return }
             if op.domain == "ai.onnx.ml" || op.domain == "ai.onnx.preview.training" { return try lowerML(inst) }
             guard op.domain.isEmpty || op.domain == "ai.onnx" else { throw unsupported(inst) }
             switch op.type {
@@ -971,6 +981,7 @@ public enum CPUPlanBuilder {
                 switch operand.argument {
                 case .buffer(let id): address = "arena + \(buffers[id].offset)"
                 case .weight(let w): address = "weights + \(weightOffsets[w]!)"
+                case .stringHeap: preconditionFailure("tiled GEMM operands are buffers or weights")
                 }
                 spec.pointers += "  GLMC_GLOBAL \(type) *\(operand.name) = (GLMC_GLOBAL \(type) *)(\(address));\n"
             }

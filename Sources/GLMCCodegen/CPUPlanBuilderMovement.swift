@@ -325,6 +325,6 @@ extension CPUPlanBuilder.Generator {
                                nodeName: "output '\(f.name(of: v))'")
         let bytes = byteCount(v)
         addStep(kind: "copy", code: CPUKernelLibrary.copy(name: nextSymbol, bytes: bytes),
-                arguments: [try argument(v, site), .buffer(buffer)], range: bytes, work: 1)
+                arguments: [try (f.type(of: v).dtype == .string ? stringArgument(v, site) : argument(v, site)), .buffer(buffer)], range: bytes, work: 1)
     }
 }

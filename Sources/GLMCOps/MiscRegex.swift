@@ -7,13 +7,13 @@ import GLMCIR
 /// the assertions ^ $ \A \z \b \B, and the flags i, m, s, U. Matching simulates the compiled NFA
 /// over Unicode scalars, so it takes linear time in the input (as RE2 guarantees) whatever the
 /// pattern. Only whole-string matching is provided.
-struct Regex {
-    struct SyntaxError: Error { var message: String }
+public struct RE2Regex: Sendable {
+    public struct SyntaxError: Error { public var message: String }
 
     /// A set of Unicode scalars, as sorted closed ranges (possibly complemented).
-    struct CharClass {
-        var ranges: [ClosedRange<UInt32>] = []
-        var negated = false
+    public struct CharClass: Sendable {
+        public var ranges: [ClosedRange<UInt32>] = []
+        public var negated = false
 
         func contains(_ c: UInt32) -> Bool {
             var found = false
@@ -35,7 +35,7 @@ struct Regex {
         }
     }
 
-    enum Assertion { case beginText, endText, beginLine, endLine, wordBoundary, notWordBoundary }
+    public enum Assertion: Sendable { case beginText, endText, beginLine, endLine, wordBoundary, notWordBoundary }
 
     indirect enum Node {
         case empty
@@ -47,7 +47,7 @@ struct Regex {
         case repeated(Node, min: Int, max: Int?)
     }
 
-    enum Instruction {
+    public enum Instruction: Sendable {
         case char(CharClass)
         case split(Int, Int)
         case jump(Int)
@@ -55,24 +55,25 @@ struct Regex {
         case match
     }
 
-    let program: [Instruction]
+    /// The compiled NFA (`GLMCCodegen` bakes it into a CPU plan's RegexFullMatch kernel).
+    public let program: [Instruction]
 
     /// RE2's limits: repetition counts up to 1000, and a bounded program.
     static let maxRepeat = 1000
     static let maxProgram = 100_000
 
-    init(_ pattern: String) throws {
+    public init(_ pattern: String) throws {
         var parser = Parser(Array(pattern.unicodeScalars))
         let node = try parser.parseAll()
         var program: [Instruction] = []
-        try Regex.compile(node, into: &program)
+        try RE2Regex.compile(node, into: &program)
         program.append(.match)
         self.program = program
     }
 
     // MARK: Matching
 
-    static func isWordChar(_ c: UInt32) -> Bool {
+    public static func isWordChar(_ c: UInt32) -> Bool {
         (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x5F
     }
 
@@ -91,7 +92,7 @@ struct Regex {
             case .beginLine: return i == 0 || s[i - 1] == 0x0A
             case .endLine: return i == n || s[i] == 0x0A
             case .wordBoundary, .notWordBoundary:
-                let before = i > 0 && Regex.isWordChar(s[i - 1]), after = i < n && Regex.isWordChar(s[i])
+                let before = i > 0 && RE2Regex.isWordChar(s[i - 1]), after = i < n && RE2Regex.isWordChar(s[i])
                 return (before != after) == (a == .wordBoundary)
             }
         }
@@ -244,7 +245,7 @@ struct Regex {
             if peek() == "," { i += 1; high = number() }
             guard peek() == "}" else { i = start; return nil }
             i += 1
-            guard low <= Regex.maxRepeat, (high ?? 0) <= Regex.maxRepeat, high.map({ $0 >= low }) ?? true else {
+            guard low <= RE2Regex.maxRepeat, (high ?? 0) <= RE2Regex.maxRepeat, high.map({ $0 >= low }) ?? true else {
                 throw error("bad repetition count")
             }
             return (low, high)

@@ -147,11 +147,11 @@ extension MiscOps {
 // MARK: - RegexFullMatch
 
 extension MiscOps {
-    static func compiledPattern(_ ctx: some NodeContext) throws -> Regex {
+    static func compiledPattern(_ ctx: some NodeContext) throws -> RE2Regex {
         guard let pattern = try ctx.string("pattern") else { throw ctx.error("missing attribute 'pattern'") }
         do {
-            return try Regex(pattern)
-        } catch let e as Regex.SyntaxError {
+            return try RE2Regex(pattern)
+        } catch let e as RE2Regex.SyntaxError {
             throw ctx.error("pattern '\(pattern)': \(e.message)")
         }
     }

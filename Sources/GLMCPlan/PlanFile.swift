@@ -53,6 +53,14 @@ public struct PlanFile: Equatable, Sendable {
                 guard names.insert(t.name).inserted else { throw PlanError("duplicate \(kind) '\(t.name)'") }
                 guard t.shape.allSatisfy({ $0 >= 0 }) else { throw PlanError("\(kind) '\(t.name)' has a negative dimension in \(t.shape)") }
                 guard bufferIDs.contains(t.buffer) else { throw PlanError("\(kind) '\(t.name)' names unknown buffer \(t.buffer)") }
+                if t.dtype == "string" {
+                    // A pointer per element (see "Strings" in Docs/PlanFormat.md).
+                    guard m.target == "cpu" else { throw PlanError("\(kind) '\(t.name)' is a string tensor, which only cpu plans have") }
+                    let bytes = (t.shape + [8]).reduce(Int?(1)) { p, d in p.flatMap { let r = $0.multipliedReportingOverflow(by: d); return r.overflow ? nil : r.partialValue } }
+                    guard let bytes, m.buffers.first(where: { $0.id == t.buffer })?.bytes == bytes else {
+                        throw PlanError("string \(kind) '\(t.name)' \(t.shape) needs a buffer of 8 bytes (a pointer) per element")
+                    }
+                }
                 if let value = t.value {
                     guard kind == "input" else { throw PlanError("output '\(t.name)' has a bound value (only inputs may)") }
                     guard value.count == t.shape.reduce(1, *) else {
@@ -88,6 +96,8 @@ public struct PlanFile: Equatable, Sendable {
                     guard bufferIDs.contains(id) else { throw PlanError("step \(i) (\(s.kernel)) names unknown buffer \(id)") }
                 case .weight(let name):
                     guard weightNames.contains(name) else { throw PlanError("step \(i) (\(s.kernel)) names unknown weight '\(name)'") }
+                case .stringHeap:
+                    guard m.target == "cpu" else { throw PlanError("step \(i) (\(s.kernel)) takes the string heap, which only cpu plans have") }
                 }
             }
         }

@@ -141,24 +141,35 @@ public struct PlanBuffer: Codable, Equatable, Sendable {
     public init(id: Int, offset: Int, bytes: Int) { self.id = id; self.offset = offset; self.bytes = bytes }
 }
 
-/// A kernel argument: an arena buffer (by id) or a weight (by name).
-/// JSON: `{"buffer": 3}` or `{"weight": "conv1.weight"}`.
+/// A kernel argument: an arena buffer (by id), a weight (by name), or the run's string heap.
+/// JSON: `{"buffer": 3}`, `{"weight": "conv1.weight"}` or `{"string_heap": true}`.
+///
+/// The string heap (CPU plans only) is the runtime's allocator for the strings a kernel creates:
+/// a `glmc_string_heap *` (see `CGLMCRuntimeSupport`); the runtime frees what a run allocated
+/// once it has read the outputs.
 public enum PlanArgument: Codable, Equatable, Sendable {
     case buffer(Int)
     case weight(String)
+    case stringHeap
 
-    enum CodingKeys: String, CodingKey { case buffer, weight }
+    enum CodingKeys: String, CodingKey { case buffer, weight, stringHeap = "string_heap" }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        let hasBuffer = c.contains(.buffer), hasWeight = c.contains(.weight)
-        if hasBuffer && !hasWeight {
+        let keys = [c.contains(.buffer), c.contains(.weight), c.contains(.stringHeap)]
+        guard keys.filter({ $0 }).count == 1 else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                debugDescription: "an argument has exactly one of \"buffer\", \"weight\" or \"string_heap\""))
+        }
+        if keys[0] {
             self = .buffer(try c.decode(Int.self, forKey: .buffer))
-        } else if hasWeight && !hasBuffer {
+        } else if keys[1] {
             self = .weight(try c.decode(String.self, forKey: .weight))
         } else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
-                debugDescription: "an argument has exactly one of \"buffer\" or \"weight\""))
+            guard try c.decode(Bool.self, forKey: .stringHeap) else {
+                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "\"string_heap\" must be true"))
+            }
+            self = .stringHeap
         }
     }
 
@@ -167,6 +178,7 @@ public enum PlanArgument: Codable, Equatable, Sendable {
         switch self {
         case .buffer(let id): try c.encode(id, forKey: .buffer)
         case .weight(let name): try c.encode(name, forKey: .weight)
+        case .stringHeap: try c.encode(true, forKey: .stringHeap)
         }
     }
 }

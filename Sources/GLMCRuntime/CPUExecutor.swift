@@ -15,14 +15,19 @@ public struct RuntimeError: Error, CustomStringConvertible, Equatable, Sendable 
 }
 
 /// A tensor handed to or returned by an executor: element type ("f32", ...), shape and the raw
-/// little-endian row-major bytes.
+/// little-endian row-major bytes; a string tensor (dtype "string", CPU plans only) holds its
+/// elements in `strings` instead, row-major, and no bytes.
 public struct HostTensor: Equatable, Sendable {
     public var name: String
     public var dtype: String
     public var shape: [Int]
     public var bytes: Data
+    public var strings: [String]?
     public init(name: String = "", dtype: String, shape: [Int], bytes: Data) {
         self.name = name; self.dtype = dtype; self.shape = shape; self.bytes = bytes
+    }
+    public init(name: String = "", shape: [Int], strings: [String]) {
+        self.name = name; self.dtype = "string"; self.shape = shape; self.bytes = Data(); self.strings = strings
     }
 }
 
@@ -71,6 +76,10 @@ public final class CPUExecutor {
     private var argumentTables: [UnsafeMutablePointer<UnsafeMutableRawPointer?>] = []
     /// The worker threads (`threads` - 1 of them), made once.
     private var pool: OpaquePointer?
+    /// The strings of a run (plans with string tensors only; see `StringSlots`), and the steps
+    /// that allocate on it (a failed allocation fails the run after such a step).
+    private var stringHeap: UnsafeMutablePointer<glmc_string_heap>?
+    private var allocatingSteps = Set<Int>()
 
     public init(plan: PlanFile, threads: Int = 1) throws {
         let m = plan.manifest
@@ -152,12 +161,18 @@ public final class CPUExecutor {
         }
         let buffers = Dictionary(m.buffers.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         let weights = Dictionary(m.weights.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        allocatingSteps = Set(m.steps.indices.filter { m.steps[$0].arguments.contains(.stringHeap) })
+        if !allocatingSteps.isEmpty || (m.inputs + m.outputs).contains(where: { $0.dtype == "string" }) {
+            guard let heap = StringSlots.makeHeap() else { throw RuntimeError("cannot allocate the string heap") }
+            stringHeap = heap
+        }
         for step in m.steps {
             let table = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: max(1, step.arguments.count))
             for (j, a) in step.arguments.enumerated() {
                 switch a {
                 case .buffer(let id): table[j] = arena + buffers[id]!.offset
                 case .weight(let name): table[j] = weightsBase.map { $0 + weights[name]!.offset }
+                case .stringHeap: table[j] = stringHeap.map { UnsafeMutableRawPointer($0) }
                 }
             }
             argumentTables.append(table)
@@ -175,6 +190,7 @@ public final class CPUExecutor {
         for t in argumentTables { t.deallocate() }
         free(arena)
         if let weightsCopy { free(weightsCopy) }
+        glmc_string_heap_destroy(stringHeap)
         dlclose(library)
     }
 
@@ -187,22 +203,35 @@ public final class CPUExecutor {
     /// see `PlanInputs.validate`) and returns the outputs in the manifest's order.
     public func run(inputs given: [String: HostTensor]) throws -> [HostTensor] {
         let m = manifest
+        // Everything a run puts on the string heap is freed when it returns (outputs are copies).
+        defer { if let stringHeap { glmc_string_heap_reset(stringHeap) } }
         for input in try PlanInputs.validate(given, for: m) where input.buffer.bytes > 0 {
+            if let strings = input.tensor.strings, input.tensor.dtype == "string", let stringHeap {
+                try StringSlots.store(strings, into: arena + input.buffer.offset, heap: stringHeap, input: input.tensor.name)
+                continue
+            }
             input.tensor.bytes.withUnsafeBytes { (arena + input.buffer.offset).copyMemory(from: $0.baseAddress!, byteCount: input.buffer.bytes) }
         }
-        if profiling {
-            for i in kernels.indices {
+        for i in kernels.indices {
+            if profiling {
                 let start = DispatchTime.now().uptimeNanoseconds
                 execute(step: i)
                 stepMilliseconds[i].append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+            } else {
+                execute(step: i)
             }
-        } else {
-            for i in kernels.indices { execute(step: i) }
+            if allocatingSteps.contains(i), let stringHeap, glmc_string_heap_failed(stringHeap) != 0 {
+                throw RuntimeError("step \(i) (\(manifest.steps[i].kernel)): out of memory for the strings it creates")
+            }
         }
         let buffers = m.buffersByID
         var outputs: [HostTensor] = []
         for o in m.outputs {
             let b = buffers[o.buffer]!
+            if o.dtype == "string" {
+                outputs.append(HostTensor(name: o.name, shape: o.shape, strings: StringSlots.load(count: o.shape.reduce(1, *), from: arena + b.offset)))
+                continue
+            }
             // The extents a value-shaped output's kernel wrote, by arena offset.
             var extents: [Int: Int64] = [:]
             for offset in (o.dynamicDims ?? [:]).values { extents[offset] = PlanOutputs.extent(in: arena, at: offset) }

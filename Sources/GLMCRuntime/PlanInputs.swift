@@ -29,8 +29,19 @@ public enum PlanInputs {
             guard let b = buffers[input.buffer] else {
                 throw RuntimeError("input '\(input.name)' names unknown buffer \(input.buffer)")
             }
-            guard t.bytes.count == b.bytes else {
-                throw RuntimeError("input '\(input.name)' has \(t.bytes.count) bytes, expected \(b.bytes)")
+            if t.dtype == "string" {
+                // One pointer per element in the arena (see `StringSlots`).
+                let count = t.shape.reduce(1, *)
+                guard let strings = t.strings, strings.count == count else {
+                    throw RuntimeError("input '\(input.name)' has \(t.strings?.count ?? 0) strings, expected \(count)")
+                }
+                guard b.bytes == count * StringSlots.pointerBytes else {
+                    throw RuntimeError("input '\(input.name)' is a string tensor of \(count) elements, but its buffer has \(b.bytes) bytes")
+                }
+            } else {
+                guard t.bytes.count == b.bytes else {
+                    throw RuntimeError("input '\(input.name)' has \(t.bytes.count) bytes, expected \(b.bytes)")
+                }
             }
             if let bound = input.value {
                 guard let got = boundValue(t.bytes, dtype: t.dtype) else {

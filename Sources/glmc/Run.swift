@@ -276,8 +276,12 @@ struct Run: ParsableCommand {
             let executor = try executor(for: plan)
             var given: [String: HostTensor] = [:]
             for (input, t) in zip(plan.manifest.inputs, tensors) {
-                given[input.name] = HostTensor(name: input.name, dtype: t.dtype.rawValue, shape: t.shape,
-                                               bytes: t.tensorData.withRawBytes { Data($0) })
+                if case .string(let strings) = t.storage {
+                    given[input.name] = HostTensor(name: input.name, shape: t.shape, strings: strings)
+                } else {
+                    given[input.name] = HostTensor(name: input.name, dtype: t.dtype.rawValue, shape: t.shape,
+                                                   bytes: t.tensorData.withRawBytes { Data($0) })
+                }
             }
             for _ in 0 ..< warmup { _ = try executor.run(inputs: given) }
             let profiled = executor as? CPUExecutor
@@ -294,6 +298,7 @@ struct Run: ParsableCommand {
             }
             let outputs = try results.map { r -> Tensor in
                 guard let dtype = DType(rawValue: r.dtype) else { throw GLMCError("output '\(r.name)' has unknown dtype \(r.dtype)") }
+                if dtype == .string { return Tensor(shape: r.shape, storage: .string(r.strings ?? [])) }
                 return try r.bytes.withUnsafeBytes { try Tensor(TensorData(type: TensorType(dtype, static: r.shape), copying: $0)) }
             }
             try writeOutputs(outputs, names: results.map(\.name))

@@ -427,6 +427,31 @@ final class PlanFileTests: XCTestCase {
         try check(json.replacingOccurrences(of: "\"name\":\"conv_relu_0\"", with: "\"name\":\"other\""), "kernel source 'other' has no section")
     }
 
+    /// String tensors and the string heap argument (cpu plans only): they round-trip, and the
+    /// reader refuses them elsewhere or with a buffer that is not a pointer per element.
+    func testStringTensorsAndTheStringHeap() throws {
+        var plan = Self.samplePlan()
+        plan.manifest.inputs.append(PlanTensor(name: "s", dtype: "string", shape: [2, 3], buffer: 2))
+        plan.manifest.buffers.append(PlanBuffer(id: 2, offset: 192, bytes: 48))
+        plan.manifest.arenaBytes = 256
+        plan.manifest.steps[0].arguments.append(.stringHeap)
+        XCTAssertEqual(try PlanReader.decode(try PlanWriter.encode(plan)), plan)
+        let json = String(decoding: try PlanWriter.manifestJSON(plan.manifest), as: UTF8.self)
+        XCTAssertTrue(json.contains("{\"string_heap\":true}"), json)
+        func check(_ manifest: String, _ expected: String, line: UInt = #line) throws {
+            let message = refusal(try withManifest(manifest), line: line)
+            XCTAssertTrue(message.contains(expected), "\(message) does not contain \(expected)", line: line)
+        }
+        try check(json.replacingOccurrences(of: "{\"string_heap\":true}", with: "{\"string_heap\":false}"), "must be true")
+        try check(json.replacingOccurrences(of: "{\"string_heap\":true}", with: "{\"string_heap\":true,\"buffer\":1}"), "exactly one")
+        try check(json.replacingOccurrences(of: "\"bytes\":48", with: "\"bytes\":40"), "needs a buffer of 8 bytes (a pointer) per element")
+        var gpu = plan
+        gpu.manifest.target = "opencl"
+        XCTAssertThrowsError(try PlanWriter.encode(gpu)) { XCTAssertTrue("\($0)".contains("only cpu plans have"), "\($0)") }
+        gpu.manifest.steps[0].arguments.removeLast()
+        XCTAssertThrowsError(try PlanWriter.encode(gpu)) { XCTAssertTrue("\($0)".contains("string tensor, which only cpu plans have"), "\($0)") }
+    }
+
     func testWriterRefusesInconsistentPlans() {
         var plan = Self.samplePlan()
         plan.manifest.weights[0].offset = 1

@@ -29,6 +29,46 @@ void glmc_pool_run(glmc_pool *pool, glmc_kernel_fn fn, void **args, long range, 
 /* Stops and joins the workers and frees the pool. */
 void glmc_pool_destroy(glmc_pool *pool);
 
+/* Strings of a CPU plan (see Docs/PlanFormat.md): a string element in the arena is one pointer to
+   a glmc_string, its UTF-8 bytes prefixed by their count and followed by a NUL (not counted).
+   Kernels that create strings get the run's heap as a step argument ({"string_heap": true}); the
+   generated kernels declare the same two structs (GLMCCodegen's string prelude). */
+#include <stdint.h>
+
+typedef struct glmc_string {
+    int64_t length;
+    char bytes[];
+} glmc_string;
+
+typedef struct glmc_string_heap glmc_string_heap;
+struct glmc_string_heap {
+    /* A new string of `length` bytes (their content unset; the NUL after them set), or NULL when
+       out of memory (the runtime then fails the run after the step). Thread-safe. */
+    glmc_string *(*alloc)(glmc_string_heap *heap, int64_t length);
+    /* A new string: `s` in upper (upper != 0) or lower case by Unicode's default case mapping (as
+       the interpreter's StringNormalizer), or NULL when out of memory. Thread-safe. */
+    glmc_string *(*change_case)(glmc_string_heap *heap, const glmc_string *s, int upper);
+    /* A new string: `s` in Unicode normalization form C, or NULL when out of memory. Canonically
+       equivalent strings (which the interpreter's comparisons treat as equal) have the same NFC
+       bytes; kernels call it for strings that are not all ASCII. Thread-safe. */
+    glmc_string *(*canonical)(glmc_string_heap *heap, const glmc_string *s);
+};
+
+/* A heap whose strings live until glmc_string_heap_reset or _destroy. `change_case` is the
+   runtime's case mapping and `canonical` its NFC normalization (both allocate their result with
+   heap->alloc). NULL if out of memory. */
+glmc_string_heap *glmc_string_heap_create(glmc_string *(*change_case)(glmc_string_heap *, const glmc_string *, int),
+                                          glmc_string *(*canonical)(glmc_string_heap *, const glmc_string *));
+
+/* Whether an allocation failed since the last reset. */
+int glmc_string_heap_failed(glmc_string_heap *heap);
+
+/* Frees every string the heap allocated and clears the failure flag. */
+void glmc_string_heap_reset(glmc_string_heap *heap);
+
+/* Frees the strings and the heap. */
+void glmc_string_heap_destroy(glmc_string_heap *heap);
+
 #ifdef __cplusplus
 }
 #endif
