@@ -40,14 +40,18 @@ final class PlanInputsTests: XCTestCase {
         }
     }
 
-    func testBoundValueOfAnIncomparableDtype() {
+    /// f16/bf16 bound values are recorded and compared as their bit patterns.
+    func testBoundHalfValuesCompareAsBitPatterns() throws {
         var m = manifest
         m.inputs[2].dtype = "f16"
+        m.inputs[2].value = .integers([0x3800])
         m.buffers[2].bytes = 2
-        let given = ["x": tensor("f32", [2], [Float(1), 2]), "shape": tensor("i64", [2], [Int64(3), -1]),
-                     "scale": tensor("f16", [], [UInt16(0x3800)])]
-        XCTAssertThrowsError(try PlanInputs.validate(given, for: m)) {
-            XCTAssertTrue("\($0)".contains("input 'scale' has a bound value, but its dtype f16 cannot be compared with it"), "\($0)")
+        func given(_ bits: UInt16) -> [String: HostTensor] {
+            ["x": tensor("f32", [2], [Float(1), 2]), "shape": tensor("i64", [2], [Int64(3), -1]), "scale": tensor("f16", [], [bits])]
+        }
+        XCTAssertNoThrow(try PlanInputs.validate(given(0x3800), for: m))
+        XCTAssertThrowsError(try PlanInputs.validate(given(0x3C00), for: m)) {
+            XCTAssertTrue("\($0)".contains("input 'scale' is [15360], but the plan was built for the value [14336]"), "\($0)")
         }
     }
 }
