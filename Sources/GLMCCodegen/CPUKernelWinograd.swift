@@ -42,8 +42,8 @@ public enum CPUKernelWinograd {
     /// M through memory cost more than they save (measured on SqueezeNet's 16-channel fire modules).
     public static let minimumChannels = 32
 
-    /// The most scratch memory (V and M, 32 floats per tile and channel pair of sizes) a Winograd
-    /// convolution may take; a larger one (big images) stays on im2col, which needs none.
+    /// The most scratch memory a Winograd convolution may take (V: 16 floats per tile and input
+    /// channel; M: 16 per tile and output channel); a larger one (big images) stays on im2col.
     public static let maximumScratchBytes = 64 << 20
 
     /// Whether Winograd pays and fits for this shape.
