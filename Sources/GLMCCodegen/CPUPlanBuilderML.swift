@@ -180,26 +180,8 @@ extension CPUPlanBuilder.Generator {
             guard let pool = try ctx.ints("pool_int64s") else { throw ctx.error("an integer input needs pool_int64s") }
             let weights = try ctx.floats("weights") ?? []
             guard weights.isEmpty || weights.count >= maxIndex + 1 else { throw ctx.error("weights has \(weights.count) entries for \(maxIndex + 1) outputs") }
-            // The interpreter's table: the pool holds all 1-grams, then all 2-grams, ...;
-            // ngram_counts[k] is where the (k+1)-grams start; the g-th n-gram counts into output
-            // ngram_indexes[g]; a repeated n-gram counts into the last one's output.
-            var gramOutput: [[Int]: Int] = [:], order: [[Int]] = []
-            var g = 0
-            for (k, start) in counts.enumerated() {
-                let n = k + 1
-                let end = k + 1 < counts.count ? counts[k + 1] : pool.count
-                guard start >= 0, start <= end, end <= pool.count else { throw ctx.error("ngram_counts do not fit the pool") }
-                for first in stride(from: start, to: end - n + 1, by: n) {
-                    guard g < indexes.count else { throw ctx.error("the pool has more n-grams than ngram_indexes") }
-                    if n >= minLength && n <= maxLength {
-                        let gram = Array(pool[first ..< first + n])
-                        if gramOutput[gram] == nil { order.append(gram) }
-                        gramOutput[gram] = indexes[g]
-                    }
-                    g += 1
-                }
-            }
-            table = CPUKernelLibrary.NGramTable(grams: order.map { ($0, gramOutput[$0]!) }, minLength: minLength, maxLength: maxLength,
+            let grams = try TfIdfPool.grams(pool, counts: counts, indexes: indexes, lengths: minLength ... maxLength, error: ctx.error)
+            table = CPUKernelLibrary.NGramTable(grams: grams.map { ($0.gram, $0.output) }, minLength: minLength, maxLength: maxLength,
                                                 maxSkip: maxSkip, outputSize: maxIndex + 1, weighting: weighting,
                                                 weights: weights.isEmpty ? nil : Array(weights.prefix(maxIndex + 1)))
         } catch let e as GLMCError { throw unsupported(inst, "(\(e.message))") }

@@ -214,19 +214,9 @@ extension MiscOps {
             pool = p.map { .int(Int64($0)) }
             items = x.int64s.map { .int($0) }
         }
-        // The pool holds all 1-grams, then all 2-grams, ...; ngram_counts[k] is where the
-        // (k+1)-grams start. The g-th n-gram of the pool counts into output ngram_indexes[g].
         var grams: [[GramItem]: Int] = [:]
-        var g = 0
-        for (k, start) in counts.enumerated() {
-            let n = k + 1
-            let end = k + 1 < counts.count ? counts[k + 1] : pool.count
-            guard start >= 0, start <= end, end <= pool.count else { throw ctx.error("ngram_counts do not fit the pool") }
-            for first in stride(from: start, to: end - n + 1, by: n) {
-                guard g < indexes.count else { throw ctx.error("the pool has more n-grams than ngram_indexes") }
-                if n >= minLength && n <= maxLength { grams[Array(pool[first ..< first + n])] = indexes[g] }
-                g += 1
-            }
+        for (gram, output) in try TfIdfPool.grams(pool, counts: counts, indexes: indexes, lengths: minLength ... maxLength, error: ctx.error) {
+            grams[gram] = output
         }
         let rows = x.rank == 2 ? x.shape[0] : 1
         let width = x.rank == 0 ? 1 : x.shape[x.rank - 1]
@@ -256,4 +246,32 @@ extension MiscOps {
         }
         return [Tensor(doubles: out, dtype: .f32, shape: x.rank == 2 ? [rows, outputSize] : [outputSize])]
     })
+}
+
+/// TfIdfVectorizer's n-gram pool, shared by the interpreter and the plan builder: the pool holds all
+/// 1-grams, then all 2-grams, ...; `ngram_counts[k]` is where the (k+1)-grams start, and the g-th
+/// n-gram of the pool counts into output `ngram_indexes[g]`.
+public enum TfIdfPool {
+    /// The n-grams of the lengths in `lengths`, each with its output (a repeated n-gram: the last
+    /// one's), in the order of their first occurrence in the pool.
+    public static func grams<Item: Hashable>(_ pool: [Item], counts: [Int], indexes: [Int], lengths: ClosedRange<Int>,
+                                             error: (String) -> GLMCError) throws -> [(gram: [Item], output: Int)] {
+        var output: [[Item]: Int] = [:], order: [[Item]] = []
+        var g = 0
+        for (k, start) in counts.enumerated() {
+            let n = k + 1
+            let end = k + 1 < counts.count ? counts[k + 1] : pool.count
+            guard start >= 0, start <= end, end <= pool.count else { throw error("ngram_counts do not fit the pool") }
+            for first in stride(from: start, to: end - n + 1, by: n) {
+                guard g < indexes.count else { throw error("the pool has more n-grams than ngram_indexes") }
+                if lengths.contains(n) {
+                    let gram = Array(pool[first ..< first + n])
+                    if output[gram] == nil { order.append(gram) }
+                    output[gram] = indexes[g]
+                }
+                g += 1
+            }
+        }
+        return order.map { ($0, output[$0]!) }
+    }
 }
