@@ -158,6 +158,10 @@ public enum CPUKernelGEMM {
         public var a: AOperand, aOffset = "0"
         public var b: BOperand, bOffset = "0"
         public var cOffset = "0"
+        /// C stored column by column: element (r, c) at `c * m + r`. A convolution whose images are
+        /// small computes its output transposed (rows = pixels, columns = output channels), so that
+        /// the many channels fill whole NR-wide panels and the few pixels the MR-row tiles.
+        public var cTransposed = false
         public var alpha: Float = 1, beta: Float = 1
         /// The bias: element (r, c) at `offset + r * rowStride + c * columnStride`.
         public var bias: (rowStride: Int, columnStride: Int, offset: String)?
@@ -202,10 +206,21 @@ public enum CPUKernelGEMM {
         let panelsPerJob = max(1, min(4, nPanels * otherJobs / desiredJobs))
         let nBlocks = (nPanels + panelsPerJob - 1) / panelsPerJob
         // A depth just above a block is split evenly rather than leaving a thin tail.
-        let kBlocks = (s.k + depthBlock - 1) / depthBlock
+        let kBlocks = s.cTransposed ? 1 : (s.k + depthBlock - 1) / depthBlock
         let kc = (s.k + kBlocks - 1) / kBlocks
         return Blocking(mc: mc, nc: nr * panelsPerJob, mBlocks: mBlocks, nBlocks: nBlocks, kc: max(1, kc),
                         jobs: s.batches * mBlocks * nBlocks)
+    }
+
+    /// Deepest product computed with a transposed C: its depth is one block, and the packed A of a
+    /// job (up to 96 rows x depth floats, 768 KiB here) lives on the stack.
+    public static let maximumTransposedDepth = 2048
+
+    /// The multiply-adds an M x N product computes per depth index, counting the zero padding
+    /// of partial micro-tiles and panels.
+    public static func paddedArea(rows: Int, columns: Int, isa: CPUInstructionSet) -> Int {
+        let (mr, nr) = isa.microTile
+        return (rows + mr - 1) / mr * mr * ((columns + nr - 1) / nr * nr)
     }
 
     /// The parallel range of the step (its jobs).
@@ -240,6 +255,11 @@ public enum CPUKernelGEMM {
         let packsAtRunTime: Bool
         if case .packed = s.b { packsAtRunTime = false } else { packsAtRunTime = true }
         if packsAtRunTime { c += "  float bpack[\(bl.kc * nr)] __attribute__((aligned(64)));\n" }
+        // A stored column by column (rows adjacent) is packed per job and depth block into MR-row
+        // panels: read in place, each micro-tile would touch a cache line per depth index.
+        let columnMajorA: Int?
+        if case .strided(1, let ds) = s.a { columnMajorA = ds } else { columnMajorA = nil }
+        if columnMajorA != nil { c += "  float apack[\(bl.mc * bl.kc)] __attribute__((aligned(64)));\n" }
         c += "  float tile[\(mr * nr)] __attribute__((aligned(64)));\n"
         c += "  for (long job = begin; job < end; ++job) {\n"
         c += "    long bt = job / \(bl.mBlocks * bl.nBlocks), mb = job / \(bl.nBlocks) % \(bl.mBlocks), nb = job % \(bl.nBlocks);\n"
@@ -251,6 +271,15 @@ public enum CPUKernelGEMM {
         c += "    for (long k0 = 0; k0 < \(s.k); k0 += \(bl.kc)) {\n"
         c += "      long kc = \(s.k) - k0 < \(bl.kc) ? \(s.k) - k0 : \(bl.kc);\n"
         c += "      int first = k0 == 0, last = k0 + kc == \(s.k);\n"
+        if let ds = columnMajorA {
+            c += "      for (long i0 = m0; i0 < m1; i0 += \(mr)) {\n"
+            c += "        float *dst = apack + (i0 - m0) * kc;\n        long rows = m1 - i0 < \(mr) ? m1 - i0 : \(mr);\n"
+            c += "        for (long p = 0; p < kc; ++p) {\n"
+            c += "          GLMC_GLOBAL const float *src = Ab + i0 + (k0 + p) * \(ds);\n"
+            c += "          if (rows == \(mr)) { for (long r = 0; r < \(mr); ++r) dst[p * \(mr) + r] = src[r]; }\n"
+            c += "          else { for (long r = 0; r < \(mr); ++r) dst[p * \(mr) + r] = r < rows ? src[r] : 0.0f; }\n"
+            c += "        }\n      }\n"
+        }
         c += "      for (long j0 = n0; j0 < n1; j0 += \(nr)) {\n"
         c += "        long nr = n1 - j0 < \(nr) ? n1 - j0 : \(nr);\n"
         c += packB(s.b, k: s.k, panelWidth: nr)
@@ -259,6 +288,10 @@ public enum CPUKernelGEMM {
         // Row pointers of A at (i0 + r, k0) and the depth step between consecutive elements.
         let aks: Int
         switch s.a {
+        case .strided where columnMajorA != nil:
+            aks = mr
+            c += "          const float *ap = apack + (i0 - m0) * kc;\n"
+            for r in 0 ..< mr { c += "          const float *a\(r) = ap + \(r);\n" }
         case .strided(let rs, let ds):
             aks = ds
             for r in 0 ..< mr { c += "          GLMC_GLOBAL const float *a\(r) = Ab + (i0 + (\(r) < mr ? \(r) : 0)) * \(rs) + k0 * \(ds);\n" }
@@ -279,7 +312,19 @@ public enum CPUKernelGEMM {
             c += (0 ..< nv).map { "c\(r)_\($0) = glmc_vfma(a, b\($0), c\(r)_\($0));" }.joined(separator: " ") + " }\n"
         }
         c += "          }\n"
-        if let fast = vectorWriteOut(s, isa: isa) {
+        if s.cTransposed, isa == .avx512, let fast = vectorWriteOut(s, isa: isa) {
+            // A whole tile (the depth is one block) scattered straight into C: vector v of row r
+            // holds 16 columns, which are 16 rows of C, `m` floats apart.
+            c += "          if (mr == \(mr) && nr == \(nr)) {\n"
+            c += "            const __m512i cstride = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(\(s.m)));\n"
+            for r in 0 ..< mr {
+                for v in 0 ..< nv {
+                    c += "            { glmc_vf t = c\(r)_\(v);\(fast(r, v)) _mm512_i32scatter_ps(Cb + (j0 + \(v * vw)) * \(s.m) + i0 + \(r), cstride, t, 4); }\n"
+                }
+            }
+            c += "            continue;\n          }\n"
+        }
+        if !s.cTransposed, let fast = vectorWriteOut(s, isa: isa) {
             // A whole tile goes from the registers into C (adding earlier depth blocks, then
             // alpha, bias and epilogue), without the round trip through `tile`.
             c += "          if (mr == \(mr) && nr == \(nr)) {\n"
@@ -303,13 +348,24 @@ public enum CPUKernelGEMM {
             finish += " v += \(s.beta == 1 ? e : "\(lit(s.beta)) * \(e)");"
         }
         for e in s.epilogue { finish += " " + e.apply("v") }
-        c += "          for (long r = 0; r < mr; ++r) {\n"
-        c += "            GLMC_GLOBAL float *cr = Cb + (i0 + r) * \(s.n) + j0;\n            GLMC_GLOBAL const float *tr = tile + r * \(nr);\n"
-        c += "            if (last && first) { for (long j = 0; j < nr; ++j) { float v = tr[j];\(finish) cr[j] = v; } }\n"
-        c += "            else if (last) { for (long j = 0; j < nr; ++j) { float v = cr[j] + tr[j];\(finish) cr[j] = v; } }\n"
-        c += "            else if (first) { for (long j = 0; j < nr; ++j) cr[j] = tr[j]; }\n"
-        c += "            else { for (long j = 0; j < nr; ++j) cr[j] += tr[j]; }\n"
-        c += "          }\n"
+        if s.cTransposed {
+            // Column j of the tile is a run of mr consecutive floats of C.
+            c += "          for (long j = 0; j < nr; ++j) {\n"
+            c += "            GLMC_GLOBAL float *cr = Cb + (j0 + j) * \(s.m) + i0;\n            const float *tr = tile + j;\n"
+            c += "            if (last && first) { for (long r = 0; r < mr; ++r) { float v = tr[r * \(nr)];\(finish) cr[r] = v; } }\n"
+            c += "            else if (last) { for (long r = 0; r < mr; ++r) { float v = cr[r] + tr[r * \(nr)];\(finish) cr[r] = v; } }\n"
+            c += "            else if (first) { for (long r = 0; r < mr; ++r) cr[r] = tr[r * \(nr)]; }\n"
+            c += "            else { for (long r = 0; r < mr; ++r) cr[r] += tr[r * \(nr)]; }\n"
+            c += "          }\n"
+        } else {
+            c += "          for (long r = 0; r < mr; ++r) {\n"
+            c += "            GLMC_GLOBAL float *cr = Cb + (i0 + r) * \(s.n) + j0;\n            const float *tr = tile + r * \(nr);\n"
+            c += "            if (last && first) { for (long j = 0; j < nr; ++j) { float v = tr[j];\(finish) cr[j] = v; } }\n"
+            c += "            else if (last) { for (long j = 0; j < nr; ++j) { float v = cr[j] + tr[j];\(finish) cr[j] = v; } }\n"
+            c += "            else if (first) { for (long j = 0; j < nr; ++j) cr[j] = tr[j]; }\n"
+            c += "            else { for (long j = 0; j < nr; ++j) cr[j] += tr[j]; }\n"
+            c += "          }\n"
+        }
         c += "        }\n      }\n    }\n  }\n}\n"
         return c
     }
@@ -353,7 +409,7 @@ public enum CPUKernelGEMM {
         case .strided: b = "B packed at run time"
         case .im2col(let g): b = "B im2col of \(g.channels)x\(g.height)x\(g.width), kernel \(g.kernelHeight)x\(g.kernelWidth)"
         }
-        return a + ", " + b
+        return a + ", " + b + (s.cTransposed ? ", C transposed" : "")
     }
 
     /// The code that points `bp` at the KC x NR panel of B at (k0, j0). In the C, `nr` is the

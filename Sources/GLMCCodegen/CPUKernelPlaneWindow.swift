@@ -6,7 +6,10 @@
 /// for `j = oy * WP + ox`: one flat loop over the whole plane (the WP - OW columns past each row are
 /// computed and dropped), which vectorizes well even when rows are short (7 or 14 wide); other
 /// strides loop over each output row. Up to 49 taps are unrolled (a convolution's weights in
-/// registers), so each output is combined in a register and stored once.
+/// registers), so each output is combined in a register and stored once. A strided MaxPool is
+/// separable: the maximum along each padded row's windows first (scratch `hm`), then down the
+/// columns, two short vectorizable passes instead of KH*KW strided loads per output; when every
+/// window lies inside the image it reads the input in place, without the padded copy.
 /// Parallel range: N*C planes. Arguments: X, [W, [B]], Y.
 public enum CPUKernelPlaneWindow {
     public enum Operation: Sendable {
@@ -53,9 +56,16 @@ public enum CPUKernelPlaneWindow {
             if hasBias { c += "  GLMC_GLOBAL const float *B = (GLMC_GLOBAL const float *)args[2];\n" }
         }
         c += "  GLMC_GLOBAL float *Y = (GLMC_GLOBAL float *)args[\(arguments - 1)];\n"
-        c += "  GLMC_SCRATCH(float, xp, \(hp * wp + (flat ? oh * wp : 0)), \(arguments));\n"
+        var separable = false
+        if case .maximum = op, !flat { separable = true }
+        // The padded plane's rows: `xp` (pitch WP), or the input itself (pitch W) when a separable
+        // max pool's windows all lie inside the image.
+        let inPlace = separable && padTop == 0 && padLeft == 0 && hp <= h && wp <= w
+        let plane = inPlace ? 0 : hp * wp
+        c += "  GLMC_SCRATCH(float, xp, \(plane + (flat ? oh * wp : separable ? hp * ow : 0)), \(arguments));\n"
         if flat { c += "  GLMC_GLOBAL float *acc = xp + \(hp * wp);\n" }
-        c += "  for (long q = 0; q < \(hp * wp); ++q) xp[q] = \(padding);\n"
+        if separable { c += "  GLMC_GLOBAL float *hm = xp + \(plane);\n" }
+        if !inPlace { c += "  for (long q = 0; q < \(hp * wp); ++q) xp[q] = \(padding);\n" }
         c += "  for (long plane = begin; plane < end; ++plane) {\n"
         c += "    GLMC_GLOBAL const float *x = X + plane * \(h * w);\n    GLMC_GLOBAL float *y = Y + plane * \(oh * ow);\n"
         if case .depthwise(let hasBias, _) = op {
@@ -64,10 +74,20 @@ public enum CPUKernelPlaneWindow {
             c += "    float init = \(hasBias ? "B[ch]" : "0.0f");\n"
             if unrolled { c += "    float " + taps.map { "w\($0.index) = wk[\($0.index)]" }.joined(separator: ", ") + ";\n" }
         }
-        c += "    for (long iy = 0; iy < \(h); ++iy) for (long q = 0; q < \(w); ++q) xp[(iy + \(padTop)) * \(wp) + \(padLeft) + q] = x[iy * \(w) + q];\n"
+        if !inPlace {
+            c += "    for (long iy = 0; iy < \(h); ++iy) for (long q = 0; q < \(w); ++q) xp[(iy + \(padTop)) * \(wp) + \(padLeft) + q] = x[iy * \(w) + q];\n"
+        }
         if flat {
             c += "    for (long j = 0; j < \((oh - 1) * wp + ow); ++j) {\n" + combine("j", indent: "      ") + "      acc[j] = v;\n    }\n"
             c += "    for (long oy = 0; oy < \(oh); ++oy) for (long ox = 0; ox < \(ow); ++ox) { float v = acc[oy * \(wp) + ox];\(finish) y[oy * \(ow) + ox] = v; }\n"
+        } else if separable {
+            let take = "v = t > v || t != t ? t : v;"
+            c += "    for (long r = 0; r < \(hp); ++r) {\n      GLMC_GLOBAL const float *s = \(inPlace ? "x + r * \(w)" : "xp + r * \(wp)");\n      GLMC_GLOBAL float *d = hm + r * \(ow);\n"
+            c += "      for (long ox = 0; ox < \(ow); ++ox) { float v = -INFINITY, t;"
+            c += (0 ..< kw).map { " t = s[ox * \(strideW) + \($0 * dilationW)]; \(take)" }.joined() + " d[ox] = v; }\n    }\n"
+            c += "    for (long oy = 0; oy < \(oh); ++oy) {\n"
+            c += "      for (long ox = 0; ox < \(ow); ++ox) { float v = -INFINITY, t;"
+            c += (0 ..< kh).map { " t = hm[(oy * \(strideH) + \($0 * dilationH)) * \(ow) + ox]; \(take)" }.joined() + " y[oy * \(ow) + ox] = v; }\n    }\n"
         } else {
             c += "    for (long oy = 0; oy < \(oh); ++oy) {\n      for (long ox = 0; ox < \(ow); ++ox) {\n"
             c += combine("oy * \(strideH * wp) + ox * \(strideW)", indent: "        ")

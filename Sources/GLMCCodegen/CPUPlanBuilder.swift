@@ -316,6 +316,8 @@ public enum CPUPlanBuilder {
         /// and the arena buffer of each owner's extent slot.
         var bounded: [ValueID: CPUPlanBuilder.BoundedValue] = [:]
         var extentSlots: [ValueID: Int] = [:]
+        /// Concat results whose operands were placed inside them (`MemoryPlanner`): no step.
+        var concatenatedInPlace: Set<ValueID> = []
 
         init(function: Function, target: PlanTarget = .cpu, int8ActivationScales: [String: Float]? = nil) throws {
             f = function
@@ -350,7 +352,9 @@ public enum CPUPlanBuilder {
                 }
             }
             // The arena: planned intermediates, then inputs and outputs in slots of their own.
-            let memory = MemoryPlanner.plan(f)
+            // In place Concats on the CPU only: a GPU's sub-buffers may need a coarser alignment.
+            let memory = MemoryPlanner.plan(f, concatInPlace: target == .cpu)
+            concatenatedInPlace = memory.concatenatedInPlace
             // Strings of static shape are left to the slots below (the planner sizes no strings).
             let stringSlots = memory.unplanned.filter { target == .cpu && f.type(of: $0).dtype == .string && f.type(of: $0).shape.staticSizes != nil }
             if let v = memory.unplanned.first(where: { !stringSlots.contains($0) }) {
@@ -919,15 +923,38 @@ public enum CPUPlanBuilder {
                     // Per image and group: Y[mg, pixels] = W[mg, depth] x patches[depth, pixels]; the
                     // weights packed into row panels now, the patches at run time (a 1x1, stride 1,
                     // unpadded convolution reads its input as the patch matrix directly).
-                    let mr = instructionSet.microTile.rows
+                    let (mr, nr) = instructionSet.microTile
+                    let pointwise = wS[2] == 1 && wS[3] == 1 && pads == [0, 0] && strides == [1, 1] && ySizes[2] == xS[2] && ySizes[3] == xS[3]
+                    // A pointwise convolution over a small image computes Y transposed when the
+                    // channels fill the micro-tiles better than the pixels would (7x7 images: 49
+                    // pixels in two 32-wide panels compute 64 columns; as rows, 56).
+                    let transposed = pointwise && depth <= CPUKernelGEMM.maximumTransposedDepth && CPUKernelGEMM.paddedArea(rows: pixels, columns: mg, isa: instructionSet) * 20
+                        < CPUKernelGEMM.paddedArea(rows: mg, columns: pixels, isa: instructionSet) * 19
+                    let panel = transposed ? nr : mr
                     let e = cw.elements(as: Float.self)
                     var packed: [Float] = []
                     for gi in 0 ..< group {
-                        packed += CPUKernelGEMM.packPanels(Array(e[gi * mg * depth ..< (gi + 1) * mg * depth]), rows: mg, depth: depth, panel: mr, transposed: false)
+                        packed += CPUKernelGEMM.packPanels(Array(e[gi * mg * depth ..< (gi + 1) * mg * depth]), rows: mg, depth: depth, panel: panel, transposed: false)
                     }
-                    var args = [try resolve(x), try weight(key: packedKey(w, "#panels\(mr)"), name: g.name(of: w) + ".panels",
-                                                           TensorData(type: TensorType(.f32, static: [packed.count / (depth * mr), depth, mr]), elements: packed), inst)]
-                    let pointwise = wS[2] == 1 && wS[3] == 1 && pads == [0, 0] && strides == [1, 1] && ySizes[2] == xS[2] && ySizes[3] == xS[3]
+                    var args = [try resolve(x), try weight(key: packedKey(w, "#panels\(panel)"), name: g.name(of: w) + ".panels",
+                                                           TensorData(type: TensorType(.f32, static: [packed.count / (depth * panel), depth, panel]), elements: packed), inst)]
+                    if transposed {
+                        // Y^T[pixels, mg] = X^T[pixels, depth] x W^T[depth, mg]: X read in place, W as B panels.
+                        var spec = CPUKernelGEMM.Spec(m: pixels, n: mg, k: depth, a: .strided(rowStride: 1, depthStride: pixels), b: .packed,
+                                                      arguments: (0, 1, hasBias ? 2 : nil, hasBias ? 3 : 2))
+                        spec.batches = xS[0] * group
+                        spec.aOffset = "bt * \(cg * pixels)"
+                        spec.bOffset = "bt % \(group) * \(packed.count / group)"
+                        spec.cOffset = "bt * \(mg * pixels)"
+                        spec.cTransposed = true
+                        if hasBias {
+                            args.append(try resolve(producer.operands[2]!))
+                            spec.bias = (0, 1, "bt % \(group) * \(mg)")
+                        }
+                        args.append(.buffer(yBuffer))
+                        spec.epilogue = epilogue
+                        return addGEMMStep(kind: kind, spec, arguments: args)
+                    }
                     let bOperand: CPUKernelGEMM.BOperand = pointwise ? .strided(depthStride: xS[2] * xS[3], columnStride: 1) : .im2col(.init(
                         channels: cg, height: xS[2], width: xS[3], kernelHeight: wS[2], kernelWidth: wS[3], outputHeight: ySizes[2], outputWidth: ySizes[3],
                         strideH: strides[0], strideW: strides[1], padTop: pads[0], padLeft: pads[1], dilationH: dilations[0], dilationW: dilations[1]))

@@ -82,6 +82,8 @@ extension CPUPlanBuilder.Generator {
                                                             bias: floatAttr(inst, "bias", 1)),
                     arguments: [try argument(inst.operands[0]!, inst), try output(inst)], range: x[0] * x[1], work: plane * size * 2)
         case "Concat":
+            // Its operands' producers wrote straight into the result.
+            if concatenatedInPlace.contains(y) { return }
             let t = f.type(of: y)
             guard t.dtype.byteSize > 0 else { throw unsupported(inst, "on \(t.dtype) tensors") }
             let axis = try normalizedAxis(intAttr(inst, "axis", 0), rank: ySizes.count, inst)

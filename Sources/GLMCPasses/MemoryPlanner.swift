@@ -22,8 +22,12 @@ public struct MemoryPlan: Sendable {
     /// Bytes of each planned intermediate (element count × element size, not rounded).
     public var sizes: [ValueID: Int]
     /// Body indices from the defining instruction to the last reader (inclusive) of each planned
-    /// intermediate. Tensors whose lifetimes overlap never share bytes.
+    /// intermediate. Tensors whose lifetimes overlap never share bytes, except the operands of a
+    /// Concat placed inside its result (`concatenatedInPlace`).
     public var lifetimes: [ValueID: ClosedRange<Int>]
+    /// The results of Concats whose operands were placed inside them, each at the bytes it fills
+    /// (only with `concatInPlace`): those Concats copy nothing.
+    public var concatenatedInPlace: Set<ValueID> = []
     /// Intermediates whose size is not known statically (symbolic or unknown dimensions, unknown
     /// rank, strings), in definition order.
     public var unplanned: [ValueID]
@@ -65,8 +69,14 @@ public struct MemoryPlan: Sendable {
 /// each goes into the smallest gap between the already placed tensors whose lifetimes overlap its
 /// own that is large enough (best fit), or after the last of them. Sizes are rounded up to 64 bytes,
 /// so every offset is 64-byte aligned.
+///
+/// With `concatInPlace`, a Concat whose operands are contiguous blocks of its result (every dim
+/// before the axis is 1) and are all planned intermediates of their own, each block 64-byte
+/// aligned, has its operands placed inside it: their producers write straight into the result
+/// (as ONNX Runtime does for Concat), and the Concat is left with nothing to copy. The result is
+/// placed as one tensor live from its first operand's definition to the last use of any of them.
 public enum MemoryPlanner {
-    public static func plan(_ f: Function) -> MemoryPlan {
+    public static func plan(_ f: Function, concatInPlace: Bool = false) -> MemoryPlan {
         let constant = f.valuesComputedFromConstants()
         let returned = Set(f.outputs)
         var lastUse: [ValueID: Int] = [:]
@@ -92,11 +102,28 @@ public enum MemoryPlanner {
                 order.append((r, reserved, i))
             }
         }
+        // Operands placed inside a Concat's result: the result and the byte offset within it.
+        var inside: [ValueID: (concat: ValueID, offset: Int)] = [:]
+        if concatInPlace {
+            inside = concatenationsInPlace(f, planned: plan.sizes)
+            plan.concatenatedInPlace = Set(inside.values.map(\.concat))
+        }
+        func outermost(_ v: ValueID) -> (value: ValueID, offset: Int) {
+            guard let (c, o) = inside[v] else { return (v, 0) }
+            let (root, offset) = outermost(c)
+            return (root, offset + o)
+        }
+        var span: [ValueID: ClosedRange<Int>] = [:]
+        for (v, life) in plan.lifetimes {
+            let root = outermost(v).value
+            span[root] = span[root].map { min($0.lowerBound, life.lowerBound) ... max($0.upperBound, life.upperBound) } ?? life
+        }
+        order.removeAll { inside[$0.value] != nil }
         order.sort { $0.reserved != $1.reserved ? $0.reserved > $1.reserved : $0.defined < $1.defined }
 
         var placed: [(offset: Int, end: Int, life: ClosedRange<Int>)] = []
         for (value, reserved, _) in order {
-            let life = plan.lifetimes[value]!
+            let life = span[value]!
             let conflicts = placed.filter { $0.life.overlaps(life) }.sorted { $0.offset < $1.offset }
             var cursor = 0
             var best: (offset: Int, gap: Int)?
@@ -110,7 +137,35 @@ public enum MemoryPlanner {
             plan.offsets[value] = offset
             plan.arenaBytes = max(plan.arenaBytes, offset + reserved)
         }
+        for v in inside.keys {
+            let (root, offset) = outermost(v)
+            plan.offsets[v] = plan.offsets[root]! + offset
+        }
         return plan
+    }
+
+    /// The operands of Concats that can live inside the result (see `plan`), each with the Concat
+    /// result and its byte offset there. An operand goes into one Concat at most.
+    static func concatenationsInPlace(_ f: Function, planned sizes: [ValueID: Int]) -> [ValueID: (concat: ValueID, offset: Int)] {
+        var inside: [ValueID: (concat: ValueID, offset: Int)] = [:]
+        for inst in f.body where inst.op.domain.isEmpty && inst.op.type == "Concat" && inst.results.count == 1 {
+            let y = inst.results[0]
+            guard sizes[y] != nil, let shape = f.type(of: y).shape.staticSizes, case .int(var axis)? = inst.attributes["axis"] else { continue }
+            if axis < 0 { axis += shape.count }
+            guard axis >= 0, axis < shape.count, shape[..<axis].allSatisfy({ $0 == 1 }) else { continue }
+            let operands = inst.operands.compactMap { $0 }
+            guard operands.count == inst.operands.count, Set(operands).count == operands.count,
+                  operands.allSatisfy({ sizes[$0] != nil && inside[$0] == nil && $0 != y }) else { continue }
+            var offset = 0, blocks: [(ValueID, Int)] = []
+            for v in operands {
+                guard offset % MemoryPlan.alignment == 0 else { break }
+                blocks.append((v, offset))
+                offset += sizes[v]!
+            }
+            guard blocks.count == operands.count, offset == sizes[y]! else { continue }
+            for (v, o) in blocks { inside[v] = (y, o) }
+        }
+        return inside
     }
 }
 

@@ -21,15 +21,17 @@ extension CPUPlanTests {
     /// time); batched MatMul; a MatMul on [2,7,40] with a shared constant B and a bias; convolution
     /// through im2col (stride, asymmetric pads, dilation, groups) and pointwise 1x1; depthwise
     /// (stride 1 and, with a bias and Relu, stride 2); a depth of 300 (two depth blocks: partial sums
-    /// added in C before the epilogue).
+    /// added in C before the epilogue); a pointwise convolution of many channels over a 3x3 image,
+    /// computed transposed (whole and partial micro-tiles, bias and Relu).
     func testBlockedKernelsMatchTheInterpreterOnEveryInstructionSet() throws {
         var rng = SplitMix64(seed: 21)
         let ir = """
         opsets {"" = 17}
 
         func @blocked(%0: f32[37,41] loc("a"), %1: f32[41,29] loc("b"), %2: f32[3,19,23] loc("c"), %3: f32[3,23,17] loc("d"),
-                      %4: f32[2,7,40] loc("e"), %5: f32[2,6,13,11] loc("x"), %6: f32[9,300] loc("deep"))
-            -> (f32[37,33] loc("g"), f32[37,29] loc("m"), f32[3,19,17] loc("bm"), f32[2,7,21] loc("s"), f32[2,12,6,10] loc("y"), f32[2,12,3,6] loc("z"), f32[9,40] loc("dr")) {
+                      %4: f32[2,7,40] loc("e"), %5: f32[2,6,13,11] loc("x"), %6: f32[9,300] loc("deep"), %7: f32[2,40,3,3] loc("p"))
+            -> (f32[37,33] loc("g"), f32[37,29] loc("m"), f32[3,19,17] loc("bm"), f32[2,7,21] loc("s"), f32[2,12,6,10] loc("y"), f32[2,12,3,6] loc("z"), f32[9,40] loc("dr"),
+                f32[2,70,3,3] loc("pt")) {
           %10 = \(Self.constant("gw", [33, 41], &rng))
           %11 = \(Self.constant("gb", [33], &rng))
           %12 = Gemm(%0, %10, %11) {alpha = 0.5, beta = 2.0, transB = 1} : f32[37,33] loc("gemm")
@@ -57,11 +59,15 @@ extension CPUPlanTests {
           %34 = \(Self.constant("dw_", [300, 40], &rng))
           %35 = MatMul(%6, %34) : f32[9,40] loc("dm")
           %36 = Relu(%35) : f32[9,40] loc("dr")
-          return %13, %14, %15, %19, %27, %33, %36
+          %37 = \(Self.constant("wp", [70, 40, 1, 1], &rng))
+          %38 = \(Self.constant("bp", [70], &rng))
+          %39 = Conv(%7, %37, %38) {kernel_shape = [1, 1]} : f32[2,70,3,3] loc("pc")
+          %40 = Relu(%39) : f32[2,70,3,3] loc("pt")
+          return %13, %14, %15, %19, %27, %33, %36, %40
         }
         """
         for choice in runnableChoices {
-            try checkAgainstInterpreter(ir, inputs: [[37, 41], [41, 29], [3, 19, 23], [3, 23, 17], [2, 7, 40], [2, 6, 13, 11], [9, 300]],
+            try checkAgainstInterpreter(ir, inputs: [[37, 41], [41, 29], [3, 19, 23], [3, 23, 17], [2, 7, 40], [2, 6, 13, 11], [9, 300], [2, 40, 3, 3]],
                                         seed: 5, convert: ["--cpu", choice])
             let plan = try PlanReader.read(path: scratch + "/model.plan")
             XCTAssertEqual(plan.manifest.cpuFeatures, ["generic": [], "avx2": ["avx2", "fma"], "avx512": ["avx2", "avx512f", "fma"]][choice])
@@ -69,13 +75,14 @@ extension CPUPlanTests {
             XCTAssertTrue(source.contains("micro-tiles (\(choice))"), "\(choice): no blocked GEMM kernel in the source")
             XCTAssertTrue(source.contains("B im2col"), "\(choice): no im2col convolution")
             XCTAssertTrue(source.contains("A packed, B packed at run time"), "\(choice): no pointwise convolution")
+            XCTAssertTrue(source.contains("A in place, B packed, C transposed"), "\(choice): no transposed pointwise convolution")
             XCTAssertEqual(Set(plan.manifest.steps.map(\.kind).filter { $0.hasPrefix("depthwise") }), ["depthwise_conv2d", "depthwise_conv2d_epilogue"])
             XCTAssertTrue(plan.manifest.weights.contains { $0.name == "gw.panels" && $0.offset % 64 == 0 })
             // Several threads split the jobs of every step and give the same outputs.
             let out = scratch + "/threads-\(choice)"
-            let inputs = (0 ..< 7).flatMap { ["--input", scratch + "/in\($0).npy"] }
+            let inputs = (0 ..< 8).flatMap { ["--input", scratch + "/in\($0).npy"] }
             assertSucceeds(try GLMC.run(["run", scratch + "/model.plan", "--output-dir", out, "--threads", "3"] + inputs), "run with 3 threads")
-            for i in 0 ..< 7 {
+            for i in 0 ..< 8 {
                 let a = try NPY.read(path: out + "/output_\(i).npy"), b = try NPY.read(path: scratch + "/p/output_\(i).npy")
                 XCTAssertEqual(a.doubles, b.doubles, "\(choice) output \(i): 3 threads differ from 1")
             }

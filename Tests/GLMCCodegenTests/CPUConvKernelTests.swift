@@ -169,7 +169,8 @@ final class CPUConvKernelTests: XCTestCase, PlanComparing {
 
     /// Winograd F(2x2, 3x3) (32 channels; a padded odd-sized image with bias and a fused Relu, an
     /// unpadded even-sized one), depthwise convolution at stride 1 (the flat loop) and 2, and MaxPool
-    /// at stride 2 with padding and at stride 1 (the plane-window kernel). Winograd needs constant
+    /// at stride 2 with padding, at stride 1 (the plane-window kernel) and at stride 2 unpadded (read
+    /// in place). Winograd needs constant
     /// weights, so the weights are bound to their values as `--input-value` binds them.
     func testWinogradAndPlaneWindowKernelsMatchTheInterpreter() throws {
         var module = try Parser.parse("""
@@ -177,7 +178,7 @@ final class CPUConvKernelTests: XCTestCase, PlanComparing {
         func @w(%x: f32[1,32,7,9] loc("x"), %x2: f32[2,32,8,8] loc("x2"), %w: f32[32,32,3,3] loc("w"), %b: f32[32] loc("b"),
                 %d: f32[1,8,10,10] loc("d"), %k: f32[8,1,3,3] loc("k")) ->
                (f32[1,32,7,9] loc("y"), f32[2,32,6,6] loc("u"), f32[1,8,10,10] loc("d1"), f32[1,8,5,5] loc("d2"),
-                f32[1,8,5,5] loc("m2"), f32[1,8,9,9] loc("m1")) {
+                f32[1,8,5,5] loc("m2"), f32[1,8,9,9] loc("m1"), f32[1,8,4,4] loc("m3")) {
           %y = glmc.Fused(%x, %w, %b) {body = graph @conv_relu_0(%p: f32[1,32,7,9], %q: f32[32,32,3,3], %c: f32[32]) -> (f32[1,32,7,9]) {
             %t = Conv(%p, %q, %c) {pads = [1, 1, 1, 1]} : f32[1,32,7,9]
             %a = Relu(%t) : f32[1,32,7,9]
@@ -188,7 +189,8 @@ final class CPUConvKernelTests: XCTestCase, PlanComparing {
           %d2 = Conv(%d, %k) {group = 8, pads = [1, 1, 1, 1], strides = [2, 2]} : f32[1,8,5,5] loc("d2")
           %m2 = MaxPool(%d) {kernel_shape = [3, 3], pads = [1, 1, 1, 1], strides = [2, 2]} : f32[1,8,5,5] loc("m2")
           %m1 = MaxPool(%d) {kernel_shape = [2, 2]} : f32[1,8,9,9] loc("m1")
-          return %y, %u, %d1, %d2, %m2, %m1
+          %m3 = MaxPool(%d) {kernel_shape = [3, 3], strides = [2, 2]} : f32[1,8,4,4] loc("m3")
+          return %y, %u, %d1, %d2, %m2, %m1, %m3
         }
         """)
         let inputs = randomInputs(module.main, seed: 7)
@@ -199,7 +201,7 @@ final class CPUConvKernelTests: XCTestCase, PlanComparing {
                                             attributes: ["value": .tensor(inputs[2].tensorData)]), at: 0)
         try checkWithGivenInputs(module, inputs, kinds: [
             "winograd_input", "winograd_gemm", "winograd_output_epilogue", "winograd_input", "winograd_gemm", "winograd_output",
-            "depthwise_conv2d", "depthwise_conv2d", "max_pool2d", "max_pool2d",
+            "depthwise_conv2d", "depthwise_conv2d", "max_pool2d", "max_pool2d", "max_pool2d",
         ])
     }
 

@@ -16,9 +16,20 @@ final class MemoryPlannerTests: XCTestCase {
         try manager.run(&module)
     }
 
-    /// No two tensors that are live at the same time share a byte; offsets are aligned; everything
-    /// lies inside the arena, which is never larger than separate buffers would be.
-    func assertValid(_ plan: MemoryPlan, _ label: String, file: StaticString = #filePath, line: UInt = #line) {
+    /// No two tensors that are live at the same time share a byte (but a Concat placed in place
+    /// holds its operands, transitively); offsets are aligned; everything lies inside the arena,
+    /// which is never larger than separate buffers would be.
+    func assertValid(_ plan: MemoryPlan, _ label: String, in f: Function? = nil, file: StaticString = #filePath, line: UInt = #line) {
+        var holds: [ValueID: Set<ValueID>] = [:]
+        for inst in f?.body ?? [] where plan.concatenatedInPlace.contains(inst.results[0]) {
+            let y = inst.results[0], operands = inst.operands.compactMap { $0 }
+            holds[y] = Set(operands).union(operands.flatMap { holds[$0] ?? [] })
+            for v in operands {
+                let inner = plan.offsets[v]! ..< plan.offsets[v]! + plan.sizes[v]!
+                XCTAssertTrue(inner.lowerBound >= plan.offsets[y]! && inner.upperBound <= plan.offsets[y]! + plan.sizes[y]!,
+                              "\(label): %\(v.index) is not inside its Concat %\(y.index)", file: file, line: line)
+            }
+        }
         XCTAssertLessThanOrEqual(plan.arenaBytes, plan.intermediateBytes, "\(label): arena exceeds the sum", file: file, line: line)
         let values = plan.offsets.keys.sorted()
         XCTAssertEqual(Set(values), Set(plan.sizes.keys), label, file: file, line: line)
@@ -28,7 +39,8 @@ final class MemoryPlannerTests: XCTestCase {
             XCTAssertLessThanOrEqual(offset + plan.sizes[v]!, plan.arenaBytes, "\(label): %\(v.index) outside the arena", file: file, line: line)
         }
         for (i, a) in values.enumerated() {
-            for b in values[(i + 1)...] where plan.lifetimes[a]!.overlaps(plan.lifetimes[b]!) {
+            for b in values[(i + 1)...] where plan.lifetimes[a]!.overlaps(plan.lifetimes[b]!)
+                && holds[a]?.contains(b) != true && holds[b]?.contains(a) != true {
                 let ra = plan.offsets[a]! ..< plan.offsets[a]! + plan.sizes[a]!
                 let rb = plan.offsets[b]! ..< plan.offsets[b]! + plan.sizes[b]!
                 if ra.overlaps(rb) {
@@ -53,6 +65,11 @@ final class MemoryPlannerTests: XCTestCase {
             assertValid(after, "\(name) fused")
             XCTAssertLessThanOrEqual(after.offsets.count + after.unplanned.count, before.offsets.count + before.unplanned.count, name)
             print("\(name): \(before.summary) -> \(after.summary)")
+            let inPlace = MemoryPlanner.plan(module.main, concatInPlace: true)
+            assertValid(inPlace, "\(name) concat in place", in: module.main)
+            if ["light_squeezenet.onnx", "light_inception_v1.onnx", "light_densenet121.onnx"].contains(name) {
+                XCTAssertFalse(inPlace.concatenatedInPlace.isEmpty, "\(name): no Concat in place")
+            }
         }
     }
 
