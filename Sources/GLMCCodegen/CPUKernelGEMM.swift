@@ -305,7 +305,7 @@ public enum CPUKernelGEMM {
         for r in 0 ..< mr { for v in 0 ..< nv { acc.append("c\(r)_\(v)") } }
         c += "          glmc_vf " + acc.map { "\($0) = glmc_vzero()" }.joined(separator: ", ") + ";\n"
         c += "          for (long p = 0; p < kc; ++p) {\n"
-        c += "            GLMC_GLOBAL const float *bq = bp + p * \(nr);\n"
+        c += "            GLMC_GLOBAL const float *bq = bp + p * bpitch;\n"
         c += "            glmc_vf " + (0 ..< nv).map { "b\($0) = glmc_vload(bq + \($0 * vw))" }.joined(separator: ", ") + ";\n"
         for r in 0 ..< mr {
             c += "            { glmc_vf a = glmc_vbroadcast(a\(r)[p * \(aks)]); "
@@ -418,10 +418,12 @@ public enum CPUKernelGEMM {
         var c = ""
         switch b {
         case .packed:
-            c += "        GLMC_GLOBAL const float *bp = Bb + ((j0 / \(nr)) * \(k) + k0) * \(nr);\n"
+            c += "        GLMC_GLOBAL const float *bp = Bb + ((j0 / \(nr)) * \(k) + k0) * \(nr);\n        const long bpitch = \(nr);\n"
         case .strided(let ds, let cs):
-            c += "        GLMC_GLOBAL const float *bp = bpack;\n"
+            c += "        GLMC_GLOBAL const float *bp = bpack;\n        long bpitch = \(nr);\n"
             if cs == 1 {
+                // A whole panel of rows of B is read in place.
+                c += "        if (nr == \(nr)) { bp = Bb + k0 * \(ds) + j0; bpitch = \(ds); } else\n"
                 c += "        for (long p = 0; p < kc; ++p) {\n"
                 c += "          GLMC_GLOBAL const float *src = Bb + (k0 + p) * \(ds) + j0;\n          GLMC_GLOBAL float *dst = bpack + p * \(nr);\n"
                 c += "          for (long j = 0; j < nr; ++j) dst[j] = src[j];\n"
@@ -437,7 +439,7 @@ public enum CPUKernelGEMM {
             // The panel's output pixels, cut into runs within one output row; per depth index
             // (channel, ky, kx) each run is a strided row segment of the image, zero outside it.
             let taps = g.kernelHeight * g.kernelWidth
-            c += "        GLMC_GLOBAL const float *bp = bpack;\n"
+            c += "        GLMC_GLOBAL const float *bp = bpack;\n        const long bpitch = \(nr);\n"
             c += "        long run_j[\(nr + 1)], run_oy[\(nr)], run_ox[\(nr)]; int runs = 0;\n"
             c += "        for (long j = 0; j < nr; ) {\n"
             c += "          long pix = j0 + j, len = \(g.outputWidth) - pix % \(g.outputWidth);\n"
