@@ -28,13 +28,13 @@ extension CPUPlanBuilder {
         var heapResident = false
     }
 
-    /// The string ops with value-shaped results. StringNormalizer is bounded here in every form:
-    /// without stop words its result is the input's shape but for an empty input (one empty string).
-    static let valueShapedStringOps: Set<String> = ["StringSplit", "StringNormalizer"]
-
-    /// Whether `inst` gets its results' shapes from `upperBounds`.
-    static func isValueShaped(_ inst: Instruction) -> Bool {
-        inst.op.domain.isEmpty && (valueShapedOps.contains(inst.op.type) || valueShapedStringOps.contains(inst.op.type))
+    /// Whether the data of `inst` decides its results' shapes: the ops of `valueShapedOps`,
+    /// StringSplit, and StringNormalizer with stop words.
+    public static func isValueShaped(_ inst: Instruction) -> Bool {
+        guard inst.op.domain.isEmpty else { return false }
+        if valueShapedOps.contains(inst.op.type) || inst.op.type == "StringSplit" { return true }
+        guard inst.op.type == "StringNormalizer", case .strings(let stopWords)? = inst.attributes["stopwords"] else { return false }
+        return !stopWords.isEmpty
     }
 
     /// The most bytes of pointers a bounded StringSplit result may reserve in the arena; a larger
@@ -67,7 +67,9 @@ extension CPUPlanBuilder {
             }
             // Even a static declared type (a model's outputs often record one run's shapes) is
             // replaced: the data decides the extent.
-            guard isValueShaped(inst) else { continue }
+            // Every StringNormalizer: shape inference leaves an empty input's result (one empty
+            // string) unknown.
+            guard isValueShaped(inst) || (inst.op.domain.isEmpty && inst.op.type == "StringNormalizer") else { continue }
             let bounds = try upperBounds(of: inst, in: f, constants: constants, target: target)
             for (r, bound) in zip(inst.results, bounds) {
                 f.values[r.index].type = TensorType(f.type(of: r).dtype, Shape(static: bound.shape))

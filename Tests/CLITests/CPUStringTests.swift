@@ -141,8 +141,32 @@ extension CPUPlanTests {
           return %1, %2, %3
         }
         """
-        try checkStringsAgainstInterpreter(ir, inputs: [("x", Self.strings(["a.b", "x..y.é.中"], [2]))])
+        let plan = try checkStringsAgainstInterpreter(ir, inputs: [("x", Self.strings(["a.b", "x..y.é.中"], [2]))])
         try checkStringsAgainstInterpreter(ir, inputs: [("x", Self.strings(["", "no dots"], [2]))], threads: ["1"])
+        let inspect = try GLMC.run(["inspect", plan])
+        assertSucceeds(inspect)
+        XCTAssertTrue(inspect.stdout.contains("parts: string[2, ?]") && inspect.stdout.contains("kept: string[≤2]"), inspect.stdout)
+
+        // Strings made from an integer input and split: `run --engine cpu` binds nothing (the
+        // split's shape is the data's, not a shape-determining value's).
+        let model = scratch + "/ids.glmc", ids = scratch + "/ids.npy"
+        try """
+        opsets {"" = 20, "ai.onnx.ml" = 4}
+
+        func @l(%0: i64[3] loc("ids")) -> (string[3,?] loc("words"), i64[3] loc("n")) {
+          %1 = ai.onnx.ml.LabelEncoder@2(%0) {keys_int64s = [1, 2], values_strings = ["a b c", "d"], default_string = ""} : string[3] loc("text")
+          %2, %3 = StringSplit(%1) : string[3,?], i64[3] loc("words", "n")
+          return %2, %3
+        }
+        """.write(toFile: model, atomically: true, encoding: .utf8)
+        try NPY.write(encoded: try NPY.encode(Tensor([2, 1, 7] as [Int64], shape: [3])), to: ids)
+        let r = try GLMC.run(["run", model, "--engine", "cpu", "--input", ids, "--output-dir", scratch + "/w"], timeout: 120)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stderr, "")
+        let words = try NPY.read(path: scratch + "/w/output_0.npy")
+        XCTAssertEqual(words.shape, [3, 3])
+        guard case .string(let w) = words.storage else { return XCTFail("not strings") }
+        XCTAssertEqual(w, ["d", "", "", "a", "b", "c", "", "", ""])
     }
 
     /// GPU targets refuse strings with one clear line, value-shaped ones included; a string .npy
