@@ -194,6 +194,22 @@ final class StringValueShapedPlanTests: XCTestCase {
         XCTAssertThrowsError(try PlanOutputs.shape(of: bounded) { _ in 5 }) { XCTAssertTrue("\($0)".contains("outside its bound 0...4"), "\($0)") }
     }
 
+    /// A split of a constant is folded at convert time: its parts are a constant string output
+    /// (copied into its slot), of exactly the interpreter's shape.
+    func testASplitOfAConstantIsFolded() throws {
+        let plan = try check("""
+        opsets {"" = 20}
+        func @s(%x: string[1] loc("x")) -> (string[2,?] loc("parts"), i64[2] loc("n"), string[?] loc("kept")) {
+          %c = const dense<["a b", "c"]> : string[2] loc("k")
+          %p, %n = StringSplit(%c) : string[2,?], i64[2] loc("parts", "n")
+          %y = StringNormalizer(%x) {stopwords = ["q"]} : string[?] loc("kept")
+          return %p, %n, %y
+        }
+        """, [[Self.strings(["q"], [1])], [Self.strings(["Q!"], [1])]])
+        XCTAssertEqual(plan.manifest.outputs.map(\.shape), [[2, 2], [2], [1]])
+        XCTAssertNil(plan.manifest.outputs[0].dynamicDims)
+    }
+
     /// StringSplit's parts read by anything but Identity (or a graph output) are refused; its
     /// counts (a static shape) may be read by anything.
     func testReadingSplitPartsIsRefused() throws {
