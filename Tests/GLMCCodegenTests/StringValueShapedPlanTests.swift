@@ -89,6 +89,16 @@ final class StringValueShapedPlanTests: XCTestCase {
             XCTAssertEqual(plan.manifest.outputs[1].shape, [2, 5])
             XCTAssertNil(plan.manifest.outputs[1].dynamicDims)
         }
+        // Through Identity (the copy is the pointer), the counts unused.
+        let copied = try check("""
+        opsets {"" = 20}
+        func @s(%x: string[3] loc("x")) -> (string[3,?] loc("parts"), string[3,?] loc("copy")) {
+          %p, %n = StringSplit(%x) {delimiter = ","} : string[3,?], i64[3] loc("p", "n")
+          %c = Identity(%p) : string[3,?] loc("copy")
+          return %p, %c
+        }
+        """, [[Self.strings(["a,b", "", ",,,"], [3])], [Self.strings([Self.wide.joined(separator: ","), "x", "y,"], [3])]])
+        XCTAssertEqual(copied.manifest.outputs.map(\.shape), [[3, -1], [3, -1]])
         // An empty input: no parts at all (Y [0, 0]).
         try check(Self.splitIR("", shape: [0]), [[Self.strings([], [0])]])
         try check(Self.splitIR("{delimiter = \",\"}", shape: [3, 0]), [[Self.strings([], [3, 0])]])
