@@ -126,6 +126,178 @@ enum CPUKernelLibraryStrings {
         """
     }
 
+    /// StringNormalizer with stop words, or on an empty input: one sequential work-item that keeps
+    /// the strings whose key (the string, lowercased unless `caseSensitive`, in NFC form) is none of
+    /// `stopWords` (those keys' bytes, sorted, unique), changes their case, writes them densely and,
+    /// with `writesExtent`, their count into the extent slot; none kept: one empty string.
+    /// Arguments: x, y, [extent], heap.
+    static func normalizeWithStopWords(name: String, count: Int, stopWords: [[UInt8]], caseSensitive: Bool, upper: Bool?,
+                                       writesExtent: Bool) -> String {
+        let offsets = stopWords.reduce(into: [0]) { $0.append($0.last! + $1.count) }
+        let change = upper.map { "heap->change_case(heap, x[i], \($0 ? 1 : 0))" } ?? "x[i]"
+        var text = """
+        // \(name): StringNormalizer of \(count) strings, \(stopWords.count) stop words (\(caseSensitive ? "case-sensitive" : "any case")), \(upper.map { $0 ? "UPPER" : "LOWER" } ?? "NONE")
+        GLMC_TABLE unsigned char \(name)_key_bytes[] = \(byteTable(stopWords.flatMap { $0 }));
+        GLMC_TABLE long \(name)_key_offsets[] = \(intTable(offsets));
+        void \(name)(GLMC_GLOBAL void **args, long begin, long end) {
+          glmc_string *const *x = (glmc_string *const *)args[0];
+          glmc_string **y = (glmc_string **)args[1];
+          glmc_string_heap *heap = (glmc_string_heap *)args[\(writesExtent ? 3 : 2)];
+          if (begin >= end) return;
+          long kept = 0;
+          for (long i = 0; i < \(count); ++i) {
+            const glmc_string *key = x[i];
+
+        """
+        if !caseSensitive { text += "    key = heap->change_case(heap, key, 0);\n    if (!key) return;\n" }
+        text += """
+            key = glmc_string_canonical(heap, key);
+            if (!key) return;
+            long lo = 0, hi = \(stopWords.count);
+            int stop = 0;
+            while (lo < hi) {
+              long mid = lo + (hi - lo) / 2;
+              int c = glmc_string_compare(key, \(name)_key_bytes + \(name)_key_offsets[mid], \(name)_key_offsets[mid + 1] - \(name)_key_offsets[mid]);
+              if (c == 0) { stop = 1; break; }
+              if (c > 0) lo = mid + 1; else hi = mid;
+            }
+            if (stop) continue;
+            y[kept] = \(change);
+            if (!y[kept]) return;
+            ++kept;
+          }
+          if (kept == 0) {
+            y[0] = glmc_string_make(heap, (const unsigned char *)"", 0);
+            if (!y[0]) return;
+            kept = 1;
+          }
+
+        """
+        if writesExtent { text += "  ((int64_t *)args[2])[0] = kept;\n" }
+        return text + "}\n"
+    }
+
+    /// The Unicode scalars StringSplit splits on without a delimiter (the interpreter's
+    /// `MiscOps.isPythonSpace`), as ranges: read off the definition once.
+    static let pythonSpaceRanges: [ClosedRange<UInt32>] = {
+        var ranges: [ClosedRange<UInt32>] = []
+        for v in UInt32(0) ... 0x10FFFF {
+            guard let c = Unicode.Scalar(v), MiscOps.isPythonSpace(c) else { continue }
+            if let last = ranges.last, last.upperBound == v - 1 { ranges[ranges.count - 1] = last.lowerBound ... v } else { ranges.append(v ... v) }
+        }
+        return ranges
+    }()
+
+    /// StringSplit of `count` strings as the interpreter splits them (Python's `str.split`): on the
+    /// bytes of `delimiter`, or on runs of whitespace when it is empty (leading and trailing
+    /// whitespace dropped), at most `maxSplit` times. One sequential work-item: a first pass counts
+    /// each string's parts (Z) and the widest (the extent), a second writes the parts into Y,
+    /// [count, width] densely, padded with one empty string. `bound`: Y's buffer holds `count ×
+    /// bound` pointers; nil: Y is heap-resident, allocated on the heap after the first pass, its
+    /// buffer given the pointer. Arguments: x, Y, Z, extent, heap.
+    ///
+    /// The delimiter is searched byte by byte: in valid UTF-8 (every string in a plan is) a match
+    /// starts only where a scalar does, so this finds what the interpreter's scalar-wise search finds.
+    static func split(name: String, count: Int, delimiter: [UInt8], maxSplit: Int?, bound: Int?) -> String {
+        let part = "if (parts && !(parts[count] = glmc_string_make(heap, b + PART_START, PART_END - PART_START))) return -1;\n    ++count;"
+        func emitPart(_ start: String, _ end: String, indent: String) -> String {
+            indent + part.replacingOccurrences(of: "PART_START", with: start).replacingOccurrences(of: "PART_END", with: end)
+                .replacingOccurrences(of: "\n    ", with: "\n" + indent)
+        }
+        var text = "// \(name): StringSplit of \(count) strings "
+        text += delimiter.isEmpty ? "on whitespace" : "on a \(delimiter.count)-byte delimiter"
+        text += maxSplit.map { ", at most \($0) splits" } ?? ""
+        text += bound.map { ", at most \($0) parts\n" } ?? ", heap-resident parts\n"
+        var body: String
+        if delimiter.isEmpty {
+            let hex = { (v: UInt32) in "0x" + String(v, radix: 16, uppercase: true) }
+            let test = pythonSpaceRanges.map { r in r.count == 1 ? "c == \(hex(r.lowerBound))" : "(c >= \(hex(r.lowerBound)) && c <= \(hex(r.upperBound)))" }
+            text += "static int \(name)_space(uint32_t c) {\n  return \(test.joined(separator: " || "));\n}\n"
+            body = """
+              while (remaining > 0) {
+                while (i < n) { int64_t j = i; if (!\(name)_space(glmc_utf8_next(b, n, &j))) break; i = j; }
+                if (i == n) break;
+                int64_t start = i;
+                while (i < n) { int64_t j = i; if (\(name)_space(glmc_utf8_next(b, n, &j))) break; i = j; }
+            \(emitPart("start", "i", indent: "    "))
+                --remaining;
+              }
+              /* After maxsplit splits: the rest, without its leading whitespace. */
+              while (i < n) { int64_t j = i; if (!\(name)_space(glmc_utf8_next(b, n, &j))) break; i = j; }
+              if (i < n) {
+            \(emitPart("i", "n", indent: "    "))
+              }
+
+            """
+        } else {
+            text += "GLMC_TABLE unsigned char \(name)_delimiter[] = \(byteTable(delimiter));\n"
+            body = """
+              int64_t j = 0;
+              while (remaining > 0 && j + \(delimiter.count) <= n) {
+                if (memcmp(b + j, \(name)_delimiter, \(delimiter.count)) != 0) { ++j; continue; }
+            \(emitPart("i", "j", indent: "    "))
+                j += \(delimiter.count);
+                i = j;
+                --remaining;
+              }
+            \(emitPart("i", "n", indent: "  "))
+
+            """
+        }
+        text += """
+        /* The parts of s, stored from parts[0] on as new heap strings unless parts is NULL; returns
+           their count, -1 when out of memory. */
+        static int64_t \(name)_split(const glmc_string *s, glmc_string **parts, glmc_string_heap *heap) {
+          const unsigned char *b = (const unsigned char *)s->bytes;
+          int64_t n = s->length, count = 0, i = 0, remaining = \(maxSplit.map { "\($0)LL" } ?? "INT64_MAX");
+        \(body)  return count;
+        }
+        void \(name)(GLMC_GLOBAL void **args, long begin, long end) {
+          glmc_string *const *x = (glmc_string *const *)args[0];
+          int64_t *Z = (int64_t *)args[2];
+          glmc_string_heap *heap = (glmc_string_heap *)args[4];
+          if (begin >= end) return;
+          int64_t width = 0;
+          for (long i = 0; i < \(count); ++i) {
+            Z[i] = \(name)_split(x[i], NULL, heap);
+            if (Z[i] > width) width = Z[i];
+          }
+          ((int64_t *)args[3])[0] = width;
+
+        """
+        if let bound {
+            text += """
+              /* Cannot happen (maxsplit bounds the parts); the runtime refuses the extent. */
+              if (width > \(bound)) return;
+              glmc_string **y = (glmc_string **)args[1];
+
+            """
+        } else {
+            // A negative length fails the allocation, and so the run, like an out-of-memory one.
+            text += """
+              glmc_string *block = heap->alloc(heap, width <= INT64_MAX / \(8 * max(count, 1)) ? width * \(8 * count) : -1);
+              if (!block) return;
+              glmc_string **y = (glmc_string **)block->bytes;
+              *(glmc_string ***)args[1] = y;
+
+            """
+        }
+        text += """
+          glmc_string *empty = NULL;
+          for (long i = 0; i < \(count); ++i) {
+            int64_t k = \(name)_split(x[i], y + i * width, heap);
+            if (k < 0) return;
+            for (; k < width; ++k) {
+              if (!empty && !(empty = glmc_string_make(heap, (const unsigned char *)"", 0))) return;
+              y[i * width + k] = empty;
+            }
+          }
+        }
+
+        """
+        return text
+    }
+
     /// LabelEncoder with string keys: a binary search for the input's canonical form (NFC) over the
     /// keys' (sorted byte-wise, unique); key
     /// k maps to entry k of the value table, a key not found to the last entry (the default). The

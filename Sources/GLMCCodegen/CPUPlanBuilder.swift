@@ -79,8 +79,7 @@ public enum CPUPlanBuilder {
             throw GLMCError("unsupported: --precision int8 builds CPU plans only (--target cpu)")
         }
         try refuseControlFlow(in: function, target: options.target)
-        try refuseValueShapedStringOps(in: function, target: options.target)
-        evaluateConstantValues(in: &function, opset: module.opsets[""] ?? module.opsets["ai.onnx"] ?? OpRegistry.newestOpset)
+            evaluateConstantValues(in: &function, opset: module.opsets[""] ?? module.opsets["ai.onnx"] ?? OpRegistry.newestOpset)
         let bounded = try boundValueShapedResults(in: &function, target: options.target)
         var g: Generator
         while true {
@@ -399,7 +398,9 @@ public enum CPUPlanBuilder {
                     buffer = slot(o)
                 }
                 let dynamicDims = bounded[o].map { b in Dictionary(uniqueKeysWithValues: b.dims.map { ($0, buffers[extentSlots[b.owner]!].offset) }) }
-                outputs.append(PlanTensor(name: name, dtype: t.dtype.rawValue, shape: t.shape.staticSizes!, buffer: buffer, dynamicDims: dynamicDims))
+                var shape = t.shape.staticSizes!
+                if let b = bounded[o], b.heapResident { for d in b.dims { shape[d] = PlanTensor.unbounded } }
+                outputs.append(PlanTensor(name: name, dtype: t.dtype.rawValue, shape: shape, buffer: buffer, dynamicDims: dynamicDims))
             }
             for v in stringSlots { _ = slot(v) }
             arenaBytes = PlanLayout.align(end)
@@ -422,6 +423,8 @@ public enum CPUPlanBuilder {
         }
 
         func byteCount(_ v: ValueID) -> Int {
+            // A heap-resident value's buffer is the pointer to its elements.
+            if bounded[v]?.heapResident == true { return 8 }
             let t = f.type(of: v)
             return (t.shape.staticSizes ?? []).reduce(1, *) * Self.elementBytes(t.dtype)
         }

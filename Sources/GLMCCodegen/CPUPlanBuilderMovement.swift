@@ -324,7 +324,9 @@ extension CPUPlanBuilder.Generator {
         let site = Instruction(op: OpName("Identity"), opset: 1, operands: [v], results: [v], attributes: [:],
                                nodeName: "output '\(f.name(of: v))'")
         let bytes = byteCount(v)
+        // First: a string constant's argument is a step of its own, which takes the next name.
+        let source = try f.type(of: v).dtype == .string ? stringArgument(v, site) : argument(v, site)
         addStep(kind: "copy", code: CPUKernelLibrary.copy(name: nextSymbol, bytes: bytes),
-                arguments: [try (f.type(of: v).dtype == .string ? stringArgument(v, site) : argument(v, site)), .buffer(buffer)], range: bytes, work: 1)
+                arguments: [source, .buffer(buffer)], range: bytes, work: 1)
     }
 }

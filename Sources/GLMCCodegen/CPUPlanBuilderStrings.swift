@@ -7,31 +7,12 @@ import GLMCPlan
 /// String tensors in CPU plans (Docs/PlanFormat.md, "Strings"): a string element is an 8-byte
 /// pointer in the arena, so string values get arena slots like any other tensor (of their own:
 /// the memory planner leaves strings unplanned); the kernels are in `CPUKernelLibraryStrings`.
-/// Lowered: Equal on strings, StringConcat, RegexFullMatch, StringNormalizer without stop words and
+/// Lowered: Equal on strings, StringConcat, RegexFullMatch, StringNormalizer, StringSplit and
 /// LabelEncoder with string keys or string values. GPU targets refuse string tensors.
 ///
 /// StringSplit and StringNormalizer with stop words have output shapes that depend on the input
-/// strings: they are refused with a message saying so, like NonZero.
-extension CPUPlanBuilder {
-    /// String ops whose output shape depends on the input strings: StringSplit (the widest split)
-    /// and StringNormalizer with stop words (the kept count). Refused even where the model declares
-    /// a static output shape: a plan could not report input strings that do not fit it.
-    static func refuseValueShapedStringOps(in f: Function, target: PlanTarget) throws {
-        // Results computed from constants alone are folded, not compiled.
-        var constant = Set<ValueID>()
-        for inst in f.body where inst.constantValue != nil || (inst.nestedFunctions.isEmpty && inst.operands.allSatisfy({ $0.map(constant.contains) ?? true })) {
-            constant.formUnion(inst.results)
-        }
-        for inst in f.body where inst.op.domain.isEmpty && !inst.results.allSatisfy(constant.contains) {
-            let stopWords: Bool
-            if case .strings(let s)? = inst.attributes["stopwords"] { stopWords = !s.isEmpty } else { stopWords = false }
-            guard inst.op.type == "StringSplit" || (inst.op.type == "StringNormalizer" && stopWords) else { continue }
-            let node = inst.nodeName.isEmpty ? "" : " (node '\(inst.nodeName)')"
-            throw GLMCError("unsupported: --target \(target.rawValue) cannot compile \(inst.op)\(node): its output shape depends on the input strings, which a static plan cannot follow")
-        }
-    }
-}
-
+/// strings: their results are bounded like NonZero's (`CPUPlanBuilderValueShaped.swift`), and
+/// StringSplit's without maxsplit, which have no static bound, heap-resident.
 extension CPUPlanBuilder.Generator {
     /// Bytes of one element in the arena: a string is a pointer.
     static func elementBytes(_ dtype: DType) -> Int { dtype == .string ? 8 : dtype.byteSize }
@@ -52,6 +33,7 @@ extension CPUPlanBuilder.Generator {
         case ("", "StringConcat"): try lowerStringBinary(inst, concat: true)
         case ("", "RegexFullMatch"): try lowerRegexFullMatch(inst)
         case ("", "StringNormalizer"): try lowerStringNormalizer(inst)
+        case ("", "StringSplit"): try lowerStringSplit(inst)
         case ("ai.onnx.ml", "LabelEncoder"): try lowerLabelEncoder(inst)
         case ("", "Reshape"), ("", "Flatten"), ("", "Identity"), ("", "Squeeze"), ("", "Unsqueeze"):
             return false
@@ -123,14 +105,13 @@ extension CPUPlanBuilder.Generator {
                 arguments: args, range: try sizes(x, inst).reduce(1, *), work: 64 * regex.program.count)
     }
 
-    /// StringNormalizer without stop words (`refuseValueShapedStringOps` refuses those): the case
-    /// change alone.
+    /// StringNormalizer: stop words dropped (compared as the interpreter compares them), then the
+    /// case change. Without stop words on a non-empty input the result has the input's shape and
+    /// each element is done on its own; otherwise one sequential step compacts the kept strings (an
+    /// empty result: one empty string) and writes their count into the extent slot.
     mutating func lowerStringNormalizer(_ inst: Instruction) throws {
         guard let x = inst.operands.first ?? nil else { throw unsupported(inst) }
         let count = try sizes(x, inst).reduce(1, *)
-        guard count > 0, try sizes(inst.results[0], inst).reduce(1, *) == count else {
-            throw unsupported(inst, "on an empty input (its output is one empty string)")
-        }
         if case .string(let locale)? = inst.attributes["locale"], ["tr", "az", "lt"].contains(where: { locale.lowercased().hasPrefix($0) }) {
             throw unsupported(inst, "with locale '\(locale)' (glmc changes case by Unicode's default rules)")
         }
@@ -141,10 +122,44 @@ extension CPUPlanBuilder.Generator {
         case "UPPER": upper = true
         case let other: throw unsupported(inst, "with case_change_action '\(other)'")
         }
-        let args = [try stringArgument(x, inst), .buffer(bufferOf[inst.results[0]]!), PlanArgument.stringHeap]
+        var stopWords: [String] = []
+        if case .strings(let s)? = inst.attributes["stopwords"] { stopWords = s }
+        let y = PlanArgument.buffer(bufferOf[inst.results[0]]!)
+        let xArg = try stringArgument(x, inst)
         emitStringPrelude()
-        addStep(kind: "string_normalizer", code: CPUKernelLibraryStrings.changeCase(name: nextSymbol, upper: upper),
-                arguments: args, range: count, work: 64)
+        if stopWords.isEmpty, count > 0 {
+            addStep(kind: "string_normalizer", code: CPUKernelLibraryStrings.changeCase(name: nextSymbol, upper: upper),
+                    arguments: [xArg, y, .stringHeap], range: count, work: 64)
+            return
+        }
+        // The interpreter's keys: the stop words as they are or lowercased, compared by canonical
+        // equivalence (so: the bytes of their NFC forms, one entry per form, sorted byte-wise).
+        let caseSensitive = intAttr(inst, "is_case_sensitive", 0) != 0
+        let keys = Set(stopWords.map { (caseSensitive ? $0 : $0.lowercased()).precomposedStringWithCanonicalMapping })
+            .map { Array($0.utf8) }.sorted { $0.lexicographicallyPrecedes($1) }
+        let slot = extentSlot(inst.results[0]).map(PlanArgument.buffer)
+        addStep(kind: "string_normalizer", code: CPUKernelLibraryStrings.normalizeWithStopWords(
+                    name: nextSymbol, count: count, stopWords: keys, caseSensitive: caseSensitive, upper: upper, writesExtent: slot != nil),
+                arguments: [xArg, y] + (slot.map { [$0] } ?? []) + [.stringHeap], range: 1, work: max(1, count) * 64)
+    }
+
+    /// StringSplit: one sequential step that splits every string once to count the parts (Z, and
+    /// the widest into the extent slot), then again into Y, padded with one shared empty string.
+    /// A heap-resident Y is allocated on the string heap between the two passes.
+    mutating func lowerStringSplit(_ inst: Instruction) throws {
+        guard let x = inst.operands.first ?? nil, inst.results.count == 2, let slot = extentSlot(inst.results[0]),
+              let y = bufferOf[inst.results[0]], let z = bufferOf[inst.results[1]] else { throw unsupported(inst) }
+        let count = try sizes(x, inst).reduce(1, *)
+        let delimiter = stringAttr(inst, "delimiter", "")
+        var maxSplit: Int?
+        if case .int(let m)? = inst.attributes["maxsplit"], m >= 0 { maxSplit = m }
+        let heapResident = bounded[inst.results[0]]?.heapResident ?? false
+        let bound = heapResident ? nil : try sizes(inst.results[0], inst).last
+        let args: [PlanArgument] = [try stringArgument(x, inst), .buffer(y), .buffer(z), .buffer(slot), .stringHeap]
+        emitStringPrelude()
+        addStep(kind: "string_split", code: CPUKernelLibraryStrings.split(name: nextSymbol, count: count, delimiter: Array(delimiter.utf8),
+                                                                          maxSplit: maxSplit, bound: bound),
+                arguments: args, range: 1, work: max(1, count) * 64)
     }
 
     /// LabelEncoder with string keys (any values) or integer keys and string values. The table is

@@ -3,11 +3,17 @@ import GLMCIR
 import GLMCOps
 import GLMCPlan
 
-/// Ops whose output shape depends on input values (NonZero, Unique, NonMaxSuppression) get a
-/// static upper-bound shape at plan time (their "bounded" results): the buffer is sized for the
-/// bound, the kernel (one sequential work-item) writes the result densely in its actual shape at
-/// the buffer's start and the actual extent into an i64 slot of the arena, and the manifest's output
-/// entry names the slot per runtime-determined dim (`dynamic_dims`); executors trim the output.
+/// Ops whose output shape depends on input values (NonZero, Unique, NonMaxSuppression, and on
+/// strings StringSplit and StringNormalizer with stop words) get a static upper-bound shape at plan
+/// time (their "bounded" results): the buffer is sized for the bound, the kernel (one sequential
+/// work-item) writes the result densely in its actual shape at the buffer's start and the actual
+/// extent into an i64 slot of the arena, and the manifest's output entry names the slot per
+/// runtime-determined dim (`dynamic_dims`); executors trim the output.
+///
+/// A string result whose extent has no static bound (StringSplit without maxsplit: a string may
+/// split into any number of parts) is *heap-resident* instead: the kernel allocates its elements on
+/// the run's string heap once it knows the extent, and its arena buffer holds only the pointer to
+/// them (8 bytes; the manifest writes the dim as -1, Docs/PlanFormat.md).
 ///
 /// Restriction: a bounded result may only be a graph output, directly or through Identity. Any
 /// other reader is refused, since the static kernels after it would read the bound, not the data.
@@ -17,7 +23,23 @@ extension CPUPlanBuilder {
     struct BoundedValue: Equatable {
         var dims: [Int]
         var owner: ValueID
+        /// No static bound: the elements live on the string heap, the buffer holds a pointer to
+        /// them, and the value's IR type has 0 along `dims` (a placeholder; nothing reads it).
+        var heapResident = false
     }
+
+    /// Whether the data of `inst` decides its results' shapes: the ops of `valueShapedOps`,
+    /// StringSplit, and StringNormalizer with stop words.
+    public static func isValueShaped(_ inst: Instruction) -> Bool {
+        guard inst.op.domain.isEmpty else { return false }
+        if valueShapedOps.contains(inst.op.type) || inst.op.type == "StringSplit" { return true }
+        guard inst.op.type == "StringNormalizer", case .strings(let stopWords)? = inst.attributes["stopwords"] else { return false }
+        return !stopWords.isEmpty
+    }
+
+    /// The most bytes of pointers a bounded StringSplit result may reserve in the arena; a larger
+    /// bound (a huge maxsplit) makes it heap-resident like an unbounded one.
+    static let boundedStringSplitBytes = 1 << 24
 
     /// Gives each value-shaped result its upper-bound type (in place, so shape checks and the
     /// memory planner see static shapes), follows them through Identity, and refuses every other
@@ -45,12 +67,14 @@ extension CPUPlanBuilder {
             }
             // Even a static declared type (a model's outputs often record one run's shapes) is
             // replaced: the data decides the extent.
-            guard inst.op.domain.isEmpty, valueShapedOps.contains(inst.op.type) else { continue }
+            // Every StringNormalizer: shape inference leaves an empty input's result (one empty
+            // string) unknown.
+            guard isValueShaped(inst) || (inst.op.domain.isEmpty && inst.op.type == "StringNormalizer") else { continue }
             let bounds = try upperBounds(of: inst, in: f, constants: constants, target: target)
             for (r, bound) in zip(inst.results, bounds) {
                 f.values[r.index].type = TensorType(f.type(of: r).dtype, Shape(static: bound.shape))
                 guard !bound.dims.isEmpty else { continue }
-                bounded[r] = BoundedValue(dims: bound.dims, owner: inst.results[0])
+                bounded[r] = BoundedValue(dims: bound.dims, owner: inst.results[0], heapResident: bound.heapResident)
                 producer[r] = inst
             }
         }
@@ -63,9 +87,10 @@ extension CPUPlanBuilder {
         return GLMCError("unsupported: --target \(target.rawValue) cannot compile \(reader.op)\(node(reader)): it reads '\(f.name(of: v))', whose shape \(source.op)\(node(source)) decides from input values; a plan supports such a result only as a graph output (directly or through Identity)")
     }
 
-    /// Each result's upper-bound shape and the dims of it that are runtime-determined.
+    /// Each result's upper-bound shape and the dims of it that are runtime-determined (with
+    /// `heapResident`, dims without a bound, 0 in `shape`).
     static func upperBounds(of inst: Instruction, in f: Function, constants: [ValueID: TensorData],
-                            target: PlanTarget) throws -> [(shape: [Int], dims: [Int])] {
+                            target: PlanTarget) throws -> [(shape: [Int], dims: [Int], heapResident: Bool)] {
         let node = inst.nodeName.isEmpty ? "" : " (node '\(inst.nodeName)')"
         func operandSizes(_ i: Int) throws -> [Int] {
             guard i < inst.operands.count, let v = inst.operands[i] else {
@@ -79,7 +104,7 @@ extension CPUPlanBuilder {
         switch inst.op.type {
         case "NonZero":
             let x = try operandSizes(0)
-            return [([max(x.count, 1), x.reduce(1, *)], [1])]
+            return [([max(x.count, 1), x.reduce(1, *)], [1], false)]
         case "Unique":
             let x = try operandSizes(0)
             var y = [x.reduce(1, *)], axis = 0
@@ -91,7 +116,7 @@ extension CPUPlanBuilder {
                 y = x
             }
             let slices = y[axis]
-            return Array([(y, [axis]), ([slices], [0]), ([slices], []), ([slices], [0])].prefix(inst.results.count))
+            return Array([(y, [axis], false), ([slices], [0], false), ([slices], [], false), ([slices], [0], false)].prefix(inst.results.count))
         case "NonMaxSuppression":
             let boxes = try operandSizes(0), scores = try operandSizes(1)
             guard boxes.count == 3, boxes[2] == 4, scores.count == 3, scores[0] == boxes[0], scores[2] == boxes[1] else {
@@ -104,7 +129,26 @@ extension CPUPlanBuilder {
             } else {
                 perClass = 0
             }
-            return [([scores[0] * scores[1] * perClass, 3], [0])]
+            return [([scores[0] * scores[1] * perClass, 3], [0], false)]
+        case "StringSplit":
+            // Y: [...x, parts], Z (the part counts): x's shape. maxsplit bounds the parts.
+            let x = try operandSizes(0), count = x.reduce(1, *)
+            var maxSplit: Int?
+            if case .int(let m)? = inst.attributes["maxsplit"], m >= 0 { maxSplit = m }
+            if let m = maxSplit, m < Int.max, m + 1 <= boundedStringSplitBytes / 8 / max(count, 1) {
+                return [(x + [m + 1], [x.count], false), (x, [], false)]
+            }
+            return [(x + [0], [x.count], true), (x, [], false)]
+        case "StringNormalizer":
+            // [C] or [1, C]: at most C kept, and an empty result is one empty string.
+            let x = try operandSizes(0)
+            guard x.count == 1 || (x.count == 2 && x[0] == 1) else {
+                throw GLMCError("\(inst.op)\(node): input must be [C] or [1, C], got \(x)")
+            }
+            let c = x[x.count - 1]
+            var stopWords = false
+            if case .strings(let s)? = inst.attributes["stopwords"] { stopWords = !s.isEmpty }
+            return [(Array(x.dropLast()) + [max(c, 1)], stopWords ? [x.count - 1] : [], false)]
         default:
             throw GLMCError("unsupported: --target \(target.rawValue) cannot compile \(inst.op)\(node)")
         }

@@ -38,7 +38,7 @@ extension MiscOps {
 
 extension MiscOps {
     /// Python's whitespace (str.isspace): Unicode White_Space plus the separators U+001C–U+001F.
-    static func isPythonSpace(_ c: Unicode.Scalar) -> Bool {
+    public static func isPythonSpace(_ c: Unicode.Scalar) -> Bool {
         c.properties.isWhitespace || (0x1C ... 0x1F).contains(c.value)
     }
 

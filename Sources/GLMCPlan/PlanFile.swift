@@ -51,9 +51,23 @@ public struct PlanFile: Equatable, Sendable {
             var names = Set<String>()
             for t in tensors {
                 guard names.insert(t.name).inserted else { throw PlanError("duplicate \(kind) '\(t.name)'") }
-                guard t.shape.allSatisfy({ $0 >= 0 }) else { throw PlanError("\(kind) '\(t.name)' has a negative dimension in \(t.shape)") }
+                // -1: a dim without a static bound, which only a heap-resident output has (below).
+                guard t.shape.allSatisfy({ $0 >= 0 || ($0 == PlanTensor.unbounded && kind == "output") }) else {
+                    throw PlanError("\(kind) '\(t.name)' has a negative dimension in \(t.shape)")
+                }
                 guard bufferIDs.contains(t.buffer) else { throw PlanError("\(kind) '\(t.name)' names unknown buffer \(t.buffer)") }
-                if t.dtype == "string" {
+                if t.isHeapResident {
+                    // One pointer to the elements on the string heap (see "Heap-resident outputs").
+                    guard t.dtype == "string", m.target == "cpu" else {
+                        throw PlanError("output '\(t.name)' has an unbounded dim in \(t.shape), which only string outputs of cpu plans may have")
+                    }
+                    for (d, n) in t.shape.enumerated() where n == PlanTensor.unbounded && t.dynamicDims?[d] == nil {
+                        throw PlanError("output '\(t.name)': unbounded dim \(d) has no extent in dynamic_dims")
+                    }
+                    guard m.buffers.first(where: { $0.id == t.buffer })?.bytes == 8 else {
+                        throw PlanError("heap-resident output '\(t.name)' needs a buffer of 8 bytes (a pointer to its elements)")
+                    }
+                } else if t.dtype == "string" {
                     // A pointer per element (see "Strings" in Docs/PlanFormat.md).
                     guard m.target == "cpu" else { throw PlanError("\(kind) '\(t.name)' is a string tensor, which only cpu plans have") }
                     let bytes = (t.shape + [8]).reduce(Int?(1)) { p, d in p.flatMap { let r = $0.multipliedReportingOverflow(by: d); return r.overflow ? nil : r.partialValue } }

@@ -55,8 +55,9 @@ public struct PlanFormatVersion: Codable, Equatable, Sendable, CustomStringConve
     public var minor: UInt32
     public init(major: UInt32, minor: UInt32) { self.major = major; self.minor = minor }
     /// The version this library writes and reads.
-    /// 1.1 added an output's optional `dynamic_dims` (value-shaped results); 1.0 plans read as before.
-    public static let current = PlanFormatVersion(major: 1, minor: 1)
+    /// 1.1 added an output's optional `dynamic_dims` (value-shaped results); 1.2 heap-resident string
+    /// outputs (a shape entry of -1, see `PlanTensor.unbounded`). Older plans read as before.
+    public static let current = PlanFormatVersion(major: 1, minor: 2)
     public var description: String { "\(major).\(minor)" }
 }
 
@@ -74,6 +75,9 @@ public struct PlanTensor: Codable, Equatable, Sendable {
     /// NonMaxSuppression): dim index -> arena byte offset of the little-endian i64 that the kernel
     /// writes that dim's actual extent into. `shape` then holds upper bounds, and the kernel writes
     /// the result densely in its actual shape at the start of the buffer. Nil otherwise.
+    /// A dim with no static bound (`unbounded` in `shape`, string outputs of cpu plans only) makes
+    /// the output *heap-resident*: its buffer holds one pointer to the elements, which the kernel
+    /// allocated on the run's string heap.
     public var dynamicDims: [Int: Int]?
     public init(name: String, dtype: String, shape: [Int], buffer: Int, value: PlanBoundValue? = nil, dynamicDims: [Int: Int]? = nil) {
         self.name = name; self.dtype = dtype; self.shape = shape; self.buffer = buffer; self.value = value
@@ -82,9 +86,20 @@ public struct PlanTensor: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey { case name, dtype, shape, buffer, value, dynamicDims = "dynamic_dims" }
 
-    /// The shape with each runtime-determined dim written as `≤bound` (for `glmc inspect`).
+    /// The `shape` entry of a runtime-determined dim that has no static bound (since 1.2). Older
+    /// readers refuse it as a negative dimension rather than misread the output.
+    public static let unbounded = -1
+
+    /// Whether the output's elements live on the run's string heap, its buffer holding one pointer
+    /// to them (a dim without a static bound).
+    public var isHeapResident: Bool { shape.contains(Self.unbounded) }
+
+    /// The shape with each runtime-determined dim written as `≤bound`, or `?` without a bound
+    /// (for `glmc inspect`).
     public var shapeText: String {
-        shape.enumerated().map { d, n in dynamicDims?[d] != nil ? "≤\(n)" : String(n) }.joined(separator: ", ")
+        shape.enumerated().map { d, n in
+            dynamicDims?[d] == nil ? String(n) : n == Self.unbounded ? "?" : "≤\(n)"
+        }.joined(separator: ", ")
     }
 }
 

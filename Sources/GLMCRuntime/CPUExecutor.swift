@@ -212,6 +212,9 @@ public final class CPUExecutor {
             }
             input.tensor.bytes.withUnsafeBytes { (arena + input.buffer.offset).copyMemory(from: $0.baseAddress!, byteCount: input.buffer.bytes) }
         }
+        // A heap-resident output's pointer is the kernel's to set each run (last run's is freed).
+        let buffers = m.buffersByID
+        for o in m.outputs where o.isHeapResident { (arena + buffers[o.buffer]!.offset).storeBytes(of: nil, as: UnsafeRawPointer?.self) }
         for i in kernels.indices {
             if profiling {
                 let start = DispatchTime.now().uptimeNanoseconds
@@ -224,18 +227,25 @@ public final class CPUExecutor {
                 throw RuntimeError("step \(i) (\(manifest.steps[i].kernel)): out of memory for the strings it creates")
             }
         }
-        let buffers = m.buffersByID
         var outputs: [HostTensor] = []
         for o in m.outputs {
             let b = buffers[o.buffer]!
+            // The extents a value-shaped output's kernel wrote, by arena offset.
+            let extent = { (offset: Int) in PlanOutputs.extent(in: self.arena, at: offset) }
             if o.dtype == "string" {
-                outputs.append(HostTensor(name: o.name, shape: o.shape, strings: StringSlots.load(count: o.shape.reduce(1, *), from: arena + b.offset)))
+                let shape = try PlanOutputs.shape(of: o, extent: extent), count = shape.reduce(1, *)
+                var slots = UnsafeRawPointer(arena + b.offset)
+                if o.isHeapResident {
+                    // The buffer holds a pointer to the elements, which the kernel put on the heap.
+                    guard let elements = slots.load(as: UnsafeRawPointer?.self) ?? (count == 0 ? slots : nil) else {
+                        throw RuntimeError("output '\(o.name)': the kernel left no elements for its \(count) strings")
+                    }
+                    slots = elements
+                }
+                outputs.append(HostTensor(name: o.name, shape: shape, strings: StringSlots.load(count: count, from: slots)))
                 continue
             }
-            // The extents a value-shaped output's kernel wrote, by arena offset.
-            var extents: [Int: Int64] = [:]
-            for offset in (o.dynamicDims ?? [:]).values { extents[offset] = PlanOutputs.extent(in: arena, at: offset) }
-            outputs.append(try PlanOutputs.tensor(o, bytes: Data(bytes: arena + b.offset, count: b.bytes)) { extents[$0] ?? 0 })
+            outputs.append(try PlanOutputs.tensor(o, bytes: Data(bytes: arena + b.offset, count: b.bytes), extent: extent))
         }
         return outputs
     }

@@ -128,7 +128,7 @@ enum InputValues {
         // for one input).
         for i in m.main.body.indices {
             let inst = m.main.body[i]
-            guard !inst.nestedFunctions.isEmpty || (inst.op.domain.isEmpty && CPUPlanBuilder.valueShapedOps.contains(inst.op.type)) else { continue }
+            guard !inst.nestedFunctions.isEmpty || CPUPlanBuilder.isValueShaped(inst) else { continue }
             for k in m.main.body[i].operands.indices {
                 guard let v = m.main.body[i].operands[k] else { continue }
                 m.main.body[i].operands[k] = m.main.addValue(TensorType(m.main.type(of: v).dtype, .unranked))

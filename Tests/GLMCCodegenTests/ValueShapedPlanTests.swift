@@ -134,7 +134,7 @@ final class ValueShapedPlanTests: XCTestCase, PlanComparing {
         XCTAssertEqual(y.shape, [2, 6])
         XCTAssertEqual(y.dynamicDims?.keys.sorted(), [1])
         XCTAssertNil(plan.manifest.outputs[1].dynamicDims)
-        XCTAssertEqual(plan.manifest.formatVersion, PlanFormatVersion(major: 1, minor: 1))
+        XCTAssertEqual(plan.manifest.formatVersion, PlanFormatVersion(major: 1, minor: 2))
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         let json = String(decoding: try encoder.encode(plan.manifest), as: UTF8.self)
@@ -142,9 +142,9 @@ final class ValueShapedPlanTests: XCTestCase, PlanComparing {
         XCTAssertEqual(try JSONDecoder().decode(PlanManifest.self, from: Data(json.utf8)), plan.manifest)
         XCTAssertTrue(PlanSummary(plan).text.contains("  y: i64[2, ≤6] (buffer"), PlanSummary(plan).text)
         // A 1.0 manifest (no dynamic_dims) still reads.
-        let old = json.replacingOccurrences(of: "\"minor\":1", with: "\"minor\":0")
+        let old = json.replacingOccurrences(of: "\"minor\":2", with: "\"minor\":0")
             .replacingOccurrences(of: "\"dynamic_dims\":{\"1\":\(y.dynamicDims![1]!)},", with: "")
-        XCTAssertFalse(old.contains("dynamic_dims") || old.contains("\"minor\":1"), old)
+        XCTAssertFalse(old.contains("dynamic_dims") || old.contains("\"minor\":2"), old)
         XCTAssertNil(try JSONDecoder().decode(PlanManifest.self, from: Data(old.utf8)).outputs[0].dynamicDims, old)
         var bad = plan
         bad.manifest.outputs[0].dynamicDims = [1: plan.manifest.arenaBytes]
