@@ -123,6 +123,11 @@ public enum CPUKernelGEMM {
         case strided(rowStride: Int, depthStride: Int)
         /// Packed panels of MR rows (`packPanels(rows:...)` of an [M, K] matrix).
         case packed
+        /// The transposed patch matrix of a convolution (rows: output pixels; depth: channel, ky,
+        /// kx) read straight from an image that every window lies inside (padded beforehand:
+        /// `padImage`; the geometry's pads are 0): element (r, p) at `rowBase(r) + tapOffset(p)`,
+        /// a row pointer per micro-tile row and a table of tap offsets, so nothing is packed.
+        case patches(Im2Col)
     }
 
     /// The geometry of a 2-D convolution seen as a GEMM over its patch matrix (one image, one group).
@@ -226,6 +231,23 @@ public enum CPUKernelGEMM {
     /// The parallel range of the step (its jobs).
     public static func jobs(_ s: Spec, isa: CPUInstructionSet) -> Int { blocking(s, isa: isa).jobs }
 
+    /// Copies `planes` planes [h, w] into planes [hp, wp] with `padTop` rows and `padLeft` columns
+    /// of zeros before them and zeros after (the image a `.patches` A reads). Parallel range: planes.
+    public static func padImage(name: String, planes: Int, h: Int, w: Int, hp: Int, wp: Int, padTop: Int, padLeft: Int) -> String {
+        var c = "// \(name): \(planes) planes [\(h)x\(w)] zero-padded to [\(hp)x\(wp)]\n"
+        c += "void \(name)(GLMC_GLOBAL void **args, long begin, long end) {\n"
+        c += "  GLMC_GLOBAL const float *X = (GLMC_GLOBAL const float *)args[0];\n  GLMC_GLOBAL float *P = (GLMC_GLOBAL float *)args[1];\n"
+        c += "  for (long plane = begin; plane < end; ++plane) {\n"
+        c += "    GLMC_GLOBAL const float *x = X + plane * \(h * w);\n    GLMC_GLOBAL float *p = P + plane * \(hp * wp);\n"
+        c += "    for (long r = 0; r < \(hp); ++r) {\n      GLMC_GLOBAL float *d = p + r * \(wp);\n      long iy = r - \(padTop);\n"
+        c += "      if (iy < 0 || iy >= \(h)) { for (long q = 0; q < \(wp); ++q) d[q] = 0.0f; continue; }\n"
+        c += "      for (long q = 0; q < \(padLeft); ++q) d[q] = 0.0f;\n"
+        c += "      for (long q = 0; q < \(min(w, wp - padLeft)); ++q) d[\(padLeft) + q] = x[iy * \(w) + q];\n"
+        c += "      for (long q = \(padLeft + w); q < \(wp); ++q) d[q] = 0.0f;\n"
+        c += "    }\n  }\n}\n"
+        return c
+    }
+
     /// Packs an [rows, depth] matrix (`transposed`: given as [depth, rows]) into panels of
     /// `panel` rows: `[ceil(rows/panel)][depth][panel]`, zero-padded. B's panels are its columns:
     /// pack B[K,N] with `transposed: true`, B given as [N,K] with `transposed: false`.
@@ -261,6 +283,11 @@ public enum CPUKernelGEMM {
         if case .strided(1, let ds) = s.a { columnMajorA = ds } else { columnMajorA = nil }
         if columnMajorA != nil { c += "  float apack[\(bl.mc * bl.kc)] __attribute__((aligned(64)));\n" }
         c += "  float tile[\(mr * nr)] __attribute__((aligned(64)));\n"
+        if case .patches(let g) = s.a {
+            let taps = g.kernelHeight * g.kernelWidth
+            c += "  int tapoff[\(s.k)];\n"
+            c += "  for (int p = 0; p < \(s.k); ++p) tapoff[p] = p / \(taps) * \(g.height * g.width) + p / \(g.kernelWidth) % \(g.kernelHeight) * \(g.dilationH * g.width) + p % \(g.kernelWidth) * \(g.dilationW);\n"
+        }
         c += "  for (long job = begin; job < end; ++job) {\n"
         c += "    long bt = job / \(bl.mBlocks * bl.nBlocks), mb = job / \(bl.nBlocks) % \(bl.mBlocks), nb = job % \(bl.nBlocks);\n"
         c += "    (void)bt;\n"
@@ -285,18 +312,23 @@ public enum CPUKernelGEMM {
         c += packB(s.b, k: s.k, panelWidth: nr)
         c += "        for (long i0 = m0; i0 < m1; i0 += \(mr)) {\n"
         c += "          long mr = m1 - i0 < \(mr) ? m1 - i0 : \(mr);\n"
-        // Row pointers of A at (i0 + r, k0) and the depth step between consecutive elements.
-        let aks: Int
+        // Row pointers of A at (i0 + r, k0) and the index of depth p from them.
+        var aIndex = "p * \(mr)"
         switch s.a {
+        case .patches(let g):
+            aIndex = "o"
+            for r in 0 ..< mr {
+                c += "          long pix\(r) = i0 + (\(r) < mr ? \(r) : 0);\n"
+                c += "          GLMC_GLOBAL const float *a\(r) = Ab + pix\(r) / \(g.outputWidth) * \(g.strideH * g.width) + pix\(r) % \(g.outputWidth) * \(g.strideW);\n"
+            }
+            c += "          const int *to = tapoff + k0;\n"
         case .strided where columnMajorA != nil:
-            aks = mr
             c += "          const float *ap = apack + (i0 - m0) * kc;\n"
             for r in 0 ..< mr { c += "          const float *a\(r) = ap + \(r);\n" }
         case .strided(let rs, let ds):
-            aks = ds
+            aIndex = "p * \(ds)"
             for r in 0 ..< mr { c += "          GLMC_GLOBAL const float *a\(r) = Ab + (i0 + (\(r) < mr ? \(r) : 0)) * \(rs) + k0 * \(ds);\n" }
         case .packed:
-            aks = mr
             c += "          GLMC_GLOBAL const float *ap = Ab + (i0 / \(mr)) * \(s.k * mr) + k0 * \(mr);\n"
             for r in 0 ..< mr { c += "          GLMC_GLOBAL const float *a\(r) = ap + \(r);\n" }
         }
@@ -306,9 +338,10 @@ public enum CPUKernelGEMM {
         c += "          glmc_vf " + acc.map { "\($0) = glmc_vzero()" }.joined(separator: ", ") + ";\n"
         c += "          for (long p = 0; p < kc; ++p) {\n"
         c += "            GLMC_GLOBAL const float *bq = bp + p * bpitch;\n"
+        if case .patches = s.a { c += "            long o = to[p];\n" }
         c += "            glmc_vf " + (0 ..< nv).map { "b\($0) = glmc_vload(bq + \($0 * vw))" }.joined(separator: ", ") + ";\n"
         for r in 0 ..< mr {
-            c += "            { glmc_vf a = glmc_vbroadcast(a\(r)[p * \(aks)]); "
+            c += "            { glmc_vf a = glmc_vbroadcast(a\(r)[\(aIndex)]); "
             c += (0 ..< nv).map { "c\(r)_\($0) = glmc_vfma(a, b\($0), c\(r)_\($0));" }.joined(separator: " ") + " }\n"
         }
         c += "          }\n"
@@ -403,7 +436,11 @@ public enum CPUKernelGEMM {
 
     static func describe(_ s: Spec) -> String {
         let a: String, b: String
-        switch s.a { case .strided: a = "A in place"; case .packed: a = "A packed" }
+        switch s.a {
+        case .strided: a = "A in place"
+        case .packed: a = "A packed"
+        case .patches(let g): a = "A patches of \(g.channels)x\(g.height)x\(g.width), kernel \(g.kernelHeight)x\(g.kernelWidth)"
+        }
         switch s.b {
         case .packed: b = "B packed"
         case .strided: b = "B packed at run time"

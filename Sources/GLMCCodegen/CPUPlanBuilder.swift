@@ -931,8 +931,15 @@ public enum CPUPlanBuilder {
                     // A pointwise convolution over a small image computes Y transposed when the
                     // channels fill the micro-tiles better than the pixels would (7x7 images: 49
                     // pixels in two 32-wide panels compute 64 columns; as rows, 56).
-                    let transposed = pointwise && depth <= CPUKernelGEMM.maximumTransposedDepth && CPUKernelGEMM.paddedArea(rows: pixels, columns: mg, isa: instructionSet) * 20
+                    let transposedPointwise = pointwise && depth <= CPUKernelGEMM.maximumTransposedDepth && CPUKernelGEMM.paddedArea(rows: pixels, columns: mg, isa: instructionSet) * 20
                         < CPUKernelGEMM.paddedArea(rows: mg, columns: pixels, isa: instructionSet) * 19
+                    // Other convolutions read their patches straight from the (padded) image into
+                    // transposed products, nothing packed at run time (AVX-512, which scatters the
+                    // tiles into Y; a depth of 128 or more pays for the scatters).
+                    let hp = max(xS[2] + pads[0], (ySizes[2] - 1) * strides[0] + (wS[2] - 1) * dilations[0] + 1)
+                    let wp = max(xS[3] + pads[1], (ySizes[3] - 1) * strides[1] + (wS[3] - 1) * dilations[1] + 1)
+                    let patches = !pointwise && instructionSet == .avx512 && depth >= 128 && cg * hp * wp < Int(Int32.max)
+                    let transposed = transposedPointwise || patches
                     let panel = transposed ? nr : mr
                     let e = cw.elements(as: Float.self)
                     var packed: [Float] = []
@@ -942,11 +949,27 @@ public enum CPUPlanBuilder {
                     var args = [try resolve(x), try weight(key: packedKey(w, "#panels\(panel)"), name: g.name(of: w) + ".panels",
                                                            TensorData(type: TensorType(.f32, static: [packed.count / (depth * panel), depth, panel]), elements: packed), inst)]
                     if transposed {
-                        // Y^T[pixels, mg] = X^T[pixels, depth] x W^T[depth, mg]: X read in place, W as B panels.
-                        var spec = CPUKernelGEMM.Spec(m: pixels, n: mg, k: depth, a: .strided(rowStride: 1, depthStride: pixels), b: .packed,
+                        // Y^T[pixels, mg] = X^T[pixels, depth] x W^T[depth, mg]: X read in place (a
+                        // pointwise convolution's input, or the patches of the padded image), W as B panels.
+                        var a = CPUKernelGEMM.AOperand.strided(rowStride: 1, depthStride: pixels)
+                        var imageFloats = cg * pixels
+                        if patches {
+                            a = .patches(.init(channels: cg, height: hp, width: wp, kernelHeight: wS[2], kernelWidth: wS[3],
+                                               outputHeight: ySizes[2], outputWidth: ySizes[3], strideH: strides[0], strideW: strides[1],
+                                               padTop: 0, padLeft: 0, dilationH: dilations[0], dilationW: dilations[1]))
+                            imageFloats = cg * hp * wp
+                            if hp != xS[2] || wp != xS[3] || pads[0] != 0 || pads[1] != 0 {
+                                let image = PlanArgument.buffer(scratch(bytes: 4 * xS[0] * xS[1] * hp * wp))
+                                addStep(kind: "pad_image", code: CPUKernelGEMM.padImage(name: nextSymbol, planes: xS[0] * xS[1], h: xS[2], w: xS[3],
+                                                                                       hp: hp, wp: wp, padTop: pads[0], padLeft: pads[1]),
+                                        arguments: [args[0], image], range: xS[0] * xS[1], work: hp * wp)
+                                args[0] = image
+                            }
+                        }
+                        var spec = CPUKernelGEMM.Spec(m: pixels, n: mg, k: depth, a: a, b: .packed,
                                                       arguments: (0, 1, hasBias ? 2 : nil, hasBias ? 3 : 2))
                         spec.batches = xS[0] * group
-                        spec.aOffset = "bt * \(cg * pixels)"
+                        spec.aOffset = "bt * \(imageFloats)"
                         spec.bOffset = "bt % \(group) * \(packed.count / group)"
                         spec.cOffset = "bt * \(mg * pixels)"
                         spec.cTransposed = true
