@@ -261,7 +261,7 @@ public enum CPUPlanBuilder {
         process.executableURL = URL(fileURLWithPath: cc)
         // The kernels never read errno, so math functions may be pure (and vectorized).
         let vectorMath = vectorMathLibrary != nil ? ["-DGLMC_LIBMVEC", "-lmvec"] : []
-        process.arguments = ["-std=c99", "-O3", "-fno-math-errno", "-fPIC", "-shared"] + instructionSet.compilerFlags
+        process.arguments = ["-std=c99", "-O3", "-fno-math-errno", "-falign-loops=64", "-fPIC", "-shared"] + instructionSet.compilerFlags
             + ["-o", out.path, src.path] + vectorMath + ["-lm"]
         let errPipe = Pipe()
         process.standardError = errPipe

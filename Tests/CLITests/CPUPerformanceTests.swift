@@ -22,7 +22,8 @@ extension CPUPlanTests {
     /// through im2col (stride, asymmetric pads, dilation, groups) and pointwise 1x1; depthwise
     /// (stride 1 and, with a bias and Relu, stride 2); a depth of 300 (two depth blocks: partial sums
     /// added in C before the epilogue); a pointwise convolution of many channels over a 3x3 image,
-    /// computed transposed (whole and partial micro-tiles, bias and Relu); on AVX-512, convolutions of
+    /// computed transposed (whole and partial micro-tiles, bias and Relu; over 144 pixels, read in
+    /// place rather than packed); on AVX-512, convolutions of
     /// depth >= 128 read as patches of the image, padded by a step of its own (stride 2, bias, Relu)
     /// or read in place (unpadded, dilated).
     func testBlockedKernelsMatchTheInterpreterOnEveryInstructionSet() throws {
@@ -31,9 +32,9 @@ extension CPUPlanTests {
         opsets {"" = 17}
 
         func @blocked(%0: f32[37,41] loc("a"), %1: f32[41,29] loc("b"), %2: f32[3,19,23] loc("c"), %3: f32[3,23,17] loc("d"),
-                      %4: f32[2,7,40] loc("e"), %5: f32[2,6,13,11] loc("x"), %6: f32[9,300] loc("deep"), %7: f32[2,40,3,3] loc("p"), %8: f32[2,16,9,11] loc("q"))
+                      %4: f32[2,7,40] loc("e"), %5: f32[2,6,13,11] loc("x"), %6: f32[9,300] loc("deep"), %7: f32[2,40,3,3] loc("p"), %8: f32[2,16,9,11] loc("q"), %9: f32[1,40,12,12] loc("r"))
             -> (f32[37,33] loc("g"), f32[37,29] loc("m"), f32[3,19,17] loc("bm"), f32[2,7,21] loc("s"), f32[2,12,6,10] loc("y"), f32[2,12,3,6] loc("z"), f32[9,40] loc("dr"),
-                f32[2,70,3,3] loc("pt"), f32[2,20,5,6] loc("qs"), f32[2,20,5,7] loc("qd")) {
+                f32[2,70,3,3] loc("pt"), f32[2,20,5,6] loc("qs"), f32[2,20,5,7] loc("qd"), f32[1,96,12,12] loc("rt")) {
           %10 = \(Self.constant("gw", [33, 41], &rng))
           %11 = \(Self.constant("gb", [33], &rng))
           %12 = Gemm(%0, %10, %11) {alpha = 0.5, beta = 2.0, transB = 1} : f32[37,33] loc("gemm")
@@ -70,11 +71,13 @@ extension CPUPlanTests {
           %43 = Conv(%8, %41, %42) {kernel_shape = [3, 3], pads = [1, 1, 1, 1], strides = [2, 2]} : f32[2,20,5,6] loc("qc")
           %44 = Relu(%43) : f32[2,20,5,6] loc("qs")
           %45 = Conv(%8, %41) {dilations = [2, 2], kernel_shape = [3, 3]} : f32[2,20,5,7] loc("qd")
-          return %13, %14, %15, %19, %27, %33, %36, %40, %44, %45
+          %46 = \(Self.constant("wr", [96, 40, 1, 1], &rng))
+          %47 = Conv(%9, %46) {kernel_shape = [1, 1]} : f32[1,96,12,12] loc("rt")
+          return %13, %14, %15, %19, %27, %33, %36, %40, %44, %45, %47
         }
         """
         for choice in runnableChoices {
-            try checkAgainstInterpreter(ir, inputs: [[37, 41], [41, 29], [3, 19, 23], [3, 23, 17], [2, 7, 40], [2, 6, 13, 11], [9, 300], [2, 40, 3, 3], [2, 16, 9, 11]],
+            try checkAgainstInterpreter(ir, inputs: [[37, 41], [41, 29], [3, 19, 23], [3, 23, 17], [2, 7, 40], [2, 6, 13, 11], [9, 300], [2, 40, 3, 3], [2, 16, 9, 11], [1, 40, 12, 12]],
                                         seed: 5, convert: ["--cpu", choice])
             let plan = try PlanReader.read(path: scratch + "/model.plan")
             XCTAssertEqual(plan.manifest.cpuFeatures, ["generic": [], "avx2": ["avx2", "fma"], "avx512": ["avx2", "avx512f", "fma"]][choice])
@@ -92,9 +95,9 @@ extension CPUPlanTests {
             XCTAssertTrue(plan.manifest.weights.contains { $0.name == "gw.panels" && $0.offset % 64 == 0 })
             // Several threads split the jobs of every step and give the same outputs.
             let out = scratch + "/threads-\(choice)"
-            let inputs = (0 ..< 9).flatMap { ["--input", scratch + "/in\($0).npy"] }
+            let inputs = (0 ..< 10).flatMap { ["--input", scratch + "/in\($0).npy"] }
             assertSucceeds(try GLMC.run(["run", scratch + "/model.plan", "--output-dir", out, "--threads", "3"] + inputs), "run with 3 threads")
-            for i in 0 ..< 10 {
+            for i in 0 ..< 11 {
                 let a = try NPY.read(path: out + "/output_\(i).npy"), b = try NPY.read(path: scratch + "/p/output_\(i).npy")
                 XCTAssertEqual(a.doubles, b.doubles, "\(choice) output \(i): 3 threads differ from 1")
             }
