@@ -948,6 +948,7 @@ public enum CPUPlanBuilder {
                     }
                     var args = [try resolve(x), try weight(key: packedKey(w, "#panels\(panel)"), name: g.name(of: w) + ".panels",
                                                            TensorData(type: TensorType(.f32, static: [packed.count / (depth * panel), depth, panel]), elements: packed), inst)]
+                    var spec: CPUKernelGEMM.Spec
                     if transposed {
                         // Y^T[pixels, mg] = X^T[pixels, depth] x W^T[depth, mg]: X read in place (a
                         // pointwise convolution's input, or the patches of the padded image), W as B panels.
@@ -966,33 +967,24 @@ public enum CPUPlanBuilder {
                                 args[0] = image
                             }
                         }
-                        var spec = CPUKernelGEMM.Spec(m: pixels, n: mg, k: depth, a: a, b: .packed,
-                                                      arguments: (0, 1, hasBias ? 2 : nil, hasBias ? 3 : 2))
-                        spec.batches = xS[0] * group
+                        spec = CPUKernelGEMM.Spec(m: pixels, n: mg, k: depth, a: a, b: .packed, arguments: (0, 1, hasBias ? 2 : nil, hasBias ? 3 : 2))
                         spec.aOffset = "bt * \(imageFloats)"
                         spec.bOffset = "bt % \(group) * \(packed.count / group)"
-                        spec.cOffset = "bt * \(mg * pixels)"
                         spec.cTransposed = true
-                        if hasBias {
-                            args.append(try resolve(producer.operands[2]!))
-                            spec.bias = (0, 1, "bt % \(group) * \(mg)")
-                        }
-                        args.append(.buffer(yBuffer))
-                        spec.epilogue = epilogue
-                        return addGEMMStep(kind: kind, spec, arguments: args)
+                    } else {
+                        let bOperand: CPUKernelGEMM.BOperand = pointwise ? .strided(depthStride: xS[2] * xS[3], columnStride: 1) : .im2col(.init(
+                            channels: cg, height: xS[2], width: xS[3], kernelHeight: wS[2], kernelWidth: wS[3], outputHeight: ySizes[2], outputWidth: ySizes[3],
+                            strideH: strides[0], strideW: strides[1], padTop: pads[0], padLeft: pads[1], dilationH: dilations[0], dilationW: dilations[1]))
+                        spec = CPUKernelGEMM.Spec(m: mg, n: pixels, k: depth, a: .packed, b: bOperand, arguments: (1, 0, hasBias ? 2 : nil, hasBias ? 3 : 2))
+                        spec.aOffset = "bt % \(group) * \(packed.count / group)"
+                        spec.bOffset = "bt * \(cg * xS[2] * xS[3])"
                     }
-                    let bOperand: CPUKernelGEMM.BOperand = pointwise ? .strided(depthStride: xS[2] * xS[3], columnStride: 1) : .im2col(.init(
-                        channels: cg, height: xS[2], width: xS[3], kernelHeight: wS[2], kernelWidth: wS[3], outputHeight: ySizes[2], outputWidth: ySizes[3],
-                        strideH: strides[0], strideW: strides[1], padTop: pads[0], padLeft: pads[1], dilationH: dilations[0], dilationW: dilations[1]))
-                    var spec = CPUKernelGEMM.Spec(m: mg, n: pixels, k: depth, a: .packed, b: bOperand,
-                                                  arguments: (1, 0, hasBias ? 2 : nil, hasBias ? 3 : 2))
                     spec.batches = xS[0] * group
-                    spec.aOffset = "bt % \(group) * \(packed.count / group)"
-                    spec.bOffset = "bt * \(cg * xS[2] * xS[3])"
                     spec.cOffset = "bt * \(mg * pixels)"
                     if hasBias {
                         args.append(try resolve(producer.operands[2]!))
-                        spec.bias = (1, 0, "bt % \(group) * \(mg)")
+                        // One bias per output channel: Y's rows, or Y^T's columns.
+                        spec.bias = transposed ? (0, 1, "bt % \(group) * \(mg)") : (1, 0, "bt % \(group) * \(mg)")
                     }
                     args.append(.buffer(yBuffer))
                     spec.epilogue = epilogue
