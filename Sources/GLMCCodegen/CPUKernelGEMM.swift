@@ -92,6 +92,19 @@ public enum CPUInstructionSet: String, CaseIterable, Sendable {
             #define glmc_vmul(a, b) _mm512_mul_ps((a), (b))
             #define glmc_vmax(a, b) _mm512_max_ps((a), (b))
             #define glmc_vmin(a, b) _mm512_min_ps((a), (b))
+            /* c[l * ld + r] = r_r[l] for 8 rows of 16 floats: two in-lane stages give, per 128-bit lane q,
+               column 4q + k of rows 0-3 in s_k and of rows 4-7 in s_(k+4); each is stored as two runs of 4. */
+            static inline void glmc_store_transposed_8x16(float *c, long ld, __m512 r0, __m512 r1, __m512 r2, __m512 r3,
+                                                          __m512 r4, __m512 r5, __m512 r6, __m512 r7) {
+              __m512 t0 = _mm512_unpacklo_ps(r0, r1), t1 = _mm512_unpackhi_ps(r0, r1), t2 = _mm512_unpacklo_ps(r2, r3), t3 = _mm512_unpackhi_ps(r2, r3);
+              __m512 t4 = _mm512_unpacklo_ps(r4, r5), t5 = _mm512_unpackhi_ps(r4, r5), t6 = _mm512_unpacklo_ps(r6, r7), t7 = _mm512_unpackhi_ps(r6, r7);
+              __m512 s0 = _mm512_shuffle_ps(t0, t2, 0x44), s1 = _mm512_shuffle_ps(t0, t2, 0xEE), s2 = _mm512_shuffle_ps(t1, t3, 0x44), s3 = _mm512_shuffle_ps(t1, t3, 0xEE);
+              __m512 s4 = _mm512_shuffle_ps(t4, t6, 0x44), s5 = _mm512_shuffle_ps(t4, t6, 0xEE), s6 = _mm512_shuffle_ps(t5, t7, 0x44), s7 = _mm512_shuffle_ps(t5, t7, 0xEE);
+              _mm_storeu_ps(c + 0 * ld, _mm512_extractf32x4_ps(s0, 0)); _mm_storeu_ps(c + 0 * ld + 4, _mm512_extractf32x4_ps(s4, 0)); _mm_storeu_ps(c + 1 * ld, _mm512_extractf32x4_ps(s1, 0)); _mm_storeu_ps(c + 1 * ld + 4, _mm512_extractf32x4_ps(s5, 0)); _mm_storeu_ps(c + 2 * ld, _mm512_extractf32x4_ps(s2, 0)); _mm_storeu_ps(c + 2 * ld + 4, _mm512_extractf32x4_ps(s6, 0)); _mm_storeu_ps(c + 3 * ld, _mm512_extractf32x4_ps(s3, 0)); _mm_storeu_ps(c + 3 * ld + 4, _mm512_extractf32x4_ps(s7, 0));
+              _mm_storeu_ps(c + 4 * ld, _mm512_extractf32x4_ps(s0, 1)); _mm_storeu_ps(c + 4 * ld + 4, _mm512_extractf32x4_ps(s4, 1)); _mm_storeu_ps(c + 5 * ld, _mm512_extractf32x4_ps(s1, 1)); _mm_storeu_ps(c + 5 * ld + 4, _mm512_extractf32x4_ps(s5, 1)); _mm_storeu_ps(c + 6 * ld, _mm512_extractf32x4_ps(s2, 1)); _mm_storeu_ps(c + 6 * ld + 4, _mm512_extractf32x4_ps(s6, 1)); _mm_storeu_ps(c + 7 * ld, _mm512_extractf32x4_ps(s3, 1)); _mm_storeu_ps(c + 7 * ld + 4, _mm512_extractf32x4_ps(s7, 1));
+              _mm_storeu_ps(c + 8 * ld, _mm512_extractf32x4_ps(s0, 2)); _mm_storeu_ps(c + 8 * ld + 4, _mm512_extractf32x4_ps(s4, 2)); _mm_storeu_ps(c + 9 * ld, _mm512_extractf32x4_ps(s1, 2)); _mm_storeu_ps(c + 9 * ld + 4, _mm512_extractf32x4_ps(s5, 2)); _mm_storeu_ps(c + 10 * ld, _mm512_extractf32x4_ps(s2, 2)); _mm_storeu_ps(c + 10 * ld + 4, _mm512_extractf32x4_ps(s6, 2)); _mm_storeu_ps(c + 11 * ld, _mm512_extractf32x4_ps(s3, 2)); _mm_storeu_ps(c + 11 * ld + 4, _mm512_extractf32x4_ps(s7, 2));
+              _mm_storeu_ps(c + 12 * ld, _mm512_extractf32x4_ps(s0, 3)); _mm_storeu_ps(c + 12 * ld + 4, _mm512_extractf32x4_ps(s4, 3)); _mm_storeu_ps(c + 13 * ld, _mm512_extractf32x4_ps(s1, 3)); _mm_storeu_ps(c + 13 * ld + 4, _mm512_extractf32x4_ps(s5, 3)); _mm_storeu_ps(c + 14 * ld, _mm512_extractf32x4_ps(s2, 3)); _mm_storeu_ps(c + 14 * ld + 4, _mm512_extractf32x4_ps(s6, 3)); _mm_storeu_ps(c + 15 * ld, _mm512_extractf32x4_ps(s3, 3)); _mm_storeu_ps(c + 15 * ld + 4, _mm512_extractf32x4_ps(s7, 3));
+            }
 
             """
         }
@@ -347,15 +360,14 @@ public enum CPUKernelGEMM {
             c += (0 ..< nv).map { "c\(r)_\($0) = glmc_vfma(a, b\($0), c\(r)_\($0));" }.joined(separator: " ") + " }\n"
         }
         c += "          }\n"
-        if s.cTransposed, isa == .avx512, let fast = vectorWriteOut(s, isa: isa) {
-            // A whole tile (the depth is one block) scattered straight into C: vector v of row r
-            // holds 16 columns, which are 16 rows of C, `m` floats apart.
+        if s.cTransposed, isa == .avx512, mr == 8, let fast = vectorWriteOut(s, isa: isa) {
+            // A whole tile straight into C: vector v of row r holds 16 columns, which are 16 rows of
+            // C; each 8 x 16 block is transposed in registers and stored as 16 runs of 8 floats.
             c += "          if (mr == \(mr) && nr == \(nr)) {\n"
-            c += "            const __m512i cstride = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(\(s.m)));\n"
-            for r in 0 ..< mr {
-                for v in 0 ..< nv {
-                    c += "            { glmc_vf t = c\(r)_\(v);\(fast(r, v)) _mm512_i32scatter_ps(Cb + (j0 + \(v * vw)) * \(s.m) + i0 + \(r), cstride, t, 4); }\n"
-                }
+            for v in 0 ..< nv {
+                c += "            { glmc_vf " + (0 ..< mr).map { "t\($0) = c\($0)_\(v)" }.joined(separator: ", ") + ";\n"
+                for r in 0 ..< mr where !fast(r, v).isEmpty { c += "              { glmc_vf t = t\(r);\(fast(r, v)) t\(r) = t; }\n" }
+                c += "              glmc_store_transposed_8x16(Cb + (j0 + \(v * vw)) * \(s.m) + i0, \(s.m), " + (0 ..< mr).map { "t\($0)" }.joined(separator: ", ") + "); }\n"
             }
             c += "            continue;\n          }\n"
         }
