@@ -934,11 +934,11 @@ public enum CPUPlanBuilder {
                     let transposedPointwise = pointwise && depth <= CPUKernelGEMM.maximumTransposedDepth && CPUKernelGEMM.paddedArea(rows: pixels, columns: mg, isa: instructionSet) * 20
                         < CPUKernelGEMM.paddedArea(rows: mg, columns: pixels, isa: instructionSet) * 19
                     // Other convolutions read their patches straight from the (padded) image into
-                    // transposed products, nothing packed at run time (AVX-512, which scatters the
-                    // tiles into Y; a depth of 128 or more pays for the scatters).
+                    // transposed products, nothing packed at run time (AVX-512, which transposes the
+                    // tiles into Y in registers; from a depth of 16, e.g. a first layer's 3x3x3).
                     let hp = max(xS[2] + pads[0], (ySizes[2] - 1) * strides[0] + (wS[2] - 1) * dilations[0] + 1)
                     let wp = max(xS[3] + pads[1], (ySizes[3] - 1) * strides[1] + (wS[3] - 1) * dilations[1] + 1)
-                    let patches = !pointwise && instructionSet == .avx512 && depth >= 128 && cg * hp * wp < Int(Int32.max)
+                    let patches = !pointwise && instructionSet == .avx512 && depth >= 16 && cg * hp * wp < Int(Int32.max)
                     let transposed = transposedPointwise || patches
                     let panel = transposed ? nr : mr
                     let e = cw.elements(as: Float.self)
