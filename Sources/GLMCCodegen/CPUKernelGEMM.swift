@@ -128,7 +128,9 @@ public enum CPUInstructionSet: String, CaseIterable, Sendable {
 /// patch matrix is never materialised). A is read in place through MR row pointers (activations,
 /// any row/depth strides: transposed A is free) or from the same panel layout `[M/MR][K][MR]`
 /// (convolution weights, packed at convert time). Rows past M are clamped or zero-padded, columns
-/// past N are computed on zeros and not stored.
+/// past N are computed on zeros and not stored. A convolution may compute Yᵀ instead (`cTransposed`:
+/// pixels as rows, channels as columns, the depth one block), its A then being its input read in
+/// place or packed per job, or its patches read straight from the image (`AOperand.patches`).
 public enum CPUKernelGEMM {
     /// Where A comes from.
     public enum AOperand: Sendable {
@@ -396,13 +398,11 @@ public enum CPUKernelGEMM {
         }
         for e in s.epilogue { finish += " " + e.apply("v") }
         if s.cTransposed {
-            // Column j of the tile is a run of mr consecutive floats of C.
+            // The depth is one block, so the tile holds whole sums. Column j of it is a run of mr
+            // consecutive floats of C.
             c += "          for (long j = 0; j < nr; ++j) {\n"
             c += "            GLMC_GLOBAL float *cr = Cb + (j0 + j) * \(s.m) + i0;\n            const float *tr = tile + j;\n"
-            c += "            if (last && first) { for (long r = 0; r < mr; ++r) { float v = tr[r * \(nr)];\(finish) cr[r] = v; } }\n"
-            c += "            else if (last) { for (long r = 0; r < mr; ++r) { float v = cr[r] + tr[r * \(nr)];\(finish) cr[r] = v; } }\n"
-            c += "            else if (first) { for (long r = 0; r < mr; ++r) cr[r] = tr[r * \(nr)]; }\n"
-            c += "            else { for (long r = 0; r < mr; ++r) cr[r] += tr[r * \(nr)]; }\n"
+            c += "            for (long r = 0; r < mr; ++r) { float v = tr[r * \(nr)];\(finish) cr[r] = v; }\n"
             c += "          }\n"
         } else {
             c += "          for (long r = 0; r < mr; ++r) {\n"
