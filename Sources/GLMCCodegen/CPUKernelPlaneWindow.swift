@@ -39,7 +39,8 @@ public enum CPUKernelPlaneWindow {
             let last = input - 1 - (kernel - 1) * dilation + pad
             return lo ..< (last < 0 ? lo : max(lo, min(output, last / stride + 1)))
         }
-        /// The padded extent the stride-1 schedule copies the input into.
+        /// The padded extent every window lies inside (the stride-1 schedule copies the input into
+        /// it; so does a convolution reading its patches in place).
         var padded: Int { max(input + pad, (output - 1) * stride + (kernel - 1) * dilation + 1) }
     }
 

@@ -936,8 +936,8 @@ public enum CPUPlanBuilder {
                     // Other convolutions read their patches straight from the (padded) image into
                     // transposed products, nothing packed at run time (AVX-512, which transposes the
                     // tiles into Y in registers; from a depth of 16, e.g. a first layer's 3x3x3).
-                    let hp = max(xS[2] + pads[0], (ySizes[2] - 1) * strides[0] + (wS[2] - 1) * dilations[0] + 1)
-                    let wp = max(xS[3] + pads[1], (ySizes[3] - 1) * strides[1] + (wS[3] - 1) * dilations[1] + 1)
+                    let hp = CPUKernelPlaneWindow.Axis(input: xS[2], output: ySizes[2], kernel: wS[2], pad: pads[0], stride: strides[0], dilation: dilations[0]).padded
+                    let wp = CPUKernelPlaneWindow.Axis(input: xS[3], output: ySizes[3], kernel: wS[3], pad: pads[1], stride: strides[1], dilation: dilations[1]).padded
                     let patches = !pointwise && instructionSet == .avx512 && depth >= 16 && cg * hp * wp < Int(Int32.max)
                     let transposed = transposedPointwise || patches
                     let panel = transposed ? nr : mr
